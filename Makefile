@@ -1,0 +1,81 @@
+# qat build. Portable baseline x86-64 objects; SIMD kernels live in files whose name says their
+# ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c) and are compiled for it, then chosen at
+# run time by CPU detection (kernels/cpu.c), so one binary runs on any x86-64.
+#
+#   make          libqat.a and the CLI ./qat
+#   make test     install missing packages, build and run the CUnit suite
+#   make demo     install missing packages + dataset, train, evaluate, benchmark
+#   make asan     the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench    bench/ programs against the PyTorch peer
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
+           -Iinclude -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
+LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
+LDFLAGS += -fopenmp
+
+ISA_AVX2    = -mavx2 -mfma
+ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
+ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
+ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
+
+LIB_SRCS := $(wildcard autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
+                       optim/*.c datasets/*.c export/*.c train/*.c)
+LIB_SRCS := $(filter-out train/main.c,$(LIB_SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS := $(BUILD)/train/main.o
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+HDRS := $(wildcard include/*.h */*.h autograd/ops/*.h)
+
+.PHONY: all test demo asan bench deps deps-data clean
+all: qat
+
+deps:
+	@sh scripts/deps.sh
+deps-data:
+	@sh scripts/deps.sh --data
+
+$(BUILD)/%_avx2.o: %_avx2.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(BUILD)/%_avx512.o: %_avx512.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+$(BUILD)/%_vnni512.o: %_vnni512.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_VNNI512) -c $< -o $@
+$(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libqat.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+libqat.a: $(BUILD)/libqat.a
+	cp $< $@
+
+qat: $(CLI_OBJS) $(BUILD)/libqat.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+
+test: deps
+	$(MAKE) $(BUILD)/test_qat qat
+	$(BUILD)/test_qat
+
+asan: deps
+	$(MAKE) BUILD=build-asan OPT="-O1" \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fopenmp -fsanitize=address,undefined" build-asan/test_qat
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_qat
+
+clean:
+	rm -rf build build-asan qat libqat.a

@@ -1,0 +1,81 @@
+/* Autograd ops: one file per op in autograd/ops/, forward and backward side by side.
+ * A forward takes the context and its input tensors and returns a new tensor recorded on the
+ * tape; its backward (named <op>_backward) accumulates into the inputs' grads.
+ * Shapes: activations NHWC (N, H, W, C); 2-d tensors (N, C).
+ */
+#ifndef QAT_OPS_H
+#define QAT_OPS_H
+
+#include "tensor.h"
+
+/* conv2d: x (N, H, W, Cin), w (Cout, KH, KW, Cin/groups), b (Cout) or NULL.
+ * out (N, OH, OW, Cout), OH = (H + 2*pad - KH) / stride + 1. groups == Cin == Cout is depthwise.
+ * iparam: [0]=stride [1]=pad [2]=groups. */
+qat_tensor *qat_conv2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *w, qat_tensor *b, int stride,
+                       int pad, int groups);
+void qat_conv2d_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Running statistics of a BatchNorm layer, owned by the layer (updated in training mode). */
+typedef struct {
+    float *running_mean, *running_var; /* (C) */
+    float momentum;                    /* PyTorch convention: new = (1-m)*old + m*batch; 0.1 */
+    float eps;                         /* 1e-5 */
+    int update_stats;                  /* 0 freezes the running statistics (freeze-bn) */
+} qat_bn_state;
+
+/* batchnorm2d: x (N, H, W, C), gamma/beta (C). Training: normalise with batch mean and biased
+ * variance, update running stats with the unbiased variance; eval: use running stats. */
+qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_tensor *beta,
+                            qat_bn_state *st);
+void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out);
+
+qat_tensor *qat_relu(qat_ctx *ctx, qat_tensor *x);
+void qat_relu_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_relu6(qat_ctx *ctx, qat_tensor *x);
+void qat_relu6_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_hardswish(qat_ctx *ctx, qat_tensor *x);
+void qat_hardswish_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Element-wise, same shapes. */
+qat_tensor *qat_add(qat_ctx *ctx, qat_tensor *a, qat_tensor *b);
+void qat_add_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_mul(qat_ctx *ctx, qat_tensor *a, qat_tensor *b);
+void qat_mul_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* (N, H, W, C) -> (N, C) */
+qat_tensor *qat_global_avgpool(qat_ctx *ctx, qat_tensor *x);
+void qat_global_avgpool_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Pooling windows k x k, stride, pad (max pool pads with -inf; avg pool counts padding, like
+ * PyTorch's count_include_pad=True). iparam: [0]=k [1]=stride [2]=pad. */
+qat_tensor *qat_maxpool2d(qat_ctx *ctx, qat_tensor *x, int k, int stride, int pad);
+void qat_maxpool2d_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_avgpool2d(qat_ctx *ctx, qat_tensor *x, int k, int stride, int pad);
+void qat_avgpool2d_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* linear: x (N, in), w (out, in), b (out) or NULL -> (N, out) */
+qat_tensor *qat_linear(qat_ctx *ctx, qat_tensor *x, qat_tensor *w, qat_tensor *b);
+void qat_linear_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Same data, new shape (numel must match); flatten is reshape to (N, rest). */
+qat_tensor *qat_reshape(qat_ctx *ctx, qat_tensor *x, int ndim, const int *shape);
+qat_tensor *qat_flatten(qat_ctx *ctx, qat_tensor *x);
+void qat_reshape_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Inverted dropout with drop probability p (identity when !ctx->training or p == 0). */
+qat_tensor *qat_dropout(qat_ctx *ctx, qat_tensor *x, float p);
+void qat_dropout_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Mean softmax cross-entropy of logits (N, K) against labels[N] with label smoothing eps:
+ * target = (1-eps)*onehot + eps/K. Returns a scalar tensor (ndim 1, shape {1}). */
+qat_tensor *qat_softmax_cross_entropy(qat_ctx *ctx, qat_tensor *logits, const int *labels,
+                                      float smoothing);
+void qat_softmax_cross_entropy_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* Reductions over all elements -> scalar (shape {1}). */
+qat_tensor *qat_mean(qat_ctx *ctx, qat_tensor *x);
+void qat_mean_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_sum(qat_ctx *ctx, qat_tensor *x);
+void qat_sum_backward(qat_ctx *ctx, qat_tensor *out);
+
+#endif

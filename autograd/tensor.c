@@ -1,0 +1,97 @@
+/* Tensor creation, the forward context and the tape. */
+#include "tensor.h"
+#include <string.h>
+
+int64_t qat_shape_numel(int ndim, const int *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void qat_ctx_init(qat_ctx *ctx, size_t arena_bytes) {
+    memset(ctx, 0, sizeof *ctx);
+    qat_arena_init(&ctx->arena, arena_bytes);
+    ctx->grad_enabled = 1;
+    ctx->training = 1;
+    qat_rng_seed(&ctx->rng, 0);
+}
+
+void qat_ctx_free(qat_ctx *ctx) {
+    qat_arena_free(&ctx->arena);
+    free(ctx->tape);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+void qat_ctx_reset(qat_ctx *ctx) {
+    ctx->ntape = 0;
+    qat_arena_reset(&ctx->arena);
+}
+
+static qat_tensor *tensor_alloc(qat_ctx *ctx, int ndim, const int *shape) {
+    QAT_ASSERT(ndim >= 1 && ndim <= QAT_MAX_DIMS);
+    qat_tensor *t = qat_arena_alloc(&ctx->arena, sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        QAT_ASSERT(shape[i] >= 0);
+        t->shape[i] = shape[i];
+    }
+    t->numel = qat_shape_numel(ndim, shape);
+    t->data = qat_arena_floats(&ctx->arena, t->numel);
+    return t;
+}
+
+qat_tensor *qat_tensor_new(qat_ctx *ctx, int ndim, const int *shape) {
+    return tensor_alloc(ctx, ndim, shape);
+}
+
+qat_tensor *qat_tensor_4d(qat_ctx *ctx, int n, int h, int w, int c) {
+    int s[4] = {n, h, w, c};
+    return tensor_alloc(ctx, 4, s);
+}
+
+qat_tensor *qat_tensor_2d(qat_ctx *ctx, int n, int c) {
+    int s[2] = {n, c};
+    return tensor_alloc(ctx, 2, s);
+}
+
+qat_tensor *qat_tensor_op(qat_ctx *ctx, qat_op op, int ndim, const int *shape, int nsrc,
+                          qat_tensor *const *srcs) {
+    QAT_ASSERT(nsrc <= QAT_MAX_SRC);
+    qat_tensor *t = tensor_alloc(ctx, ndim, shape);
+    t->op = op;
+    for (int i = 0; i < nsrc; i++) {
+        t->src[i] = srcs[i];
+        if (srcs[i] && srcs[i]->requires_grad) t->requires_grad = 1;
+    }
+    if (ctx->grad_enabled && t->requires_grad) {
+        if (ctx->ntape == ctx->tape_cap) {
+            ctx->tape_cap = ctx->tape_cap ? 2 * ctx->tape_cap : 256;
+            ctx->tape = realloc(ctx->tape, (size_t)ctx->tape_cap * sizeof *ctx->tape);
+            QAT_ASSERT(ctx->tape);
+        }
+        ctx->tape[ctx->ntape++] = t;
+    } else {
+        t->requires_grad = 0;
+    }
+    return t;
+}
+
+void qat_tensor_param(qat_tensor *t, int ndim, const int *shape, float *data, float *grad,
+                      const char *name) {
+    memset(t, 0, sizeof *t);
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = qat_shape_numel(ndim, shape);
+    t->data = data;
+    t->grad = grad;
+    t->requires_grad = grad != NULL;
+    t->persistent = 1;
+    t->op = QAT_OP_LEAF;
+    t->name = name;
+}
+
+float *qat_grad(qat_ctx *ctx, qat_tensor *t) {
+    if (!t->grad) t->grad = qat_arena_zeros(&ctx->arena, t->numel);
+    return t->grad;
+}

@@ -1,0 +1,136 @@
+/* The autograd engine: float32 tensors that are also tape nodes (ggml style), an arena for
+ * per-step memory, and reverse-mode backward over the tape recorded during forward.
+ *
+ * Layouts: activations are NHWC (N, H, W, C); conv weights are OHWI (Cout, KH, KW, Cin/groups);
+ * linear weights are (out, in). Backward functions ACCUMULATE into src[i]->grad (+=).
+ */
+#ifndef QAT_TENSOR_H
+#define QAT_TENSOR_H
+
+#include "qat.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define QAT_ASSERT(cond)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: internal invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
+#define QAT_MAX_DIMS 4
+#define QAT_MAX_SRC 4
+
+/* Ops. Keep qat_op_names[] (autograd/backward.c) in the same order. */
+typedef enum {
+    QAT_OP_LEAF = 0,      /* parameter or input: no backward */
+    QAT_OP_CONV2D,
+    QAT_OP_BATCHNORM2D,
+    QAT_OP_RELU,
+    QAT_OP_RELU6,
+    QAT_OP_HARDSWISH,
+    QAT_OP_ADD,
+    QAT_OP_MUL,
+    QAT_OP_GLOBAL_AVGPOOL,
+    QAT_OP_MAXPOOL2D,
+    QAT_OP_AVGPOOL2D,
+    QAT_OP_LINEAR,
+    QAT_OP_RESHAPE,
+    QAT_OP_DROPOUT,
+    QAT_OP_SOFTMAX_CE,
+    QAT_OP_MEAN,
+    QAT_OP_SUM,
+    QAT_OP_FAKEQUANT,     /* stage 2 */
+    QAT_OP_COUNT
+} qat_op;
+
+extern const char *const qat_op_names[QAT_OP_COUNT];
+
+typedef struct qat_tensor qat_tensor;
+struct qat_tensor {
+    int ndim;
+    int shape[QAT_MAX_DIMS];
+    int64_t numel;
+    float *data;          /* numel floats */
+    float *grad;          /* numel floats, NULL until backward reaches this tensor */
+    int requires_grad;    /* leaf params: 1; op outputs: 1 if any src requires grad */
+    int persistent;       /* 1 for parameters: data/grad owned by the model, not the arena */
+    qat_op op;
+    qat_tensor *src[QAT_MAX_SRC];
+    void *saved;          /* op-specific state kept for backward (arena memory) */
+    int iparam[8];        /* op-specific integer parameters (stride, pad, groups, ...) */
+    float fparam[4];      /* op-specific float parameters (eps, momentum, p, ...) */
+    const char *name;
+};
+
+/* Bump allocator. Reset every step; after the first step it has grown to the step's peak and
+ * a step does no malloc (several chunks are merged into one on reset). */
+typedef struct {
+    char *base;
+    size_t used, cap;
+    /* overflow chunks allocated during a step; freed and merged on reset */
+    void **extra;
+    int nextra, extra_cap;
+    size_t extra_bytes, peak;
+} qat_arena;
+
+void qat_arena_init(qat_arena *a, size_t initial_bytes);
+void qat_arena_free(qat_arena *a);
+void qat_arena_reset(qat_arena *a);
+/* 64-byte aligned; never returns NULL (aborts on out of memory). */
+void *qat_arena_alloc(qat_arena *a, size_t bytes);
+float *qat_arena_floats(qat_arena *a, int64_t n);           /* uninitialised */
+float *qat_arena_zeros(qat_arena *a, int64_t n);            /* zeroed */
+
+/* Deterministic RNG (xoshiro256**); the state is saved in checkpoints. */
+typedef struct { uint64_t s[4]; } qat_rng;
+void qat_rng_seed(qat_rng *r, uint64_t seed);
+uint64_t qat_rng_next(qat_rng *r);
+float qat_rng_uniform(qat_rng *r);                    /* [0, 1) */
+float qat_rng_normal(qat_rng *r);                     /* N(0, 1) */
+uint32_t qat_rng_below(qat_rng *r, uint32_t n);       /* [0, n) */
+
+/* The forward context: the arena for this step and the tape of op outputs in creation order. */
+typedef struct {
+    qat_arena arena;
+    qat_tensor **tape;
+    int ntape, tape_cap;
+    int training;         /* 1: BN uses batch statistics, dropout active */
+    int grad_enabled;     /* 0: ops record nothing for backward (inference) */
+    qat_rng rng;          /* dropout masks */
+} qat_ctx;
+
+void qat_ctx_init(qat_ctx *ctx, size_t arena_bytes);
+void qat_ctx_free(qat_ctx *ctx);
+/* Forgets the tape and resets the arena: call at the start of every step. */
+void qat_ctx_reset(qat_ctx *ctx);
+
+/* A new arena tensor (data uninitialised). shape has ndim entries. */
+qat_tensor *qat_tensor_new(qat_ctx *ctx, int ndim, const int *shape);
+qat_tensor *qat_tensor_4d(qat_ctx *ctx, int n, int h, int w, int c);
+qat_tensor *qat_tensor_2d(qat_ctx *ctx, int n, int c);
+/* A tensor produced by `op` from srcs; recorded on the tape when grad is enabled. */
+qat_tensor *qat_tensor_op(qat_ctx *ctx, qat_op op, int ndim, const int *shape, int nsrc,
+                          qat_tensor *const *srcs);
+/* Persistent tensor (parameters): data and grad point into caller-owned memory. */
+void qat_tensor_param(qat_tensor *t, int ndim, const int *shape, float *data, float *grad,
+                      const char *name);
+int64_t qat_shape_numel(int ndim, const int *shape);
+
+/* Gradient buffer of t (allocated zeroed from the arena the first time). */
+float *qat_grad(qat_ctx *ctx, qat_tensor *t);
+
+/* Runs backward from a scalar `loss` (its grad is set to 1): every op's backward in reverse
+ * tape order. Parameter grads accumulate; call zero_grad on the model between steps. */
+void qat_backward(qat_ctx *ctx, qat_tensor *loss);
+
+/* Backward functions, one per op, each in its op's file; dispatched by qat_backward. */
+typedef void (*qat_backward_fn)(qat_ctx *ctx, qat_tensor *out);
+/* Runs one node's backward (its grad must be set). */
+void qat_backward_node(qat_ctx *ctx, qat_tensor *t);
+/* Ops defined outside autograd/ops (fake-quant, stage 2) register their backward here. */
+void qat_register_backward(qat_op op, qat_backward_fn fn);
+
+#endif

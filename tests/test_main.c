@@ -1,0 +1,26 @@
+/* CUnit runner. Each area's tests live in tests/test_<area>.c and register their suites in a
+ * register_<area>_tests() function; an area not built yet is skipped (weak symbols). */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AREAS(X) \
+    X(core) X(kernels) X(conv) X(ops) X(datasets) X(optim) X(checkpoint) X(layers) X(train) \
+    X(fakequant) X(qat) X(int8) X(export) X(runtime) X(cli)
+#define DECLARE(a) void register_##a##_tests(void) __attribute__((weak));
+AREAS(DECLARE)
+
+int main(int argc, char **argv) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+#define CALL(a) if (register_##a##_tests) register_##a##_tests();
+    AREAS(CALL)
+    CU_basic_set_mode(argc > 1 && !strcmp(argv[1], "-v") ? CU_BRM_VERBOSE : CU_BRM_NORMAL);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned run = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    printf("\n%u passed, %u failed\n", run - CU_get_number_of_tests_failed(),
+           CU_get_number_of_tests_failed());
+    return (failed || run == 0) ? 1 : 0;
+}

@@ -1,0 +1,28 @@
+/* Shared test helpers: a central-difference gradient check over autograd graphs and
+ * comparisons that print the first mismatching index (CMSIS-NN habit). */
+#ifndef QAT_TEST_UTIL_H
+#define QAT_TEST_UTIL_H
+
+#include <CUnit/CUnit.h>
+#include "ops.h"
+
+/* Builds the graph under test from `inputs` (leaf tensors) and returns its output. */
+typedef qat_tensor *(*qat_test_build_fn)(qat_ctx *ctx, qat_tensor **inputs, void *user);
+
+/* A leaf tensor with malloc'd data (filled N(0, scale)) and grad; free with test_leaf_free. */
+qat_tensor *test_leaf(int ndim, const int *shape, float scale, uint64_t seed);
+void test_leaf_free(qat_tensor *t);
+
+/* Checks d(sum(out .* R))/d inputs[i] from backward against central differences in double-ish
+ * precision for every input with requires_grad, R a fixed random weighting. `training` sets
+ * ctx->training. Returns the worst relative error seen (and CU_ASSERTs it is below tol). */
+double test_gradcheck(const char *what, qat_test_build_fn build, int ninputs, qat_tensor **inputs,
+                      void *user, int training, float eps, double tol);
+
+/* Max |a-b| / max(1, |b|) over n values; prints the first index beyond tol. */
+double test_compare(const char *what, const float *a, const float *b, int64_t n, double tol);
+
+/* Registers a CUnit suite with the given tests (NULL-terminated pairs of name, fn). */
+void test_add_suite(const char *name, ...);
+
+#endif
