@@ -17,10 +17,11 @@ int main(int argc, char **argv) {
     AREAS(CALL)
     CU_basic_set_mode(argc > 1 && !strcmp(argv[1], "-v") ? CU_BRM_VERBOSE : CU_BRM_NORMAL);
     CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    /* read the counts before cleanup, which resets them */
+    unsigned failures = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
-    printf("\n%u passed, %u failed\n", run - CU_get_number_of_tests_failed(),
-           CU_get_number_of_tests_failed());
-    return (failed || run == 0) ? 1 : 0;
+    printf("\n%u passed, %u failed\n", run - tests_failed, tests_failed);
+    return (failures || tests_failed || run == 0) ? 1 : 0;
 }
