@@ -31,7 +31,7 @@ TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 HDRS := $(wildcard include/*.h */*.h autograd/ops/*.h)
 
-.PHONY: all test demo asan bench deps deps-data clean
+.PHONY: all test demo asan bench deps deps-data clean libqat.a
 all: qat
 
 deps:
@@ -70,6 +70,21 @@ $(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
 test: deps
 	$(MAKE) $(BUILD)/test_qat qat
 	$(BUILD)/test_qat
+
+$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: deps-data
+	$(MAKE) $(BUILD)/bench_train
+	bench/compare.sh
+
+# The main job: train mbv2-tiny on Fashion-MNIST, evaluate the best checkpoint.
+DEMO_DIR    ?= runs/demo
+DEMO_EPOCHS ?= 15
+demo: deps-data
+	$(MAKE) qat
+	./qat train --data fashion-mnist --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/fp32
+	./qat eval --ckpt $(DEMO_DIR)/fp32/best.ckpt --data fashion-mnist
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT="-O1" \

@@ -1,0 +1,128 @@
+/* Compute kernels behind the autograd ops: an FP32 GEMM wrapper, NHWC im2col/col2im and the
+ * depthwise convolution kernels. Every SIMD kernel has a scalar `_ref` beside it; the unsuffixed
+ * name dispatches on qat_cpu_isa() (kernels/cpu.c).
+ *
+ * Threading: kernels open their own OpenMP regions sized by qat_get_threads(); called from
+ * inside a parallel region they run on the calling thread only. OpenBLAS is always kept
+ * single-threaded so the two thread pools never oversubscribe the cores.
+ */
+#ifndef QAT_KERNELS_H
+#define QAT_KERNELS_H
+
+#include "qat.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- CPU features (kernels/cpu.c) ------------------------------------------------------ */
+
+/* Best ISA the hardware and OS support, ignoring QAT_ISA and qat_set_isa. */
+qat_isa qat_cpu_isa_hw(void);
+/* Parses a QAT_ISA value ("scalar", "avx2", "avx512", case-insensitive). Returns 0 and sets
+ * *out on success, -1 for anything else (the caller then ignores the variable). */
+int qat_isa_parse(const char *s, qat_isa *out);
+
+/* ---- GEMM (kernels/gemm.c) ------------------------------------------------------------- */
+
+/* Row-major C (M x N) = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T when trans_x.
+ * op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides of the matrices as stored.
+ * Backed by oneDNN's sgemm (measured faster than OpenBLAS here, see gemm.c), threaded over
+ * our OpenMP pool; inside a parallel region it runs on the calling thread. The result
+ * depends only on the thread count. beta == 0 overwrites C (NaNs in C are not propagated). */
+void qat_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* The same on OpenBLAS: large products are split over M (or N) across OpenMP threads, each
+ * running single-threaded OpenBLAS on its slice (qat_sgemm's fallback). */
+void qat_sgemm_openblas(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                        int ldc);
+/* Naive triple loop with double accumulation: the reference the tests compare against. */
+void qat_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- Convolution geometry -------------------------------------------------------------- */
+
+/* A 2-d convolution over NHWC input; channel counts are per call (see below). */
+typedef struct {
+    int n, h, w;       /* input batch and spatial size */
+    int c;             /* channels of x that the kernel sees (depthwise: all of them) */
+    int kh, kw;        /* kernel size */
+    int stride, pad;   /* same in both directions */
+    int oh, ow;        /* output spatial size: (h + 2*pad - kh) / stride + 1 */
+} qat_conv_geom;
+
+/* Fills g and computes oh/ow. Returns 0, or -1 if the output would be empty or the numbers are
+ * not positive (stride >= 1, pad >= 0, kernel >= 1). */
+int qat_conv_geom_init(qat_conv_geom *g, int n, int h, int w, int c, int kh, int kw, int stride,
+                       int pad);
+
+/* ---- im2col / col2im for NHWC (kernels/im2col.c) ---------------------------------------- */
+
+/* cols (N*OH*OW, KH*KW*cg): row p = (n, oh, ow), column (kh, kw, ci), taken from channels
+ * [c0, c0+cg) of x (N, H, W, ctot); padding reads as 0. g->c is ignored (ctot/c0/cg say it). */
+void qat_im2col_nhwc(float *cols, const float *x, const qat_conv_geom *g, int ctot, int c0,
+                     int cg);
+/* The adjoint: dx[..., c0:c0+cg] += scatter of cols (same layout). Parallel over images, so
+ * deterministic. */
+void qat_col2im_nhwc_add(float *dx, const float *cols, const qat_conv_geom *g, int ctot, int c0,
+                         int cg);
+/* 1x1 strided conv without padding: xs (N*OH*OW, C) = x[n, oh*stride, ow*stride, :]. */
+void qat_gather_strided(float *xs, const float *x, const qat_conv_geom *g);
+/* The adjoint: dx[n, oh*stride, ow*stride, :] += dxs. */
+void qat_scatter_strided_add(float *dx, const float *dxs, const qat_conv_geom *g);
+
+/* out (rows, C) += bias (C) broadcast over rows. */
+void qat_bias_add(float *out, const float *bias, int64_t rows, int C);
+/* db (C) += column sums of dy (rows, C); fixed summation order (deterministic per thread
+ * count). scratch: qat_bias_grad_scratch(C) floats. */
+size_t qat_bias_grad_scratch(int C);
+void qat_bias_grad(float *db, const float *dy, int64_t rows, int C, float *scratch);
+
+/* ---- Depthwise convolution, NHWC (kernels/dwconv*.c) ------------------------------------ */
+/* x (N, H, W, C), out/dy (N, OH, OW, C), g->c = C. Weights are repacked from the op's OHWI
+ * (C, KH, KW, 1) into wk (KH, KW, C) so channels are contiguous and vectorise. */
+
+void qat_dw_pack_weights(float *wk, const float *w_ohwi, int C, int KH, int KW);
+/* dw_ohwi (C, KH, KW) += dwk (KH, KW, C) */
+void qat_dw_unpack_add(float *dw_ohwi, const float *dwk, int C, int KH, int KW);
+
+/* out = depthwise(x, wk) + bias (bias may be NULL). Overwrites out. */
+void qat_dwconv_fwd(const qat_conv_geom *g, float *out, const float *x, const float *wk,
+                    const float *bias);
+void qat_dwconv_fwd_ref(const qat_conv_geom *g, float *out, const float *x, const float *wk,
+                        const float *bias);
+void qat_dwconv_fwd_avx2(const qat_conv_geom *g, float *out, const float *x, const float *wk,
+                         const float *bias);
+void qat_dwconv_fwd_avx512(const qat_conv_geom *g, float *out, const float *x, const float *wk,
+                           const float *bias);
+
+/* dx += the transpose of the forward applied to dy; with accumulate == 0, dx = ... instead
+ * (dx need not be initialised: every element is written). The op uses that when it is the
+ * first to produce x's gradient, which saves zeroing and re-reading a large buffer. */
+void qat_dwconv_bwd_data(const qat_conv_geom *g, float *dx, const float *dy, const float *wk,
+                         int accumulate);
+void qat_dwconv_bwd_data_ref(const qat_conv_geom *g, float *dx, const float *dy,
+                             const float *wk, int accumulate);
+void qat_dwconv_bwd_data_avx2(const qat_conv_geom *g, float *dx, const float *dy,
+                              const float *wk, int accumulate);
+void qat_dwconv_bwd_data_avx512(const qat_conv_geom *g, float *dx, const float *dy,
+                                const float *wk, int accumulate);
+
+/* dwk (KH, KW, C) += sum over n, oh, ow of x * dy at each tap; db (C) += sum of dy (db may be
+ * NULL). Each thread sums its static share of the output rows privately in scratch, then the
+ * shares are added in thread order: deterministic for a fixed thread count.
+ * scratch: qat_dwconv_bwd_weight_scratch(g) floats (the _ref needs none and accepts NULL). */
+size_t qat_dwconv_bwd_weight_scratch(const qat_conv_geom *g);
+void qat_dwconv_bwd_weight(const qat_conv_geom *g, float *dwk, float *db, const float *dy,
+                           const float *x, float *scratch);
+void qat_dwconv_bwd_weight_ref(const qat_conv_geom *g, float *dwk, float *db, const float *dy,
+                               const float *x, float *scratch);
+void qat_dwconv_bwd_weight_avx2(const qat_conv_geom *g, float *dwk, float *db, const float *dy,
+                                const float *x, float *scratch);
+void qat_dwconv_bwd_weight_avx512(const qat_conv_geom *g, float *dwk, float *db,
+                                  const float *dy, const float *x, float *scratch);
+
+/* Threads a kernel's parallel region should use: qat_get_threads(), or 1 when already inside a
+ * parallel region. */
+int qat_kernel_threads(void);
+
+#endif

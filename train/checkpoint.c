@@ -1,0 +1,161 @@
+/* Checkpoint contents. The file container (magic, version, section table, CRCs, atomic write)
+ * is export/container.c; this file decides what a training run stores in it. The spec text is
+ * stored so `qat eval --ckpt` rebuilds the architecture without being told it. */
+#include "container.h"
+#include "train.h"
+#include <math.h>
+#include <string.h>
+
+static const char CKPT_MAGIC[8] = {'Q', 'A', 'T', 'C', 'K', 'P', 'T', '1'};
+#define CKPT_VERSION 1
+
+/* Fixed-size, little-endian (x86) record of everything scalar in a run. */
+typedef struct {
+    uint32_t in_h, in_w, in_c, nclasses;
+    float width;
+    uint32_t epoch;
+    int64_t step;
+    float best_acc;
+    float mean[4], std[4];
+    uint32_t pad_a;
+    uint64_t seed;
+    int64_t nparams, nbuffers;
+    /* optimizer */
+    int32_t has_opt, opt_kind, nesterov, pad0;
+    float momentum, weight_decay, beta1, beta2, eps, pad1;
+    int64_t opt_step, opt_state_floats;
+    /* schedule */
+    int32_t sched_kind, pad2;
+    float base_lr, warmup_start, min_lr, gamma, pct_start, div_factor, final_div_factor, pad3;
+    int64_t total_steps, warmup_steps, step_size;
+    uint64_t rng[4];
+} ckpt_meta;
+_Static_assert(sizeof(ckpt_meta) == 248, "checkpoint meta layout is part of the file format");
+
+qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
+    const qat_model *m = r->model;
+    ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.in_h = m->in_h, meta.in_w = m->in_w, meta.in_c = m->in_c, meta.nclasses = m->nclasses;
+    meta.width = m->width_mult;
+    meta.epoch = r->epoch, meta.step = r->step, meta.best_acc = r->best_acc;
+    memcpy(meta.mean, r->mean, sizeof meta.mean);
+    memcpy(meta.std, r->std, sizeof meta.std);
+    meta.seed = r->seed;
+    meta.nparams = m->nparams, meta.nbuffers = m->nbuffers;
+    meta.has_opt = r->has_opt;
+    if (r->has_opt) {
+        const qat_optimizer *o = &r->opt;
+        meta.opt_kind = o->kind, meta.nesterov = o->nesterov;
+        meta.momentum = o->momentum, meta.weight_decay = o->weight_decay;
+        meta.beta1 = o->beta1, meta.beta2 = o->beta2, meta.eps = o->eps;
+        meta.opt_step = o->step, meta.opt_state_floats = qat_optim_state_floats(o);
+        const qat_sched *s = &r->sched;
+        meta.sched_kind = s->kind, meta.base_lr = s->base_lr, meta.warmup_start = s->warmup_start;
+        meta.min_lr = s->min_lr, meta.gamma = s->gamma, meta.pct_start = s->pct_start;
+        meta.div_factor = s->div_factor, meta.final_div_factor = s->final_div_factor;
+        meta.total_steps = s->total_steps, meta.warmup_steps = s->warmup_steps;
+        meta.step_size = s->step_size;
+    }
+    memcpy(meta.rng, r->rng.s, sizeof meta.rng);
+    const char *spec = qat_spec_text(r->spec);
+    qat_section secs[5] = {
+        {"meta", &meta, sizeof meta},
+        {"spec", spec, strlen(spec)},
+        {"params", m->params, (uint64_t)m->nparams * sizeof(float)},
+        {"buffers", m->buffers, (uint64_t)m->nbuffers * sizeof(float)},
+        {"optim", r->has_opt ? r->opt.state : NULL,
+         r->has_opt ? (uint64_t)meta.opt_state_floats * sizeof(float) : 0},
+    };
+    return qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs, 5);
+}
+
+void qat_run_free(qat_run *r) {
+    if (r->has_opt) qat_optim_free(&r->opt);
+    qat_model_free(r->model);
+    qat_spec_free(r->spec);
+    memset(r, 0, sizeof *r);
+}
+
+static qat_status load_sections(const qat_container *c, const char *path, qat_run *r) {
+    const void *p;
+    uint64_t size;
+    qat_status st;
+    if ((st = qat_container_get(c, "meta", sizeof(ckpt_meta), &p, &size))) return st;
+    ckpt_meta meta;
+    memcpy(&meta, p, sizeof meta);
+    if ((st = qat_container_get(c, "spec", 0, &p, &size))) return st;
+    char *text = malloc(size + 1);
+    if (!text) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(text, p, size);
+    text[size] = 0;
+    char source[600];
+    snprintf(source, sizeof source, "%s (stored spec)", path);
+    st = qat_spec_parse(text, source, &r->spec);
+    free(text);
+    if (st) return st;
+    if (meta.in_h == 0 || meta.in_h > 4096 || meta.in_w == 0 || meta.in_w > 4096 ||
+        meta.in_c == 0 || meta.in_c > 4 || meta.nclasses < 2 || meta.nclasses > 100000 ||
+        !(meta.width > 0 && meta.width <= 16))
+        return qat_fail(QAT_ERR_FORMAT, "%s: implausible input shape or width in checkpoint", path);
+    if ((st = qat_model_create(r->spec, meta.width, meta.in_h, meta.in_w, meta.in_c,
+                               meta.nclasses, &r->model)))
+        return st;
+    qat_model *m = r->model;
+    if (meta.nparams != m->nparams || meta.nbuffers != m->nbuffers)
+        return qat_fail(QAT_ERR_MISMATCH, "%s: parameter count %lld does not match its spec (%lld)",
+                        path, (long long)meta.nparams, (long long)m->nparams);
+    if ((st = qat_container_get(c, "params", (uint64_t)m->nparams * sizeof(float), &p, &size)))
+        return st;
+    memcpy(m->params, p, size);
+    if (m->nbuffers) {
+        if ((st = qat_container_get(c, "buffers", (uint64_t)m->nbuffers * sizeof(float), &p, &size)))
+            return st;
+        memcpy(m->buffers, p, size);
+    }
+    for (int64_t i = 0; i < m->nparams; i++)
+        if (!isfinite(m->params[i]))
+            return qat_fail(QAT_ERR_NUMERIC, "%s: parameter %lld is not finite", path, (long long)i);
+    r->epoch = (int)meta.epoch, r->step = meta.step, r->best_acc = meta.best_acc;
+    memcpy(r->mean, meta.mean, sizeof r->mean);
+    memcpy(r->std, meta.std, sizeof r->std);
+    r->seed = meta.seed;
+    memcpy(r->rng.s, meta.rng, sizeof meta.rng);
+    if (meta.has_opt) {
+        if (meta.opt_kind < 0 || meta.opt_kind >= QAT_OPT_COUNT || meta.sched_kind < 0 ||
+            meta.sched_kind >= QAT_SCHED_COUNT)
+            return qat_fail(QAT_ERR_FORMAT, "%s: unknown optimizer or schedule kind", path);
+        if ((st = qat_optim_init(&r->opt, (qat_opt_kind)meta.opt_kind, m->nparams, m->segs, m->nsegs)))
+            return st;
+        r->has_opt = 1;
+        qat_optimizer *o = &r->opt;
+        o->nesterov = meta.nesterov, o->momentum = meta.momentum;
+        o->weight_decay = meta.weight_decay, o->beta1 = meta.beta1, o->beta2 = meta.beta2;
+        o->eps = meta.eps, o->step = meta.opt_step;
+        if (meta.opt_state_floats != qat_optim_state_floats(o))
+            return qat_fail(QAT_ERR_FORMAT, "%s: optimizer state size mismatch", path);
+        if ((st = qat_container_get(c, "optim", (uint64_t)meta.opt_state_floats * sizeof(float), &p,
+                                    &size)))
+            return st;
+        memcpy(o->state, p, size);
+        qat_sched *s = &r->sched;
+        memset(s, 0, sizeof *s);
+        s->kind = (qat_sched_kind)meta.sched_kind, s->base_lr = meta.base_lr;
+        s->warmup_start = meta.warmup_start, s->min_lr = meta.min_lr, s->gamma = meta.gamma;
+        s->pct_start = meta.pct_start, s->div_factor = meta.div_factor;
+        s->final_div_factor = meta.final_div_factor, s->total_steps = meta.total_steps;
+        s->warmup_steps = meta.warmup_steps, s->step_size = meta.step_size;
+    }
+    return QAT_OK;
+}
+
+qat_status qat_checkpoint_load(const char *path, qat_run *r) {
+    memset(r, 0, sizeof *r);
+    qat_container *c;
+    qat_status st = qat_container_read(path, CKPT_MAGIC, CKPT_VERSION, &c);
+    if (st) return st;
+    st = load_sections(c, path, r);
+    qat_container_free(c);
+    if (st) qat_run_free(r);
+    return st;
+}

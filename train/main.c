@@ -1,0 +1,240 @@
+/* The qat command line. Every subcommand describes its options in a table (name, kind, target,
+ * help) from which both parsing and --help are generated. Only this file prints errors and exits. */
+#include "train.h"
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED } opt_kind;
+typedef struct {
+    const char *name; /* without the leading -- */
+    opt_kind kind;
+    void *target;
+    const char *help;
+} cli_opt;
+
+static void die(const char *msg) {
+    fprintf(stderr, "qat: %s\n", msg);
+    exit(1);
+}
+
+static void usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "qat %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see 'qat %s --help')\n", cmd);
+    exit(2);
+}
+
+static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {
+    printf("usage: qat %s %s\n\noptions:\n", cmd, synopsis);
+    for (int i = 0; i < n; i++) {
+        const char *arg = opts[i].kind == OPT_FLAG ? "" : opts[i].kind == OPT_STR ? " X" : " N";
+        printf("  --%s%-*s %s\n", opts[i].name, (int)(22 - strlen(opts[i].name)), arg, opts[i].help);
+    }
+    printf("  --help%-18s this text\n", "");
+}
+
+static int parse_number(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end) return 0;
+    *out = v;
+    return 1;
+}
+
+/* Parses argv into the targets; returns 1 when --help was asked. */
+static int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
+                      char **argv) {
+    for (int a = 0; a < argc; a++) {
+        const char *s = argv[a];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            print_help(cmd, synopsis, opts, n);
+            return 1;
+        }
+        if (strncmp(s, "--", 2)) usage_error(cmd, "unexpected argument '%s'", s);
+        const cli_opt *o = NULL;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(s + 2, opts[i].name)) o = &opts[i];
+        if (!o) usage_error(cmd, "unknown option '%s'", s);
+        if (o->kind == OPT_FLAG) {
+            *(int *)o->target = 1;
+            continue;
+        }
+        if (a + 1 >= argc) usage_error(cmd, "option '%s' needs a value", s);
+        const char *v = argv[++a];
+        double d;
+        switch (o->kind) {
+        case OPT_STR: *(const char **)o->target = v; break;
+        case OPT_OPTIM:
+            if (qat_opt_parse(v, (qat_opt_kind *)o->target)) usage_error(cmd, "unknown optimizer '%s' (sgd, adamw)", v);
+            break;
+        case OPT_SCHED:
+            if (qat_sched_parse(v, (qat_sched_kind *)o->target))
+                usage_error(cmd, "unknown schedule '%s' (constant, step, cosine, onecycle)", v);
+            break;
+        case OPT_FLOAT:
+            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) usage_error(cmd, "bad number '%s'", v);
+            *(float *)o->target = (float)d;
+            break;
+        case OPT_INT:
+            if (!parse_number(v, &d) || d != (double)(long)d || d < 0 || d > INT_MAX)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(int *)o->target = (int)d;
+            break;
+        case OPT_I64:
+            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(int64_t *)o->target = (int64_t)d;
+            break;
+        case OPT_U64:
+            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(uint64_t *)o->target = (uint64_t)d;
+            break;
+        case OPT_FLAG: break;
+        }
+    }
+    return 0;
+}
+
+#define NOPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static int cmd_train(int argc, char **argv) {
+    qat_train_opts o;
+    qat_train_opts_default(&o);
+    o.data = NULL;
+    int no_flip = 0;
+    const cli_opt opts[] = {
+        {"data", OPT_STR, &o.data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
+        {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
+        {"model", OPT_STR, &o.model, "preset name (mbv2-tiny, mbv1-tiny) or spec file [mbv2-tiny]"},
+        {"width", OPT_FLOAT, &o.width, "width multiplier for the spec's channels [1.0]"},
+        {"epochs", OPT_INT, &o.epochs, "epochs [15]"},
+        {"batch", OPT_INT, &o.batch, "batch size [128]"},
+        {"lr", OPT_FLOAT, &o.lr, "peak learning rate [0.1]"},
+        {"wd", OPT_FLOAT, &o.weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
+        {"momentum", OPT_FLOAT, &o.momentum, "SGD momentum [0.9]"},
+        {"opt", OPT_OPTIM, &o.opt, "optimizer: sgd (nesterov) or adamw [sgd]"},
+        {"sched", OPT_SCHED, &o.sched, "lr schedule: onecycle, cosine (warmup), step, constant [onecycle]"},
+        {"warmup-epochs", OPT_FLOAT, &o.warmup_epochs, "warmup of the cosine schedule [1]"},
+        {"label-smoothing", OPT_FLOAT, &o.label_smoothing, "label smoothing of the loss [0.05]"},
+        {"crop-pad", OPT_INT, &o.crop_pad, "random-crop padding in pixels, 0 = off [2]"},
+        {"no-flip", OPT_FLAG, &no_flip, "disable random horizontal flips"},
+        {"seed", OPT_U64, &o.seed, "random seed [1]"},
+        {"threads", OPT_INT, &o.threads, "threads [all cores]"},
+        {"max-steps", OPT_I64, &o.max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
+        {"out", OPT_STR, &o.out_dir, "output directory for checkpoints and metrics.jsonl [runs/train]"},
+        {"resume", OPT_STR, &o.resume, "continue exactly from a checkpoint (last.ckpt)"},
+        {"quiet", OPT_FLAG, &o.quiet, "no progress output"},
+        {"json", OPT_FLAG, &o.json, "print the final summary as one JSON object"},
+    };
+    if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
+    if (no_flip) o.hflip = 0;
+    if (!o.data) usage_error("train", "%s", "--data is required");
+    if (qat_train_run(&o)) die(qat_last_error());
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    int json = 0, threads = 0, batch = 500;
+    float val_split = 0;
+    const cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate"},
+        {"data", OPT_STR, &data, "dataset (its test split is evaluated)"},
+        {"batch", OPT_INT, &batch, "evaluation batch size [500]"},
+        {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
+        {"threads", OPT_INT, &threads, "threads [all cores]"},
+        {"json", OPT_FLAG, &json, "print one JSON object"},
+    };
+    if (parse_opts("eval", "--ckpt CKPT --data PATH [--json]", opts, NOPTS(opts), argc, argv)) return 0;
+    if (!ckpt || !data) usage_error("eval", "%s", "--ckpt and --data are required");
+    if (threads > 0) qat_set_threads(threads);
+    qat_run run;
+    if (qat_checkpoint_load(ckpt, &run)) die(qat_last_error());
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = val_split;
+    dopt.seed = run.seed; /* the same split as training */
+    qat_dataset *train = NULL, *test = NULL;
+    if (qat_dataset_open(data, &dopt, &train, &test)) die(qat_last_error());
+    qat_model *m = run.model;
+    if (m->in_h != test->h || m->in_w != test->w || m->in_c != test->c || m->nclasses != test->nclasses) {
+        fprintf(stderr, "qat: %s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d\n",
+                ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h, test->w, test->c,
+                test->nclasses);
+        return 1;
+    }
+    qat_eval_result ev;
+    if (qat_evaluate(m, test, run.mean, run.std, batch, &ev)) die(qat_last_error());
+    if (json)
+        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f}\n",
+               ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
+    else
+        printf("%s: test accuracy %.2f%% (%d images), loss %.4f, %.0f img/s\n", ckpt,
+               100.0 * ev.accuracy, ev.n, ev.loss, ev.n / ev.seconds);
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_run_free(&run);
+    return 0;
+}
+
+static int cmd_summary(int argc, char **argv) {
+    const char *model = "mbv2-tiny";
+    float width = 1.0f;
+    int h = 28, w = 28, c = 1, classes = 10;
+    const cli_opt opts[] = {
+        {"model", OPT_STR, &model, "preset name or spec file [mbv2-tiny]"},
+        {"width", OPT_FLOAT, &width, "width multiplier [1.0]"},
+        {"height", OPT_INT, &h, "input height [28]"},
+        {"in-width", OPT_INT, &w, "input width [28]"},
+        {"channels", OPT_INT, &c, "input channels [1]"},
+        {"classes", OPT_INT, &classes, "classes [10]"},
+    };
+    if (parse_opts("summary", "[--model NAME|SPEC] [options]", opts, NOPTS(opts), argc, argv)) return 0;
+    qat_spec *spec;
+    qat_model *m;
+    if (qat_spec_load(model, &spec)) die(qat_last_error());
+    if (qat_model_create(spec, width, h, w, c, classes, &m)) die(qat_last_error());
+    char buf[1 << 16];
+    qat_model_summary(m, buf, sizeof buf);
+    fputs(buf, stdout);
+    qat_model_free(m);
+    qat_spec_free(spec);
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} cli_cmd;
+
+static const cli_cmd commands[] = {
+    {"train", cmd_train, "train a model in FP32 (see qat train --help)"},
+    {"eval", cmd_eval, "evaluate a checkpoint on a dataset's test split"},
+    {"summary", cmd_summary, "print a model's layers, shapes and parameter count"},
+};
+
+static void print_main_help(void) {
+    printf("qat: quantization-aware training of MobileNet-style CNNs\n\nusage: qat COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].help);
+    printf("\n'qat COMMAND --help' lists a command's options. Example:\n"
+           "  qat train --data fashion-mnist --out runs/fp32\n"
+           "  qat eval --ckpt runs/fp32/best.ckpt --data fashion-mnist\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        print_main_help();
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "qat: unknown command '%s' (see 'qat --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,302 @@
+/* The FP32 training loop of `qat train`: data → forward → loss → backward → optimizer, with
+ * per-epoch evaluation, metrics.jsonl and atomic checkpoints (last.ckpt, best.ckpt). */
+#include "train.h"
+#include "progress.h"
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void qat_train_opts_default(qat_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->model = "mbv2-tiny";
+    o->out_dir = "runs/train";
+    o->epochs = 15;
+    o->batch = 128;
+    o->threads = 0; /* all cores */
+    o->lr = 0.1f;
+    o->weight_decay = 5e-5f;
+    o->momentum = 0.9f;
+    o->label_smoothing = 0.05f;
+    o->width = 1.0f;
+    o->opt = QAT_OPT_SGD;
+    o->sched = QAT_SCHED_ONECYCLE;
+    o->warmup_epochs = 1.0f;
+    o->seed = 1;
+    o->crop_pad = 2;
+    o->hflip = 1;
+    o->eval_batch = 500;
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
+                        int eval_batch, qat_eval_result *res) {
+    double t0 = qat_now();
+    qat_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch = eval_batch > 0 ? eval_batch : 500;
+    lo.prefetch = 1;
+    for (int c = 0; c < 4; c++) lo.mean[c] = mean[c], lo.std[c] = std[c];
+    qat_loader *l;
+    qat_status st = qat_loader_create(d, &lo, &l);
+    if (st) return st;
+    float *x = malloc((size_t)lo.batch * d->h * d->w * d->c * sizeof(float));
+    int32_t *y = malloc((size_t)lo.batch * sizeof(int32_t));
+    if (!x || !y) {
+        free(x), free(y), qat_loader_free(l);
+        return qat_fail(QAT_ERR_NOMEM, "%s: out of memory for evaluation batches", d->source);
+    }
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 64u << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    long correct = 0, n = 0;
+    double loss_sum = 0;
+    int nb = qat_loader_num_batches(l);
+    for (int b = 0; b < nb; b++) {
+        int B = qat_loader_get(l, 0, b, x, y);
+        qat_ctx_reset(&ctx);
+        qat_tensor *xt = qat_tensor_4d(&ctx, B, d->h, d->w, d->c);
+        memcpy(xt->data, x, (size_t)xt->numel * sizeof(float));
+        qat_tensor *logits = qat_model_forward(m, &ctx, xt);
+        qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, y, 0.0f);
+        loss_sum += (double)loss->data[0] * B;
+        int K = logits->shape[1];
+        for (int i = 0; i < B; i++) correct += argmax(logits->data + (size_t)i * K, K) == y[i];
+        n += B;
+    }
+    qat_ctx_free(&ctx);
+    free(x), free(y);
+    qat_loader_free(l);
+    res->n = (int)n;
+    res->accuracy = n ? (float)correct / (float)n : 0.0f;
+    res->loss = n ? (float)(loss_sum / n) : 0.0f;
+    res->seconds = qat_now() - t0;
+    return QAT_OK;
+}
+
+static qat_status make_dir(const char *dir) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return qat_fail(QAT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST)
+        return qat_fail(QAT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return QAT_OK;
+}
+
+static qat_status append_metrics(const char *dir, int epoch, int64_t step, float lr,
+                                 float train_loss, float train_acc, const qat_eval_result *ev,
+                                 double epoch_s, double img_s) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
+    fprintf(f,
+            "{\"phase\": \"fp32\", \"epoch\": %d, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.5f, "
+            "\"train_acc\": %.5f, \"test_loss\": %.5f, \"test_acc\": %.5f, \"epoch_s\": %.2f, "
+            "\"img_s\": %.1f}\n",
+            epoch, (long long)step, lr, train_loss, train_acc, ev->loss, ev->accuracy, epoch_s, img_s);
+    int bad = ferror(f);
+    if (fclose(f) || bad) return qat_fail(QAT_ERR_IO, "%s: write failed", path);
+    return QAT_OK;
+}
+
+/* A fresh run from options: spec, model, init, optimizer and schedule. */
+static qat_status new_run(const qat_train_opts *o, const qat_dataset *train, int steps_per_epoch,
+                          qat_run *r) {
+    memset(r, 0, sizeof *r);
+    qat_status st = qat_spec_load(o->model, &r->spec);
+    if (st) return st;
+    st = qat_model_create(r->spec, o->width, train->h, train->w, train->c, train->nclasses, &r->model);
+    if (st) return st;
+    r->seed = o->seed;
+    qat_rng init_rng;
+    qat_rng_seed(&init_rng, o->seed);
+    qat_model_init(r->model, &init_rng);
+    qat_rng_seed(&r->rng, o->seed ^ 0x5eed5eedull);
+    qat_dataset_stats(train, r->mean, r->std);
+    for (int c = 0; c < train->c; c++)
+        if (!(r->std[c] > 1e-6f)) r->std[c] = 1.0f; /* constant images: do not divide by zero */
+    qat_model *m = r->model;
+    if ((st = qat_optim_init(&r->opt, o->opt, m->nparams, m->segs, m->nsegs))) return st;
+    r->has_opt = 1;
+    r->opt.momentum = o->momentum;
+    r->opt.weight_decay = o->weight_decay;
+    int64_t total = (int64_t)o->epochs * steps_per_epoch;
+    qat_sched_default(&r->sched, o->sched, o->lr, total);
+    r->sched.warmup_steps = (int64_t)(o->warmup_epochs * steps_per_epoch);
+    return QAT_OK;
+}
+
+static int finite_or_report(float loss, int epoch, int64_t step, const char *dir) {
+    if (isfinite(loss)) return 1;
+    qat_fail(QAT_ERR_NUMERIC,
+             "non-finite loss (%g) at epoch %d step %lld: training stopped; the last good "
+             "checkpoint in %s is kept (try a lower --lr)",
+             loss, epoch + 1, (long long)step, dir);
+    return 0;
+}
+
+qat_status qat_train_run(const qat_train_opts *o) {
+    if (o->epochs < 1 || o->batch < 1 || o->batch > 65536 || !(o->lr > 0) || o->max_steps < 0)
+        return qat_fail(QAT_ERR_ARG, "train: --epochs, --batch and --lr must be positive");
+    if (o->threads > 0) qat_set_threads(o->threads);
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.seed = o->seed;
+    dopt.val_split = o->val_split;
+    qat_dataset *train = NULL, *test = NULL;
+    qat_status st = qat_dataset_open(o->data, &dopt, &train, &test);
+    if (st) return st;
+    qat_run run;
+    memset(&run, 0, sizeof run);
+    qat_loader *loader = NULL;
+    float *xb = NULL;
+    int32_t *yb = NULL;
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 32u << 20);
+    char last_path[1100], best_path[1100];
+    snprintf(last_path, sizeof last_path, "%s/last.ckpt", o->out_dir);
+    snprintf(best_path, sizeof best_path, "%s/best.ckpt", o->out_dir);
+
+    int steps_per_epoch = train->n / o->batch; /* drop_last: every step sees a full batch */
+    if (steps_per_epoch < 1) {
+        st = qat_fail(QAT_ERR_ARG, "%s: %d training images is fewer than one batch of %d",
+                      train->source, train->n, o->batch);
+        goto done;
+    }
+    if (o->resume) {
+        if ((st = qat_checkpoint_load(o->resume, &run))) goto done;
+        qat_model *m = run.model;
+        if (m->in_h != train->h || m->in_w != train->w || m->in_c != train->c ||
+            m->nclasses != train->nclasses) {
+            st = qat_fail(QAT_ERR_MISMATCH,
+                          "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
+                          o->resume, m->in_h, m->in_w, m->in_c, m->nclasses, train->source, train->h,
+                          train->w, train->c, train->nclasses);
+            goto done;
+        }
+        if (!run.has_opt) {
+            st = qat_fail(QAT_ERR_ARG, "%s: checkpoint has no optimizer state to resume", o->resume);
+            goto done;
+        }
+    } else if ((st = new_run(o, train, steps_per_epoch, &run))) {
+        goto done;
+    }
+    if ((st = make_dir(o->out_dir))) goto done;
+
+    qat_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch = o->batch;
+    lo.shuffle = 1;
+    lo.crop_pad = o->crop_pad;
+    lo.hflip = o->hflip;
+    lo.seed = run.seed;
+    lo.drop_last = 1;
+    lo.prefetch = 1;
+    for (int c = 0; c < 4; c++) lo.mean[c] = run.mean[c], lo.std[c] = run.std[c];
+    if ((st = qat_loader_create(train, &lo, &loader))) goto done;
+    size_t img = (size_t)train->h * train->w * train->c;
+    xb = malloc((size_t)o->batch * img * sizeof(float));
+    yb = malloc((size_t)o->batch * sizeof(int32_t));
+    if (!xb || !yb) {
+        st = qat_fail(QAT_ERR_NOMEM, "train: out of memory for batch buffers");
+        goto done;
+    }
+
+    int epochs = run.sched.total_steps > 0 ? (int)((run.sched.total_steps + steps_per_epoch - 1) / steps_per_epoch)
+                                           : o->epochs;
+    qat_model *m = run.model;
+    qat_progress prog;
+    qat_progress_init(&prog, "train", epochs, steps_per_epoch, o->quiet);
+    int64_t steps_this_run = 0;
+    qat_eval_result ev = {0};
+    double train_s = 0;
+    long train_images = 0;
+    int stopped_early = 0;
+    for (int epoch = (int)(run.step / steps_per_epoch); epoch < epochs && !stopped_early; epoch++) {
+        qat_progress_epoch_start(&prog);
+        double e0 = qat_now(), loss_sum = 0;
+        long correct = 0, seen = 0;
+        float lr = 0;
+        for (int b = (int)(run.step % steps_per_epoch); b < steps_per_epoch; b++) {
+            if (o->max_steps && steps_this_run >= o->max_steps) {
+                stopped_early = 1;
+                break;
+            }
+            int B = qat_loader_get(loader, epoch, b, xb, yb);
+            qat_ctx_reset(&ctx);
+            ctx.training = 1;
+            ctx.grad_enabled = 1;
+            ctx.rng = run.rng;
+            qat_tensor *x = qat_tensor_4d(&ctx, B, train->h, train->w, train->c);
+            memcpy(x->data, xb, (size_t)B * img * sizeof(float));
+            qat_tensor *logits = qat_model_forward(m, &ctx, x);
+            qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, yb, o->label_smoothing);
+            if (!finite_or_report(loss->data[0], epoch, run.step, o->out_dir)) {
+                st = QAT_ERR_NUMERIC;
+                goto done;
+            }
+            qat_model_zero_grad(m);
+            qat_backward(&ctx, loss);
+            run.rng = ctx.rng;
+            lr = qat_sched_lr(&run.sched, run.step);
+            qat_optim_step(&run.opt, m->params, m->grads, lr);
+            run.step++;
+            steps_this_run++;
+            int K = logits->shape[1];
+            for (int i = 0; i < B; i++) correct += argmax(logits->data + (size_t)i * K, K) == yb[i];
+            seen += B;
+            loss_sum += (double)loss->data[0] * B;
+            qat_progress_step(&prog, epoch, b, B, (float)(loss_sum / seen), (float)correct / seen);
+        }
+        double epoch_s = qat_now() - e0;
+        train_s += epoch_s;
+        train_images += seen;
+        if (seen == 0) break;
+        int epoch_done = run.step % steps_per_epoch == 0;
+        if (epoch_done) run.epoch = epoch + 1;
+        if ((st = qat_evaluate(m, test, run.mean, run.std, o->eval_batch, &ev))) goto done;
+        if (!o->quiet)
+            fprintf(stderr, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s\n",
+                    epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
+                    epoch_s, seen / epoch_s);
+        if ((st = append_metrics(o->out_dir, epoch + 1, run.step, lr, (float)(loss_sum / seen),
+                                 (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
+            goto done;
+        int best = ev.accuracy > run.best_acc;
+        if (best) run.best_acc = ev.accuracy;
+        if ((st = qat_checkpoint_save(last_path, &run))) goto done;
+        if (best && (st = qat_checkpoint_save(best_path, &run))) goto done;
+    }
+    if (o->json)
+        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"best_accuracy\": %.4f, \"epochs\": %d, "
+               "\"steps\": %lld, \"train_seconds\": %.1f, \"img_per_s\": %.1f, \"params\": %lld, "
+               "\"checkpoint\": \"%s\"}\n",
+               ev.accuracy, ev.loss, run.best_acc, run.epoch, (long long)run.step, train_s,
+               train_s > 0 ? train_images / train_s : 0.0, (long long)m->nparams, last_path);
+    else if (!o->quiet)
+        printf("test accuracy %.2f%% (best %.2f%%) after %lld steps, %.1f s training; checkpoints in %s\n",
+               100.0 * ev.accuracy, 100.0 * run.best_acc, (long long)run.step, train_s, o->out_dir);
+done:
+    free(xb);
+    free(yb);
+    qat_loader_free(loader);
+    qat_ctx_free(&ctx);
+    qat_run_free(&run);
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    return st;
+}
