@@ -46,7 +46,7 @@
 extern "C" {
 #endif
 
-typedef struct {
+typedef struct qat_dataset {
     int n, h, w, c;          /* images (n, h, w, c), uint8, NHWC */
     int nclasses;
     uint8_t *images;
@@ -55,7 +55,7 @@ typedef struct {
     char (*class_names)[64]; /* nclasses names (ImageFolder folder names; "0".."9" for IDX/CIFAR) */
 } qat_dataset;
 
-typedef struct {
+typedef struct qat_data_opts {
     float val_split;   /* ImageFolder without train/ test/ subfolders: fraction held out as test (default 0.1 when 0) */
     int channels;      /* 0 = native; else convert every image to 1 or 3 channels */
     int height, width; /* 0 = size of the first image; else resize (bilinear) every image to this */

@@ -1,15 +1,15 @@
 /* qat — quantization-aware training of MobileNet-style CNNs in C.
  *
- * Usage (train a model from a spec on a dataset, then evaluate it):
+ * Usage (train mbv2-tiny on Fashion-MNIST, then evaluate the best checkpoint):
  *
- *   qat_dataset *train, *test;
- *   if (qat_dataset_open("fashion-mnist", &(qat_data_opts){0}, &train, &test)) die(qat_last_error());
- *   qat_model *m;
- *   if (qat_model_from_spec("mbv2-tiny", qat_dataset_input(train), &m)) die(qat_last_error());
- *   qat_train_opts o; qat_train_opts_default(&o);
- *   if (qat_train(m, train, test, &o)) die(qat_last_error());
- *   float acc; qat_evaluate(m, test, &acc, NULL);
- *   qat_model_free(m); qat_dataset_free(train); qat_dataset_free(test);
+ *   qat_train_opts o;
+ *   qat_train_opts_default(&o);
+ *   o.data = "fashion-mnist";
+ *   o.out_dir = "runs/fp32";
+ *   if (qat_train_run(&o)) { fprintf(stderr, "%s\n", qat_last_error()); return 1; }
+ *   qat_eval_result r;
+ *   if (qat_checkpoint_evaluate("runs/fp32/best.ckpt", "fashion-mnist", &r)) return 1;
+ *   printf("accuracy %.4f\n", r.accuracy);
  *
  * Every function that can fail returns a qat_status; qat_last_error() then names the file and
  * the problem in one line. Nothing in the library prints or exits.
@@ -63,6 +63,67 @@ qat_isa qat_set_isa(qat_isa isa);
 /* Number of OpenMP threads our kernels use; OpenBLAS is kept single-threaded. */
 void qat_set_threads(int n);
 int qat_get_threads(void);
+
+/* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, layers/model.h) ------------------ */
+typedef struct qat_dataset qat_dataset;
+typedef struct qat_data_opts qat_data_opts;
+typedef struct qat_spec qat_spec;
+typedef struct qat_model qat_model;
+
+/* path: "fashion-mnist", an IDX or CIFAR-10 folder, or a PNG ImageFolder root. */
+qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_dataset **train,
+                            qat_dataset **test);
+void qat_dataset_free(qat_dataset *d);
+/* A preset name (mbv2-tiny, mbv1-tiny) or a spec file; format in docs/model-spec.md. */
+qat_status qat_spec_load(const char *name_or_path, qat_spec **out);
+void qat_spec_free(qat_spec *s);
+
+/* ---- training --------------------------------------------------------------------------- */
+typedef enum { QAT_OPT_SGD, QAT_OPT_ADAMW, QAT_OPT_COUNT } qat_opt_kind;
+typedef enum {
+    QAT_SCHED_CONSTANT,
+    QAT_SCHED_STEP,
+    QAT_SCHED_COSINE,   /* linear warmup, then cosine */
+    QAT_SCHED_ONECYCLE, /* PyTorch OneCycleLR */
+    QAT_SCHED_COUNT
+} qat_sched_kind;
+
+typedef struct {
+    const char *data;        /* dataset path or name */
+    const char *model;       /* preset name or spec path */
+    const char *out_dir;     /* checkpoints and metrics.jsonl */
+    const char *resume;      /* checkpoint to continue from, or NULL */
+    int epochs, batch, threads;
+    int64_t max_steps;       /* stop after this many steps in this run (0 = no limit) */
+    float lr, weight_decay, momentum, label_smoothing, width;
+    float warmup_epochs;
+    float val_split;         /* ImageFolder without train/ test/: fraction held out */
+    qat_opt_kind opt;
+    qat_sched_kind sched;
+    uint64_t seed;
+    int crop_pad, hflip;     /* augmentation */
+    int eval_batch;
+    int quiet;               /* no progress output */
+    int json;                /* final summary as one JSON object on stdout */
+} qat_train_opts;
+
+/* Defaults that train mbv2-tiny on Fashion-MNIST to >92.5% test accuracy. */
+void qat_train_opts_default(qat_train_opts *o);
+/* Trains (or resumes) and writes out_dir/{last,best}.ckpt and out_dir/metrics.jsonl. */
+qat_status qat_train_run(const qat_train_opts *o);
+
+typedef struct {
+    float accuracy, loss;
+    int n;
+    double seconds;
+} qat_eval_result;
+
+/* Evaluates a model on the whole dataset (eval mode, no grad), normalising inputs with
+ * mean/std (one value per channel). */
+qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
+                        int eval_batch, qat_eval_result *res);
+/* Loads a checkpoint and evaluates it on the test split of `data`. */
+qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_result *res);
 
 #ifdef __cplusplus
 }

@@ -25,7 +25,7 @@
 /* A parameter's slice of the flat arrays; decay=0 for BN params and biases. */
 typedef struct { int64_t offset, numel; int decay; } qat_param_seg;
 
-typedef enum { QAT_OPT_SGD, QAT_OPT_ADAMW, QAT_OPT_COUNT } qat_opt_kind;
+/* qat_opt_kind and qat_sched_kind are public: include/qat.h */
 
 typedef struct {
     qat_opt_kind kind;
@@ -65,8 +65,6 @@ void qat_sgd_update(float *p, const float *g, float *buf, int64_t numel, float l
 void qat_adamw_update(float *p, const float *g, float *m, float *v, int64_t numel, double lr,
                       double beta1, double beta2, double eps, double wd, int64_t step);
 
-typedef enum { QAT_SCHED_CONSTANT, QAT_SCHED_STEP, QAT_SCHED_COSINE, QAT_SCHED_ONECYCLE,
-               QAT_SCHED_COUNT } qat_sched_kind;
 
 typedef struct {
     qat_sched_kind kind;

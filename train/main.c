@@ -153,32 +153,14 @@ static int cmd_eval(int argc, char **argv) {
     if (parse_opts("eval", "--ckpt CKPT --data PATH [--json]", opts, NOPTS(opts), argc, argv)) return 0;
     if (!ckpt || !data) usage_error("eval", "%s", "--ckpt and --data are required");
     if (threads > 0) qat_set_threads(threads);
-    qat_run run;
-    if (qat_checkpoint_load(ckpt, &run)) die(qat_last_error());
-    qat_data_opts dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.val_split = val_split;
-    dopt.seed = run.seed; /* the same split as training */
-    qat_dataset *train = NULL, *test = NULL;
-    if (qat_dataset_open(data, &dopt, &train, &test)) die(qat_last_error());
-    qat_model *m = run.model;
-    if (m->in_h != test->h || m->in_w != test->w || m->in_c != test->c || m->nclasses != test->nclasses) {
-        fprintf(stderr, "qat: %s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d\n",
-                ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h, test->w, test->c,
-                test->nclasses);
-        return 1;
-    }
     qat_eval_result ev;
-    if (qat_evaluate(m, test, run.mean, run.std, batch, &ev)) die(qat_last_error());
+    if (qat_checkpoint_evaluate_split(ckpt, data, val_split, batch, &ev)) die(qat_last_error());
     if (json)
         printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f}\n",
                ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
     else
         printf("%s: test accuracy %.2f%% (%d images), loss %.4f, %.0f img/s\n", ckpt,
                100.0 * ev.accuracy, ev.n, ev.loss, ev.n / ev.seconds);
-    qat_dataset_free(train);
-    qat_dataset_free(test);
-    qat_run_free(&run);
     return 0;
 }
 

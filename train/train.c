@@ -81,6 +81,37 @@ qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, c
     return QAT_OK;
 }
 
+qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
+                                         int eval_batch, qat_eval_result *res) {
+    qat_run run;
+    qat_status st = qat_checkpoint_load(ckpt, &run);
+    if (st) return st;
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = val_split;
+    dopt.seed = run.seed; /* the same ImageFolder split as training */
+    qat_dataset *train = NULL, *test = NULL;
+    if (!(st = qat_dataset_open(data, &dopt, &train, &test))) {
+        qat_model *m = run.model;
+        if (m->in_h != test->h || m->in_w != test->w || m->in_c != test->c ||
+            m->nclasses != test->nclasses)
+            st = qat_fail(QAT_ERR_MISMATCH,
+                          "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
+                          ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h,
+                          test->w, test->c, test->nclasses);
+        else
+            st = qat_evaluate(m, test, run.mean, run.std, eval_batch, res);
+    }
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_run_free(&run);
+    return st;
+}
+
+qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_result *res) {
+    return qat_checkpoint_evaluate_split(ckpt, data, 0.0f, 500, res);
+}
+
 static qat_status make_dir(const char *dir) {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", dir);

@@ -1,0 +1,265 @@
+/* Stage 2: how the parameters of the arithmetic in qmath.h are chosen and how training simulates
+ * it — quantization schemes, qparams from a range, observers, the fake-quant op and LSQ / LSQ+
+ * learnable quantizers. docs/quantization.md states every formula used here.
+ *
+ * Usage (QAT of one NHWC activation, u8 affine, moving-average observer):
+ *
+ *   qat_qscheme s = {.bits = 8, .is_signed = 0, .axis = -1};
+ *   qat_fq fq;
+ *   if (qat_fq_init(&fq, &s, QAT_OBS_MOVING_AVG, 1, "block3.out")) return qat_last_error();
+ *   // every step: observe x, recompute scale/zero point, y = fake_quantize(x); STE backward
+ *   qat_tensor *y = qat_fakequant(ctx, x, &fq);
+ *   // after some epochs freeze the ranges: fq.observer_enabled = 0;
+ *   // convert: fq.scale[c], fq.zero_point[c] are exactly what the INT8 model must use
+ *   qat_fq_free(&fq);
+ *
+ * Layouts: activations NHWC, channel axis last (axis = -1); weights OHWI or (out, in), channel
+ * axis first (axis = 0). A tensor is seen as (outer, C, inner) around its channel axis.
+ */
+#ifndef QAT_QUANT_H
+#define QAT_QUANT_H
+
+#include "qmath.h"
+#include "tensor.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- schemes and qparams (fakequant/qparams.c) ---------------------------------------------- */
+
+typedef struct {
+    int bits;          /* 2..8 */
+    int is_signed;     /* signed: [-2^(b-1), 2^(b-1)-1]; unsigned: [0, 2^b-1] */
+    int symmetric;     /* zero point fixed (0 signed, (qmin+qmax+1)/2 unsigned), scale from max|x| */
+    int narrow_range;  /* drop the lowest code: s8 [-127, 127], u8 [1, 255] */
+    int per_channel;   /* one scale/zero point per slice along `axis` */
+    int axis;          /* channel axis when per_channel; negative counts from the end (-1 = last) */
+} qat_qscheme;
+
+/* PyTorch's floor on the scale (float32 epsilon): a zero range (an observer that saw only
+ * zeros) gives scale = eps and zero point qmin (affine) or the symmetric zero point, so every
+ * value it saw is represented exactly. */
+#define QAT_QPARAMS_EPS 1.1920929e-07f
+
+/* QAT_ERR_ARG (with the reason) unless bits is 2..8 and the flags are 0/1. */
+qat_status qat_qscheme_check(const qat_qscheme *s);
+/* Integer range of a valid scheme. */
+void qat_qscheme_range(const qat_qscheme *s, int32_t *qmin, int32_t *qmax);
+/* The zero point of a symmetric scheme: 0 signed, (qmin + qmax + 1) / 2 unsigned (128 for u8).
+ * Also the fixed zero point of LSQ (0 for any signed or affine scheme). */
+int32_t qat_qscheme_symmetric_zp(const qat_qscheme *s);
+
+/* THE function that turns an observed range into qparams (PTQ, QAT and convert all call it).
+ * PyTorch semantics: the range is first extended to contain 0;
+ *   affine:    scale = (max - min) / (qmax - qmin), zp = clamp(qmin - round(min / scale))
+ *   symmetric: scale = max(-min, max) / ((qmax - qmin) / 2), zp = qat_qscheme_symmetric_zp
+ * scale is floored at QAT_QPARAMS_EPS. Errors: bad scheme -> QAT_ERR_ARG; NaN/inf bound or an
+ * infinite scale -> QAT_ERR_NUMERIC; min > max -> QAT_ERR_ARG. Outputs untouched on error. */
+qat_status qat_qparams_from_range(const qat_qscheme *s, float min, float max, float *scale,
+                                  int32_t *zero_point);
+/* Per channel: the same function over n ranges (stops at the first failing channel). */
+qat_status qat_qparams_from_ranges(const qat_qscheme *s, int n, const float *min,
+                                   const float *max, float *scale, int32_t *zero_point);
+
+/* A tensor of `shape` seen as (outer, channels, inner) around the scheme's channel axis;
+ * per-tensor schemes give (1, 1, numel). QAT_ERR_SHAPE if the axis is outside the shape. */
+typedef struct {
+    int64_t outer, inner;
+    int channels;
+} qat_qlayout;
+qat_status qat_qlayout_of(const qat_qscheme *s, int ndim, const int *shape, qat_qlayout *l);
+
+/* ---- observers (fakequant/observer.c, fakequant/histogram.c) ------------------------------ */
+
+typedef enum {
+    QAT_OBS_MINMAX = 0,   /* running min/max over every batch */
+    QAT_OBS_MOVING_AVG,   /* min/max moving average, first batch taken as is (PyTorch) */
+    QAT_OBS_HISTOGRAM,    /* 2048-bin histogram + clipping search (per-tensor only) */
+    QAT_OBS_KIND_COUNT
+} qat_observer_kind;
+
+typedef enum {
+    QAT_HIST_MSE = 0,     /* range minimising the expected squared error (quantization + clip) */
+    QAT_HIST_PERCENTILE,  /* [q(1-p), q(p)] quantiles of the histogram */
+} qat_hist_method;
+
+#define QAT_HIST_BINS 2048
+#define QAT_OBS_AVERAGING_CONSTANT 0.01f
+
+/* Plain data (no pointers into itself); checkpoints use qat_observer_pack/unpack. */
+typedef struct {
+    qat_observer_kind kind;
+    const char *name;        /* for messages ("observer <name> saw no data") */
+    int per_channel, axis;   /* from the scheme at init */
+    int nchannels;           /* 1 per-tensor */
+    int enabled;             /* 0: qat_observer_update is a no-op */
+    int frozen;              /* 1: ranges fixed; update is a no-op whatever `enabled` says */
+    int64_t seen;            /* batches observed (empty tensors do not count) */
+    float averaging_constant;/* moving average c: new = old + c * (batch - old); 0.01 */
+    float *min_val, *max_val;/* (nchannels) running range; valid when seen > 0 */
+    /* histogram */
+    qat_hist_method method;
+    float percentile;        /* for QAT_HIST_PERCENTILE, in percent: 99.99 */
+    double *hist;            /* (QAT_HIST_BINS) counts; bin k = [lo + k*width, lo + (k+1)*width) */
+    double hist_lo, hist_width;
+    double zeros;            /* exact zeros seen: they quantize without error (ReLU outputs) */
+} qat_observer;
+
+/* nchannels must be 1 for per-tensor schemes; histogram observers are per-tensor only. */
+qat_status qat_observer_init(qat_observer *o, qat_observer_kind kind, const qat_qscheme *s,
+                             int nchannels, const char *name);
+void qat_observer_free(qat_observer *o);
+/* Forgets all statistics (flags are kept). */
+void qat_observer_reset(qat_observer *o);
+/* Observes one batch x of `shape`. NaN/inf in x -> QAT_ERR_NUMERIC and the batch is ignored;
+ * channel count != nchannels -> QAT_ERR_SHAPE. No-op when disabled or frozen. */
+qat_status qat_observer_update(qat_observer *o, const float *x, int ndim, const int *shape);
+/* The chosen range per channel (min/max; histogram: the MSE or percentile search). An observer
+ * that saw nothing -> QAT_ERR_ARG "observer <name> saw no data". */
+qat_status qat_observer_range(const qat_observer *o, const qat_qscheme *s, float *lo, float *hi);
+/* qat_qparams_from_range of that range, per channel (arrays of nchannels). */
+qat_status qat_observer_qparams(const qat_observer *o, const qat_qscheme *s, float *scale,
+                                int32_t *zero_point);
+/* Checkpoint state as a flat byte array: a header (kind, channels, bins) checked on unpack
+ * (QAT_ERR_MISMATCH for another observer, QAT_ERR_FORMAT for a bad size), then the flags,
+ * counts, ranges and histogram. */
+size_t qat_observer_state_bytes(const qat_observer *o);
+void qat_observer_pack(const qat_observer *o, void *buf);
+qat_status qat_observer_unpack(qat_observer *o, const void *buf, size_t bytes);
+
+/* Histogram internals (histogram.c), called by observer.c. */
+qat_status qat_hist_update(qat_observer *o, const float *x, int64_t n, float bmin, float bmax);
+qat_status qat_hist_range(const qat_observer *o, const qat_qscheme *s, float *lo, float *hi);
+
+/* Min/max of a (outer, C, inner) tensor per channel, NaN skipped and counted (so one NaN does
+ * not hide behind the comparison order). mn/mx (C) are overwritten. */
+void qat_minmax(float *mn, float *mx, int64_t *nan_count, const float *x, const qat_qlayout *l);
+void qat_minmax_ref(float *mn, float *mx, int64_t *nan_count, const float *x,
+                    const qat_qlayout *l);
+
+/* ---- the fake-quant kernel (autograd/ops/fakequant.c) --------------------------------------- */
+
+/* Clipping codes saved for backward, one byte per element. */
+enum { QAT_FQ_BELOW = 0 /* also NaN */, QAT_FQ_INSIDE = 1, QAT_FQ_ABOVE = 2 };
+
+/* Per-channel constants of the kernel, derived from (scale, zero_point) once per call by
+ * qat_fq_consts_fill: inv = 1.0f / scale, lo = qmin - zp, hi = qmax - zp (the SIMD variants
+ * clamp round(x * inv) to [lo, hi] in float, which is exact for these small integers). */
+typedef struct {
+    const float *scale, *inv;   /* (C) */
+    const int32_t *zero_point;  /* (C) */
+    const float *lo, *hi;       /* (C) */
+    int32_t qmin, qmax;
+} qat_fq_consts;
+/* Fills k from scale/zero_point (C each), writing inv/lo/hi into work (3 * C floats). */
+void qat_fq_consts_fill(qat_fq_consts *k, const qat_qscheme *s, int C, const float *scale,
+                        const int32_t *zero_point, float *work);
+
+/* y = qat_fake_quantize(x) per element with channel c's constants; code (may be NULL) gets
+ * QAT_FQ_INSIDE where lo <= round(x * inv) <= hi, QAT_FQ_ABOVE where above, else BELOW.
+ * The dispatching version runs an AVX2 / AVX-512 variant that is bit-identical to the _ref. */
+void qat_fq_kernel(float *y, uint8_t *code, const float *x, const qat_qlayout *l,
+                   const qat_fq_consts *k);
+void qat_fq_kernel_ref(float *y, uint8_t *code, const float *x, const qat_qlayout *l,
+                       const qat_fq_consts *k);
+
+/* Straight-through gradient: dx[i] += dy[i] where code[i] == QAT_FQ_INSIDE (n elements;
+ * dispatching, with a scalar _ref; the variants give identical sums). */
+void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n);
+void qat_fq_ste_grad_ref(float *dx, const float *dy, const uint8_t *code, int64_t n);
+
+/* ---- fake-quant op with observer-driven qparams (autograd/ops/fakequant.c) ------------------ */
+
+typedef struct {
+    const char *name;
+    qat_qscheme scheme;
+    qat_observer obs;
+    int nchannels;            /* 1 per-tensor */
+    float *scale;             /* (nchannels) current qparams; 1.0 until the observer saw data */
+    int32_t *zero_point;      /* (nchannels); symmetric zero point (0 affine) until then */
+    int fake_quant_enabled;   /* 0: the op returns its input itself (bitwise identity) */
+    int observer_enabled;     /* 0: statistics and qparams stay fixed (obs.enabled/frozen too) */
+    int qparams_dirty;        /* observer updated since scale/zero_point were computed */
+    int64_t skipped;          /* batches the observer refused (NaN/inf); see qat_last_error() */
+} qat_fq;
+
+qat_status qat_fq_init(qat_fq *fq, const qat_qscheme *s, qat_observer_kind kind, int nchannels,
+                       const char *name);
+void qat_fq_free(qat_fq *fq);
+/* scale/zero_point from the observer (end of PTQ calibration; the forward does it itself). */
+qat_status qat_fq_compute_qparams(qat_fq *fq);
+/* Sets qparams by hand (zero points must lie in [qmin, qmax], scales finite and > 0). */
+qat_status qat_fq_set_qparams(qat_fq *fq, const float *scale, const int32_t *zero_point);
+/* Checkpoint state: flags, qparams and the observer's state. */
+size_t qat_fq_state_bytes(const qat_fq *fq);
+void qat_fq_pack(const qat_fq *fq, void *buf);
+qat_status qat_fq_unpack(qat_fq *fq, const void *buf, size_t bytes);
+
+/* Registers the backward of QAT_OP_FAKEQUANT (idempotent; the forwards call it). */
+void qat_fakequant_init(void);
+
+/* y = fake_quantize(x) with fq's qparams, after observing x when the observer is on.
+ * Returns x itself when fake_quant_enabled == 0. Backward is the straight-through estimator:
+ * dx += dy where round(x/scale) + zp was inside [qmin, qmax], else 0.
+ * iparam[0] = QAT_FQ_MODE_FIXED. */
+qat_tensor *qat_fakequant(qat_ctx *ctx, qat_tensor *x, qat_fq *fq);
+/* Backward of every QAT_OP_FAKEQUANT node: dispatches on iparam[0]. */
+void qat_fakequant_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* iparam[0] of QAT_OP_FAKEQUANT nodes */
+enum { QAT_FQ_MODE_FIXED = 0, QAT_FQ_MODE_LSQ = 1, QAT_FQ_MODE_LSQ_PLUS = 2 };
+
+/* What a QAT_OP_FAKEQUANT node keeps for backward (arena memory). */
+typedef struct {
+    uint8_t *code;            /* (numel) QAT_FQ_* */
+    qat_qlayout layout;
+    float *inv;               /* (C) LSQ: 1 / scale used in forward */
+    float *ds_below, *ds_above; /* (C) LSQ: d(y)/d(scale) of clipped elements */
+    float grad_scale;         /* LSQ: g */
+} qat_fq_saved;
+
+/* ---- LSQ / LSQ+ (autograd/ops/lsq.c) --------------------------------------------------------- */
+
+/* Learnable step size (Esser et al. 2020) and, with plus = 1, learnable offset (Bhalgat et al.
+ * 2020). The forward is qat_fake_quantize with scale s and zero point
+ *   LSQ:  zp = qat_qscheme_symmetric_zp (0 for signed and affine schemes),
+ *   LSQ+: zp = clamp(round(-beta / s), qmin, qmax), i.e. y = s * clamp(round((x - beta_q) / s))
+ *         + beta_q with beta_q = -zp * s: the paper's offset snapped to the integer grid, so the
+ *         simulated values are what the INT8 model computes.
+ * Gradients (v = x / s, code q - zp; g the gradient scale):
+ *   dx    = dy inside, 0 clipped
+ *   ds    = g * sum dy * (round(v) - v inside; lo or hi clipped [LSQ], qmin or qmax [LSQ+])
+ *   dbeta = g * sum dy * (0 inside; 1 clipped)
+ * g = 1 / sqrt(N * qmax), N = elements per scale: numel / nchannels, divided further by the
+ * batch size for activations (per_example = 1). */
+typedef struct {
+    const char *name;
+    qat_qscheme scheme;
+    int plus;                 /* 1: LSQ+ with the learnable offset */
+    int nchannels;
+    qat_tensor *scale;        /* (nchannels) leaf parameter; data/grad owned by the caller */
+    qat_tensor *offset;       /* (nchannels) LSQ+ beta, NULL for LSQ */
+    int per_example;          /* 1 for activations (N counts one example), 0 for weights */
+    float grad_scale;         /* > 0: use this g instead of 1 / sqrt(N * qmax) */
+    float scale_floor;        /* the forward and qat_lsq_clamp_scale keep s >= this */
+    int fake_quant_enabled;   /* 0: the op returns its input itself */
+} qat_lsq;
+
+/* scale (and offset for plus) must have nchannels elements; nchannels == 1 unless per-channel.
+ * scale_floor defaults to QAT_QPARAMS_EPS. */
+qat_status qat_lsq_init(qat_lsq *q, const qat_qscheme *s, int plus, qat_tensor *scale,
+                        qat_tensor *offset, int per_example, const char *name);
+/* s = 2 * mean|x| / sqrt(qmax) per channel (the LSQ paper's init; meant for weights), beta = 0.
+ * A channel of zeros gets the floor. */
+qat_status qat_lsq_init_from_data(qat_lsq *q, const float *x, int ndim, const int *shape);
+/* s = scale[c], beta = -zero_point[c] * s: start from an observer's qparams (activations). */
+qat_status qat_lsq_init_from_qparams(qat_lsq *q, const float *scale, const int32_t *zero_point);
+/* After each optimizer step: s = max(s, scale_floor) (NaN also becomes the floor). */
+void qat_lsq_clamp_scale(qat_lsq *q);
+/* The qparams the forward uses now (for convert): scale[c] = max(s, floor), zp as above. */
+void qat_lsq_qparams(const qat_lsq *q, float *scale, int32_t *zero_point);
+/* y = fake_quantize(x) with the learnable qparams. QAT_OP_FAKEQUANT with
+ * iparam[0] = QAT_FQ_MODE_LSQ or _LSQ_PLUS; src = {x, scale, offset}. */
+qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q);
+void qat_lsq_backward(qat_ctx *ctx, qat_tensor *out);
+
+#endif
