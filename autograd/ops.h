@@ -29,6 +29,12 @@ qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_
                             qat_bn_state *st);
 void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out);
 
+/* batchnorm2d followed by a fused activation in the same pass (iparam[1] = act): saves a full
+ * read and write of the tensor in forward and in backward. Equals qat_relu(6)(batchnorm2d()). */
+typedef enum { QAT_BN_ACT_NONE = 0, QAT_BN_ACT_RELU, QAT_BN_ACT_RELU6 } qat_bn_act;
+qat_tensor *qat_batchnorm2d_act(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma,
+                                qat_tensor *beta, qat_bn_state *st, qat_bn_act act);
+
 qat_tensor *qat_relu(qat_ctx *ctx, qat_tensor *x);
 void qat_relu_backward(qat_ctx *ctx, qat_tensor *out);
 qat_tensor *qat_relu6(qat_ctx *ctx, qat_tensor *x);

@@ -433,8 +433,14 @@ qat_tensor *qat_model_forward(qat_model *m, qat_ctx *ctx, qat_tensor *x) {
         switch (L->kind) {
         case QAT_LAYER_CONV_BN_ACT:
             y = qat_conv2d(ctx, in, &L->weight, NULL, L->stride, L->pad, L->groups);
-            y = qat_batchnorm2d(ctx, y, &L->gamma, &L->beta, &L->bn);
-            y = activation(ctx, y, L->act);
+            /* ReLU and ReLU6 run inside the BN pass (one read/write of the tensor less) */
+            if (L->act == QAT_ACT_RELU || L->act == QAT_ACT_RELU6) {
+                y = qat_batchnorm2d_act(ctx, y, &L->gamma, &L->beta, &L->bn,
+                                        L->act == QAT_ACT_RELU ? QAT_BN_ACT_RELU : QAT_BN_ACT_RELU6);
+            } else {
+                y = qat_batchnorm2d(ctx, y, &L->gamma, &L->beta, &L->bn);
+                y = activation(ctx, y, L->act);
+            }
             break;
         case QAT_LAYER_ADD: y = qat_add(ctx, in, L->skip < 0 ? x : outs[L->skip]); break;
         case QAT_LAYER_GLOBAL_AVGPOOL: y = qat_global_avgpool(ctx, in); break;

@@ -878,6 +878,77 @@ static void test_no_grad(void) {
     test_leaf_free(b);
 }
 
+/* ---- batchnorm with fused activation ------------------------------------------------------ */
+
+static qat_tensor *build_bn_relu6_fused(qat_ctx *ctx, qat_tensor **in, void *user) {
+    bn_fixture *f = user;
+    return qat_batchnorm2d_act(ctx, in[0], in[1], in[2], &f->st, QAT_BN_ACT_RELU6);
+}
+
+static qat_tensor *build_bn_relu_fused(qat_ctx *ctx, qat_tensor **in, void *user) {
+    bn_fixture *f = user;
+    return qat_batchnorm2d_act(ctx, in[0], in[1], in[2], &f->st, QAT_BN_ACT_RELU);
+}
+
+static qat_tensor *build_bn_relu6_separate(qat_ctx *ctx, qat_tensor **in, void *user) {
+    bn_fixture *f = user;
+    return qat_relu6(ctx, qat_batchnorm2d(ctx, in[0], in[1], in[2], &f->st));
+}
+
+/* Runs build on fresh grads with output grad w; copies the input grads to g (3 * 64 floats). */
+static void grads_of(qat_test_build_fn build, qat_tensor **in, bn_fixture *f, int training,
+                     const float *w, float *out_y, float *gx, float *gg, float *gb) {
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 20);
+    ctx.training = training;
+    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
+    qat_tensor *y = build(&ctx, in, f);
+    memcpy(out_y, y->data, (size_t)y->numel * sizeof(float));
+    memcpy(qat_grad(&ctx, y), w, (size_t)y->numel * sizeof(float));
+    for (int k = ctx.ntape - 1; k >= 0; k--)
+        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
+    memcpy(gx, in[0]->grad, (size_t)in[0]->numel * sizeof(float));
+    memcpy(gg, in[1]->grad, (size_t)in[1]->numel * sizeof(float));
+    memcpy(gb, in[2]->grad, (size_t)in[2]->numel * sizeof(float));
+    qat_ctx_free(&ctx);
+}
+
+static void test_bn_fused_act(void) {
+    const int C = 5, N = 3, H = 4, W = 3;
+    qat_tensor *in[3] = {leaf4(N, H, W, C, 3.0f, 41), leaf1(C, 1.5f, 42), leaf1(C, 2.0f, 43)};
+    int64_t n = in[0]->numel;
+    float *w = malloc((size_t)n * sizeof(float)), *y1 = malloc((size_t)n * sizeof(float));
+    float *y2 = malloc((size_t)n * sizeof(float)), *gx1 = malloc((size_t)n * sizeof(float));
+    float *gx2 = malloc((size_t)n * sizeof(float));
+    float gg1[8], gg2[8], gb1[8], gb2[8];
+    fill_uniform(w, n, -1.0f, 1.0f, 44);
+    for (int training = 0; training <= 1; training++) {
+        bn_fixture f1, f2;
+        bn_fixture_init(&f1, C, 45);
+        bn_fixture_init(&f2, C, 45);
+        grads_of(build_bn_relu6_fused, in, &f1, training, w, y1, gx1, gg1, gb1);
+        grads_of(build_bn_relu6_separate, in, &f2, training, w, y2, gx2, gg2, gb2);
+        /* the fused pass clamps exactly like relu6 and masks exactly like its backward */
+        CU_ASSERT(memcmp(y1, y2, (size_t)n * sizeof(float)) == 0);
+        int clamped = 0;
+        for (int64_t i = 0; i < n; i++) clamped += y1[i] == 0.0f || y1[i] == 6.0f;
+        CU_ASSERT(clamped > 0 && clamped < n); /* the test exercises both sides of the mask */
+        test_compare("fused bn-relu6 dx", gx1, gx2, n, 1e-5);
+        test_compare("fused bn-relu6 dgamma", gg1, gg2, C, 1e-5);
+        test_compare("fused bn-relu6 dbeta", gb1, gb2, C, 1e-5);
+        CU_ASSERT(memcmp(f1.rm, f2.rm, C * sizeof(float)) == 0);
+    }
+    /* and against central differences (inputs shifted away from the kinks is not needed for a
+     * random batch with few values near 0 and 6, but the tolerance allows a rare kink crossing) */
+    bn_fixture f;
+    bn_fixture_init(&f, C, 46);
+    qat_tensor *small[3] = {leaf4(2, 2, 2, C, 1.0f, 47), leaf1(C, 1.0f, 48), leaf1(C, 1.0f, 49)};
+    for (int i = 0; i < 3; i++) small[i]->requires_grad = 1;
+    test_gradcheck("bn+relu fused (train)", build_bn_relu_fused, 3, small, &f, 1, 1e-3f, 2e-2);
+    for (int i = 0; i < 3; i++) test_leaf_free(in[i]), test_leaf_free(small[i]);
+    free(w), free(y1), free(y2), free(gx1), free(gx2);
+}
+
 void register_ops_tests(void) {
     // clang-format off
     test_add_suite("ops",
@@ -897,6 +968,7 @@ void register_ops_tests(void) {
                    "backward accumulates", test_backward_accumulates,
                    "graph gradcheck (fresh and shared grads)", test_graph_gradcheck,
                    "no grad records nothing", test_no_grad,
+                   "batchnorm with fused relu/relu6", test_bn_fused_act,
                    NULL);
     // clang-format on
 }

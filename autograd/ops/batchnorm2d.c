@@ -25,9 +25,10 @@ typedef struct {
 /* s1 += sum_r (a - ref), s2 += sum_r (a - ref)^2 per column; ref is a per-channel shift (a
  * sample of x) that keeps E[x^2] - E[x]^2 from cancelling when |mean| >> std. */
 static void stats_chunk(const float *restrict a, const float *restrict b,
-                        const float *restrict ref, int64_t rows, int C, float *restrict f1,
-                        float *restrict f2, double *restrict s1, double *restrict s2) {
-    (void)b;
+                        const float *restrict ref, const float *restrict y, float lo, float hi,
+                        int64_t rows, int C, float *restrict f1, float *restrict f2,
+                        double *restrict s1, double *restrict s2) {
+    (void)b, (void)y, (void)lo, (void)hi;
     for (int64_t r0 = 0; r0 < rows; r0 += BN_SUB_ROWS) {
         int64_t r1 = r0 + BN_SUB_ROWS < rows ? r0 + BN_SUB_ROWS : rows;
         memset(f1, 0, (size_t)C * sizeof *f1);
@@ -48,10 +49,19 @@ static void stats_chunk(const float *restrict a, const float *restrict b,
     }
 }
 
-/* s1 += sum_r dy, s2 += sum_r dy * (x - mean) per column (a = dy, b = x, ref = mean). */
+/* The gradient that reaches the BN output through the fused activation: dy where the
+ * activation passed its input (lo < y < hi), 0 where it clamped. */
+static inline float act_grad(float dy, float y, float lo, float hi) {
+    float g = y > lo ? dy : 0.0f;
+    return y < hi ? g : 0.0f;
+}
+
+/* s1 += sum_r g, s2 += sum_r g * (x - mean) per column, g = act_grad(dy) (a = dy, b = x,
+ * ref = mean, y = output). */
 static void grad_chunk(const float *restrict a, const float *restrict b,
-                       const float *restrict ref, int64_t rows, int C, float *restrict f1,
-                       float *restrict f2, double *restrict s1, double *restrict s2) {
+                       const float *restrict ref, const float *restrict yo, float lo, float hi,
+                       int64_t rows, int C, float *restrict f1, float *restrict f2,
+                       double *restrict s1, double *restrict s2) {
     for (int64_t r0 = 0; r0 < rows; r0 += BN_SUB_ROWS) {
         int64_t r1 = r0 + BN_SUB_ROWS < rows ? r0 + BN_SUB_ROWS : rows;
         memset(f1, 0, (size_t)C * sizeof *f1);
@@ -59,10 +69,12 @@ static void grad_chunk(const float *restrict a, const float *restrict b,
         for (int64_t r = r0; r < r1; r++) {
             const float *restrict dy = a + r * C;
             const float *restrict x = b + r * C;
+            const float *restrict y = yo + r * C;
 #pragma omp simd
             for (int c = 0; c < C; c++) {
-                f1[c] += dy[c];
-                f2[c] += dy[c] * (x[c] - ref[c]);
+                float g = act_grad(dy[c], y[c], lo, hi);
+                f1[c] += g;
+                f2[c] += g * (x[c] - ref[c]);
             }
         }
         for (int c = 0; c < C; c++) {
@@ -73,12 +85,14 @@ static void grad_chunk(const float *restrict a, const float *restrict b,
 }
 
 typedef void (*bn_chunk_fn)(const float *restrict a, const float *restrict b,
-                            const float *restrict ref, int64_t rows, int C, float *restrict f1,
+                            const float *restrict ref, const float *restrict y, float lo,
+                            float hi, int64_t rows, int C, float *restrict f1,
                             float *restrict f2, double *restrict s1, double *restrict s2);
 
-/* Column sums s1, s2 (C doubles each) over M rows of a (and b), chunked as described above. */
+/* Column sums s1, s2 (C doubles each) over M rows of a (and b, y), chunked as described above. */
 static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const float *b,
-                        const float *ref, int64_t M, int C, double *s1, double *s2) {
+                        const float *ref, const float *y, float lo, float hi, int64_t M, int C,
+                        double *s1, double *s2) {
     int64_t nch = M * C / BN_CHUNK_ELEMS;
     if (nch > BN_MAX_CHUNKS) nch = BN_MAX_CHUNKS;
     if (nch > M) nch = M;
@@ -91,7 +105,8 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0 = k * rows_per, r1 = r0 + rows_per < M ? r0 + rows_per : M;
         if (r0 >= r1) continue;
-        fn(a + r0 * C, b ? b + r0 * C : NULL, ref, r1 - r0, C, scratch + k * 2 * C,
+        fn(a + r0 * C, b ? b + r0 * C : NULL, ref, y ? y + r0 * C : NULL, lo, hi, r1 - r0, C,
+           scratch + k * 2 * C,
            scratch + k * 2 * C + C, part + k * 2 * C, part + k * 2 * C + C);
     }
     for (int c = 0; c < C; c++) s1[c] = s2[c] = 0;
@@ -102,8 +117,19 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
         }
 }
 
+/* Clamp bounds of the fused activation; the backward mask is lo < y < hi. */
+static void act_bounds(qat_bn_act act, float *lo, float *hi) {
+    *lo = act == QAT_BN_ACT_NONE ? -INFINITY : 0.0f;
+    *hi = act == QAT_BN_ACT_RELU6 ? 6.0f : INFINITY;
+}
+
 qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_tensor *beta,
                             qat_bn_state *st) {
+    return qat_batchnorm2d_act(ctx, x, gamma, beta, st, QAT_BN_ACT_NONE);
+}
+
+qat_tensor *qat_batchnorm2d_act(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma,
+                                qat_tensor *beta, qat_bn_state *st, qat_bn_act act) {
     QAT_ASSERT(st && st->running_mean && st->running_var && x->ndim >= 2);
     const int C = x->shape[x->ndim - 1];
     QAT_ASSERT(C > 0 && x->numel > 0);
@@ -115,13 +141,16 @@ qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_
     out->iparam[0] = ctx->training ? 1 : 0;
     out->fparam[0] = st->eps;
     out->fparam[1] = st->momentum;
+    out->iparam[1] = (int)act;
+    float lo, hi;
+    act_bounds(act, &lo, &hi);
 
     float *mean = qat_arena_floats(&ctx->arena, C); /* (C) */
     float *rstd = qat_arena_floats(&ctx->arena, C); /* (C) */
     if (ctx->training) {
         double *s1 = qat_arena_alloc(&ctx->arena, 2 * (size_t)C * sizeof(double)), *s2 = s1 + C;
         const float *ref = x->data; /* first row: a sample of each channel */
-        column_sums(ctx, stats_chunk, x->data, NULL, ref, M, C, s1, s2);
+        column_sums(ctx, stats_chunk, x->data, NULL, ref, NULL, lo, hi, M, C, s1, s2);
         for (int c = 0; c < C; c++) {
             double dm = s1[c] / (double)M;
             double var = s2[c] / (double)M - dm * dm; /* biased: what normalises */
@@ -158,8 +187,18 @@ qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_
     for (int64_t r = 0; r < M; r++) {
         const float *restrict xr = xd + r * C;
         float *restrict yr = y + r * C;
+        if (act == QAT_BN_ACT_NONE) {
 #pragma omp simd
-        for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
+            for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
+        } else {
+            /* same clamp as qat_relu / qat_relu6, so fused and separate ops agree bitwise */
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float v = (xr[c] - mu[c]) * sc[c] + sh[c];
+                v = v > lo ? v : lo;
+                yr[c] = v < hi ? v : hi;
+            }
+        }
     }
 
     if (out->requires_grad) {
@@ -180,7 +219,9 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
     const int training = out->iparam[0];
     const int need_gamma = gamma && gamma->requires_grad, need_beta = beta && beta->requires_grad;
     const int need_x = x->requires_grad;
-    const float *restrict dy = out->grad;
+    const float *restrict dy = out->grad, *restrict yo = out->data;
+    float lo, hi;
+    act_bounds((qat_bn_act)out->iparam[1], &lo, &hi);
 
     /* s_dy = sum dy, s_dyx = sum dy*(x - mean) per channel: the parameter grads, and in
      * training mode the terms through the batch mean and variance. */
@@ -188,7 +229,7 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
     if (need_gamma || need_beta || (need_x && training)) {
         s_dy = qat_arena_alloc(&ctx->arena, 2 * (size_t)C * sizeof(double));
         s_dyx = s_dy + C;
-        column_sums(ctx, grad_chunk, dy, x->data, sv->mean, M, C, s_dy, s_dyx);
+        column_sums(ctx, grad_chunk, dy, x->data, sv->mean, yo, lo, hi, M, C, s_dy, s_dyx);
     }
     if (need_gamma) {
         float *dg = qat_grad(ctx, gamma);
@@ -227,15 +268,16 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
 #pragma omp parallel for schedule(static) if (x->numel >= BN_PAR_ELEMS)
     for (int64_t r = 0; r < M; r++) {
         const float *restrict dyr = dy + r * C, *restrict xr = xd + r * C;
+        const float *restrict yr = yo + r * C;
         float *restrict dxr = dx + r * C;
         if (accumulate) {
 #pragma omp simd
             for (int c = 0; c < C; c++)
-                dxr[c] += Ar[c] * dyr[c] + Br[c] * (xr[c] - mu[c]) + Dr[c];
+                dxr[c] += Ar[c] * act_grad(dyr[c], yr[c], lo, hi) + Br[c] * (xr[c] - mu[c]) + Dr[c];
         } else {
 #pragma omp simd
             for (int c = 0; c < C; c++)
-                dxr[c] = Ar[c] * dyr[c] + Br[c] * (xr[c] - mu[c]) + Dr[c];
+                dxr[c] = Ar[c] * act_grad(dyr[c], yr[c], lo, hi) + Br[c] * (xr[c] - mu[c]) + Dr[c];
         }
     }
 }
