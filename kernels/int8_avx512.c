@@ -1,0 +1,294 @@
+/* INT8 kernels for AVX-512 F/BW without VNNI (e.g. Skylake-X), and the depthwise / add / pool
+ * kernels of the VNNI512 variant, which VNNI would not speed up.
+ *
+ * Same widening scheme as int8_avx2.c and for the same reason: vpmaddubsw saturates its int16
+ * pair sums (255*(-128)*2 = -65280), so u8 and s8 are widened to s16 and multiplied by vpmaddwd,
+ * whose int32 pair sums are exact.
+ *
+ * GEMM: a packed 16-channel group (64 bytes) is 2 chunks of 32 bytes = 8 channels x 4 K; a chunk
+ * widened to 32 s16 times the row's activations (x0 x1 x2 x3 repeated) gives two int32 partials
+ * per channel; they are summed once per tile with two vpermt2d. Microkernel: MR rows x NB blocks,
+ * 2*MR*NB accumulators (24) + 2*NB weight vectors + a broadcast. */
+#include "int8.h"
+#include <immintrin.h>
+#include <string.h>
+
+#define FI static inline __attribute__((always_inline))
+#define MRMAX 12
+#define NBMAX 2
+
+FI int32_t load_x4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+FI int32_t load_x_tail(const uint8_t *p, int n) {
+    int32_t v = 0;
+    memcpy(&v, p, (size_t)n);
+    return v;
+}
+
+FI __mmask16 lane_mask(int valid) { return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1); }
+
+/* 16 accumulators -> 16 requantized bytes; clamp in float first (see int8_vnni512.c). */
+FI __m128i requant16(__m512i acc, __m512 mult, __m512 flo, __m512 fhi, __m512i zy) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
+    f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+    __m128i v = _mm512_cvtusepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy));
+    __asm__("" : "+v"(v)); /* no fusing into a (slow) narrowing masked store */
+    return v;
+}
+
+/* Epilogue constants, copied out of the job once per call: stores through uint8_t pointers may
+ * alias anything, so reading them from *j after each store would reload and rebroadcast them. */
+typedef struct {
+    qat_i8_out_kind kind;
+    char *y;
+    int64_t ldy;
+    const float *mult, *fbias;
+    __m512 flo, fhi; /* clamp bounds minus zy */
+    __m512i zy;
+} epilogue;
+
+static epilogue epilogue_of(const qat_i8_gemm_job *j) {
+    epilogue e = {j->kind, (char *)j->y, j->ldy, j->mult, j->fbias,
+                  _mm512_set1_ps((float)(j->lo - j->zy)), _mm512_set1_ps((float)(j->hi - j->zy)),
+                  _mm512_set1_epi32(j->zy)};
+    return e;
+}
+
+/* Writes one 16-channel block of one row; acc already includes bias_eff. */
+FI void store_block(const epilogue *e, int m, int n0, __m512i acc, __m512 mult, __m512 fbias,
+                    __mmask16 k) {
+    switch (e->kind) {
+    case QAT_I8_OUT_U8:
+        _mm_mask_storeu_epi8(e->y + (size_t)m * e->ldy + n0, k, requant16(acc, mult, e->flo, e->fhi, e->zy));
+        break;
+    case QAT_I8_OUT_S32:
+        _mm512_mask_storeu_epi32((int32_t *)e->y + (size_t)m * e->ldy + n0, k, acc);
+        break;
+    case QAT_I8_OUT_F32: {
+        __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
+        __asm__("" : "+v"(p)); /* the product stays a rounded float: no FMA with the bias add */
+        if (e->fbias) p = _mm512_add_ps(p, fbias);
+        _mm512_mask_storeu_ps((float *)e->y + (size_t)m * e->ldy + n0, k, p);
+        break;
+    }
+    }
+}
+
+FI void tile(const qat_i8_gemm_job *j, const epilogue *e, int m, int nb0, const int MR,
+             const int NB) {
+    const qat_i8_gemm_weights *w = j->w;
+    const int kg = w->K / 4, krem = w->K % 4;
+    const size_t bstride = (size_t)(w->Kp / 4) * 64;
+    const int8_t *wp = w->w + (size_t)nb0 * bstride;
+    const uint8_t *xp = j->x + (size_t)m * j->ldx;
+    const int64_t ldx = j->ldx;
+    __m512i acc[MRMAX][2 * NBMAX];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 2 * NB; q++) acc[r][q] = _mm512_setzero_si512();
+    for (int g = 0; g <= kg; g++) {
+        if (g == kg && !krem) break;
+        __m512i wq[2 * NBMAX];
+#pragma GCC unroll 4
+        for (int q = 0; q < 2 * NB; q++)
+            wq[q] = _mm512_cvtepi8_epi16(
+                _mm256_loadu_si256((const __m256i *)(wp + (q / 2) * bstride + (size_t)g * 64 + 32 * (q % 2))));
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            int32_t x4 = g < kg ? load_x4(xp + r * ldx + 4 * g) : load_x_tail(xp + r * ldx + 4 * g, krem);
+            __m512i xb = _mm512_cvtepu8_epi16(_mm256_set1_epi32(x4));
+#pragma GCC unroll 4
+            for (int q = 0; q < 2 * NB; q++) acc[r][q] = _mm512_add_epi32(acc[r][q], _mm512_madd_epi16(xb, wq[q]));
+        }
+    }
+    /* chunk 0 lanes (2c, 2c+1) = partials of channel c, chunk 1 the same for channel 8 + c */
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 2
+    for (int b = 0; b < NB; b++) {
+        int n0 = (nb0 + b) * 16;
+        __mmask16 k = lane_mask(w->N - n0);
+        __m512i be = _mm512_loadu_si512(w->bias_eff + n0);
+        __m512 mult = _mm512_setzero_ps(), fbias = _mm512_setzero_ps();
+        if (e->kind != QAT_I8_OUT_S32) mult = _mm512_maskz_loadu_ps(k, e->mult + n0);
+        if (e->kind == QAT_I8_OUT_F32 && e->fbias) fbias = _mm512_maskz_loadu_ps(k, e->fbias + n0);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            __m512i a0 = acc[r][2 * b], a1 = acc[r][2 * b + 1];
+            __m512i s = _mm512_add_epi32(_mm512_permutex2var_epi32(a0, even, a1),
+                                         _mm512_permutex2var_epi32(a0, odd, a1));
+            store_block(e, m + r, n0, _mm512_add_epi32(s, be), mult, fbias, k);
+        }
+    }
+}
+
+FI void rows_nb(const qat_i8_gemm_job *j, const epilogue *e, int m0, int m1, int nb0,
+                const int MR, const int NB) {
+    int m = m0;
+    for (; m + MR <= m1; m += MR) tile(j, e, m, nb0, MR, NB);
+    for (; m + 4 <= m1; m += 4) tile(j, e, m, nb0, 4, NB);
+    if (m + 2 <= m1) {
+        tile(j, e, m, nb0, 2, NB);
+        m += 2;
+    }
+    if (m < m1) tile(j, e, m, nb0, 1, NB);
+}
+
+void qat_i8_gemm_rows_avx512(const qat_i8_gemm_job *j, int m0, int m1) {
+    const int nblk = j->w->Np / 16;
+    const epilogue e = epilogue_of(j);
+    int nb = 0;
+    for (; nb + 2 <= nblk; nb += 2) rows_nb(j, &e, m0, m1, nb, 6, 2);
+    if (nb < nblk) rows_nb(j, &e, m0, m1, nb, 12, 1);
+}
+
+/* ---- depthwise --------------------------------------------------------------------------------
+ * 32 channels per step, two zmm of int32: even and odd channels. vpmaddwd needs, per int32 lane,
+ * the activations of one channel at two taps side by side. Widened to s16, tap 2p holds channels
+ * (c, c+1) in each 32-bit lane, so
+ *   A = blend(x0, x1 << 16)  -> lane i = (x0[2i], x1[2i])     channel 2i at both taps
+ *   B = blend(x0 >> 16, x1)  -> lane i = (x0[2i+1], x1[2i+1]) channel 2i+1 at both taps
+ * which costs a shift and a blend (ALU ops) instead of byte shuffles; the weights are packed in
+ * the same even/odd order (qat_i8_dw_pair_index). vpermt2d puts the channels back in order
+ * before the epilogue. Channel tails use masked loads and stores (the zx row and the packed
+ * weights are padded to Cp). */
+/* Channels [c, c+32) of PIX output pixels (taps tp[i], outputs yp[i]) with NP tap pairs; PIX and
+ * NP are constants at the call sites, so the loops unroll and the pixels share weight loads. */
+FI void dw_block(const qat_i8_dw_job *j, const uint8_t *const *const *tp, uint8_t *const *yp, int c,
+                 const int PIX, const int NP, int np_rt, const int FULL) {
+    const qat_i8_dw_weights *w = j->w;
+    const int C = j->in.c, cp = w->Cp, np = NP ? NP : np_rt;
+    const __mmask32 k = C - c >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c)) - 1);
+    __m512i ae[2], ao[2];
+#pragma GCC unroll 2
+    for (int i = 0; i < PIX; i++) ae[i] = ao[i] = _mm512_setzero_si512();
+    const int16_t *wp = w->w + qat_i8_dw_pair_index(cp, 0, c);
+#pragma GCC unroll 13
+    for (int p = 0; p < np; p++, wp += cp * 2) {
+        __m512i we = _mm512_loadu_si512(wp), wo = _mm512_loadu_si512(wp + 32);
+#pragma GCC unroll 2
+        for (int i = 0; i < PIX; i++) {
+            __m512i x0, x1;
+            if (FULL) { /* unmasked loads where possible: masked ones cost more on some cores */
+                x0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(tp[i][2 * p] + c)));
+                x1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(tp[i][2 * p + 1] + c)));
+            } else {
+                x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, tp[i][2 * p] + c));
+                x1 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(k, tp[i][2 * p + 1] + c));
+            }
+            __m512i a = _mm512_mask_blend_epi16(0xAAAAAAAAu, x0, _mm512_slli_epi32(x1, 16));
+            __m512i b = _mm512_mask_blend_epi16(0xAAAAAAAAu, _mm512_srli_epi32(x0, 16), x1);
+            ae[i] = _mm512_add_epi32(ae[i], _mm512_madd_epi16(a, we));
+            ao[i] = _mm512_add_epi32(ao[i], _mm512_madd_epi16(b, wo));
+        }
+    }
+    const __m512i lo16 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi16 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 flo = _mm512_set1_ps((float)(j->lo - j->zy)), fhi = _mm512_set1_ps((float)(j->hi - j->zy));
+    const __m512i zy = _mm512_set1_epi32(j->zy);
+    const __mmask16 k0 = (__mmask16)k, k1 = (__mmask16)(k >> 16);
+    const __m512i b0 = _mm512_loadu_si512(w->bias_eff + c), b1 = _mm512_loadu_si512(w->bias_eff + c + 16);
+    const __m512 m0 = _mm512_maskz_loadu_ps(k0, j->mult + c), m1 = _mm512_maskz_loadu_ps(k1, j->mult + c + 16);
+#pragma GCC unroll 2
+    for (int i = 0; i < PIX; i++) {
+        __m512i s0 = _mm512_add_epi32(_mm512_permutex2var_epi32(ae[i], lo16, ao[i]), b0);
+        __m512i s1 = _mm512_add_epi32(_mm512_permutex2var_epi32(ae[i], hi16, ao[i]), b1);
+        if (FULL) {
+            _mm_storeu_si128((__m128i *)(yp[i] + c), requant16(s0, m0, flo, fhi, zy));
+            _mm_storeu_si128((__m128i *)(yp[i] + c + 16), requant16(s1, m1, flo, fhi, zy));
+        } else {
+            _mm_mask_storeu_epi8(yp[i] + c, k0, requant16(s0, m0, flo, fhi, zy));
+            if (k1) _mm_mask_storeu_epi8(yp[i] + c + 16, k1, requant16(s1, m1, flo, fhi, zy));
+        }
+    }
+}
+
+FI void dw_pixels(const qat_i8_dw_job *j, const uint8_t *const *const *tp, uint8_t *const *yp,
+                  const int PIX) {
+    const int C = j->in.c, np = j->w->npairs;
+    int c = 0;
+    for (; c + 32 <= C; c += 32) {
+        if (np == 5) /* 3x3 */
+            dw_block(j, tp, yp, c, PIX, 5, np, 1);
+        else if (np == 13) /* 5x5 */
+            dw_block(j, tp, yp, c, PIX, 13, np, 1);
+        else
+            dw_block(j, tp, yp, c, PIX, 0, np, 1);
+    }
+    if (c < C) dw_block(j, tp, yp, c, PIX, 0, np, 0);
+}
+
+void qat_i8_dw_rows_avx512(const qat_i8_dw_job *j, int r0, int r1) {
+    const int C = j->in.c;
+    const uint8_t *taps[2][QAT_I8_DW_MAX_TAPS + 1];
+    const uint8_t *const *tp[2] = {taps[0], taps[1]};
+    for (int r = r0; r < r1; r++) {
+        int n = r / j->oh, oh = r % j->oh;
+        uint8_t *row = j->y + ((size_t)n * j->oh + oh) * j->ow * C;
+        int ow = 0;
+        for (; ow + 2 <= j->ow; ow += 2) { /* two pixels share each weight load */
+            qat_i8_dw_taps(j, n, oh, ow, taps[0]);
+            qat_i8_dw_taps(j, n, oh, ow + 1, taps[1]);
+            uint8_t *yp[2] = {row + (size_t)ow * C, row + (size_t)(ow + 1) * C};
+            dw_pixels(j, tp, yp, 2);
+        }
+        if (ow < j->ow) {
+            qat_i8_dw_taps(j, n, oh, ow, taps[0]);
+            uint8_t *yp[1] = {row + (size_t)ow * C};
+            dw_pixels(j, tp, yp, 1);
+        }
+    }
+}
+
+/* ---- element-wise add -------------------------------------------------------------------------- */
+
+/* 16 elements; see qat_i8_add_one for the definition. The asm keeps each product rounded. */
+FI __m128i add16(__m128i a16, __m128i b16, const qat_i8_add_params *p) {
+    __m512 fa = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(a16), _mm512_set1_epi32(p->za))),
+                              _mm512_set1_ps(p->sa));
+    __m512 fb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(b16), _mm512_set1_epi32(p->zb))),
+                              _mm512_set1_ps(p->sb));
+    __asm__("" : "+v"(fa), "+v"(fb));
+    __m512 f = _mm512_mul_ps(_mm512_add_ps(fa, fb), _mm512_set1_ps(p->inv_sy));
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps((float)(p->lo - p->zy))), _mm512_set1_ps((float)(p->hi - p->zy)));
+    return _mm512_cvtusepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(p->zy)));
+}
+
+void qat_i8_add_range_avx512(uint8_t *y, const uint8_t *a, const uint8_t *b, int64_t i0,
+                             int64_t i1, const qat_i8_add_params *p) {
+    for (int64_t i = i0; i < i1; i += 16) {
+        __mmask16 k = lane_mask((int)(i1 - i < 16 ? i1 - i : 16));
+        __m128i v = add16(_mm_maskz_loadu_epi8(k, a + i), _mm_maskz_loadu_epi8(k, b + i), p);
+        _mm_mask_storeu_epi8(y + i, k, v);
+    }
+}
+
+/* ---- global average pool ----------------------------------------------------------------------- */
+
+void qat_i8_pool_images_avx512(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
+                               const qat_i8_pool_params *p, int n0, int n1) {
+    const int hw = in->h * in->w, C = in->c;
+    const __m512 mult = _mm512_set1_ps(p->mult);
+    const __m512 flo = _mm512_set1_ps((float)(p->lo - p->zy)), fhi = _mm512_set1_ps((float)(p->hi - p->zy));
+    const __m512i zy = _mm512_set1_epi32(p->zy), off = _mm512_set1_epi32(hw * p->zx);
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *img = x + (size_t)n * hw * C;
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = lane_mask(C - c);
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+            int i = 0;
+            for (; i + 2 <= hw; i += 2) { /* two chains so the adds overlap */
+                s0 = _mm512_add_epi32(s0, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, img + (size_t)i * C + c)));
+                s1 = _mm512_add_epi32(s1, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, img + (size_t)(i + 1) * C + c)));
+            }
+            if (i < hw) s0 = _mm512_add_epi32(s0, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, img + (size_t)i * C + c)));
+            __m512i acc = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), off);
+            _mm_mask_storeu_epi8(y + (size_t)n * C + c, k, requant16(acc, mult, flo, fhi, zy));
+        }
+    }
+}
