@@ -12,10 +12,13 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-           -Iinclude -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
+SAN     ?=
+# The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
+QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
+             -Iinclude -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
+ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
-LDFLAGS += -fopenmp
+ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
 
 ISA_AVX2    = -mavx2 -mfma
 ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
@@ -41,19 +44,19 @@ deps-data:
 
 $(BUILD)/%_avx2.o: %_avx2.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_AVX2) -c $< -o $@
 $(BUILD)/%_avx512.o: %_avx512.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_AVX512) -c $< -o $@
 $(BUILD)/%_vnni512.o: %_vnni512.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_VNNI512) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_VNNI512) -c $< -o $@
 $(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libqat.a: $(LIB_OBJS)
 	@rm -f $@
@@ -62,17 +65,17 @@ libqat.a: $(BUILD)/libqat.a
 	cp $< $@
 
 qat: $(CLI_OBJS) $(BUILD)/libqat.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
 
 test: deps
 	$(MAKE) $(BUILD)/test_qat qat
 	$(BUILD)/test_qat
 
 $(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: deps-data
 	$(MAKE) $(BUILD)/bench_train
@@ -87,9 +90,8 @@ demo: deps-data
 	./qat eval --ckpt $(DEMO_DIR)/fp32/best.ckpt --data fashion-mnist
 
 asan: deps
-	$(MAKE) BUILD=build-asan OPT="-O1" \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fopenmp -fsanitize=address,undefined" build-asan/test_qat
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build-asan/test_qat
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_qat
 
 clean:
