@@ -117,11 +117,10 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
         }
 }
 
-/* Clamp bounds of the fused activation; the backward mask is lo < y < hi. */
-static void act_bounds(qat_bn_act act, float *lo, float *hi) {
-    *lo = act == QAT_BN_ACT_NONE ? -INFINITY : 0.0f;
-    *hi = act == QAT_BN_ACT_RELU6 ? 6.0f : INFINITY;
-}
+/* Clamp bounds of the fused activation; the backward mask is lo < y < hi. Returned by value:
+ * locals whose address escapes are reloaded inside the loops (they might alias the output). */
+static float act_lo(qat_bn_act act) { return act == QAT_BN_ACT_NONE ? -INFINITY : 0.0f; }
+static float act_hi(qat_bn_act act) { return act == QAT_BN_ACT_RELU6 ? 6.0f : INFINITY; }
 
 qat_tensor *qat_batchnorm2d(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma, qat_tensor *beta,
                             qat_bn_state *st) {
@@ -142,8 +141,7 @@ qat_tensor *qat_batchnorm2d_act(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma,
     out->fparam[0] = st->eps;
     out->fparam[1] = st->momentum;
     out->iparam[1] = (int)act;
-    float lo, hi;
-    act_bounds(act, &lo, &hi);
+    const float lo = act_lo(act), hi = act_hi(act);
 
     float *mean = qat_arena_floats(&ctx->arena, C); /* (C) */
     float *rstd = qat_arena_floats(&ctx->arena, C); /* (C) */
@@ -220,8 +218,7 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
     const int need_gamma = gamma && gamma->requires_grad, need_beta = beta && beta->requires_grad;
     const int need_x = x->requires_grad;
     const float *restrict dy = out->grad, *restrict yo = out->data;
-    float lo, hi;
-    act_bounds((qat_bn_act)out->iparam[1], &lo, &hi);
+    const float lo = act_lo((qat_bn_act)out->iparam[1]), hi = act_hi((qat_bn_act)out->iparam[1]);
 
     /* s_dy = sum dy, s_dyx = sum dy*(x - mean) per channel: the parameter grads, and in
      * training mode the terms through the batch mean and variance. */
