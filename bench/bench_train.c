@@ -4,6 +4,7 @@
  *
  *   build/bench_train [--model mbv2-tiny] [--batch 64] [--threads 2] [--steps 30]
  */
+#include "kernels.h"
 #include "train.h"
 #include "progress.h"
 #include <stdio.h>
@@ -55,6 +56,7 @@ static double infer_step(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    qat_exec_with_omp_defaults(argv);
     const char *model = "mbv2-tiny";
     int batch = 64, threads = 2, steps = 30;
     for (int i = 1; i + 1 < argc; i += 2) {

@@ -125,4 +125,8 @@ void qat_dwconv_bwd_weight_avx512(const qat_conv_geom *g, float *dwk, float *db,
  * parallel region. */
 int qat_kernel_threads(void);
 
+/* For a program's main(), before any OpenMP call: re-executes the program with a short OpenMP
+ * spin (GOMP_SPINCOUNT=20000) unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY. See cpu.c. */
+void qat_exec_with_omp_defaults(char **argv);
+
 #endif
