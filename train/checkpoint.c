@@ -4,6 +4,7 @@
 #include "container.h"
 #include "train.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char CKPT_MAGIC[8] = {'Q', 'A', 'T', 'C', 'K', 'P', 'T', '1'};
@@ -59,19 +60,34 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
     }
     memcpy(meta.rng, r->rng.s, sizeof meta.rng);
     const char *spec = qat_spec_text(r->spec);
-    qat_section secs[5] = {
+    /* PTQ / QAT runs add the fake-quant state; FP32 checkpoints stay as they were. */
+    size_t qbytes = r->qmodel ? qat_qmodel_state_bytes(r->qmodel) : 0;
+    void *qbuf = NULL;
+    if (r->qmodel) {
+        if (!(qbuf = malloc(qbytes))) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
+        qat_qmodel_pack(r->qmodel, qbuf);
+    }
+    qat_section secs[7] = {
         {"meta", &meta, sizeof meta},
         {"spec", spec, strlen(spec)},
         {"params", m->params, (uint64_t)m->nparams * sizeof(float)},
         {"buffers", m->buffers, (uint64_t)m->nbuffers * sizeof(float)},
         {"optim", r->has_opt ? r->opt.state : NULL,
          r->has_opt ? (uint64_t)meta.opt_state_floats * sizeof(float) : 0},
+        {"quant", qbuf, qbytes},
+        {"qoptim", r->has_qopt ? r->qopt.state : NULL,
+         r->has_qopt ? (uint64_t)qat_optim_state_floats(&r->qopt) * sizeof(float) : 0},
     };
-    return qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs, 5);
+    qat_status st = qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs,
+                                        r->qmodel ? (r->has_qopt ? 7 : 6) : 5);
+    free(qbuf);
+    return st;
 }
 
 void qat_run_free(qat_run *r) {
     if (r->has_opt) qat_optim_free(&r->opt);
+    if (r->has_qopt) qat_optim_free(&r->qopt);
+    qat_qmodel_free(r->qmodel);
     qat_model_free(r->model);
     qat_spec_free(r->spec);
     memset(r, 0, sizeof *r);
@@ -145,6 +161,22 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
         s->pct_start = meta.pct_start, s->div_factor = meta.div_factor;
         s->final_div_factor = meta.final_div_factor, s->total_steps = meta.total_steps;
         s->warmup_steps = meta.warmup_steps, s->step_size = meta.step_size;
+    }
+    p = qat_container_find(c, "quant", &size);
+    if (p && (st = qat_qmodel_unpack(m, p, size, path, &r->qmodel))) return st;
+    p = qat_container_find(c, "qoptim", &size);
+    if (p && r->has_opt && r->qmodel && r->qmodel->nlsq) {
+        /* the learned quantizers' optimizer: same kind and settings as the model's, no decay */
+        if ((st = qat_optim_init(&r->qopt, r->opt.kind, r->qmodel->nlsq, r->qmodel->lsq_segs,
+                                 r->qmodel->nlsq_segs)))
+            return st;
+        r->has_qopt = 1;
+        qat_optimizer *o = &r->qopt;
+        o->nesterov = r->opt.nesterov, o->momentum = r->opt.momentum, o->weight_decay = 0;
+        o->beta1 = r->opt.beta1, o->beta2 = r->opt.beta2, o->eps = r->opt.eps, o->step = r->opt.step;
+        if (size != (uint64_t)qat_optim_state_floats(o) * sizeof(float))
+            return qat_fail(QAT_ERR_FORMAT, "%s: section 'qoptim' has the wrong size", path);
+        memcpy(o->state, p, size);
     }
     return QAT_OK;
 }

@@ -1,5 +1,6 @@
 /* The qat command line. Every subcommand describes its options in a table (name, kind, target,
  * help) from which both parsing and --help are generated. Only this file prints errors and exits. */
+#include "kernels.h"
 #include "train.h"
 #include <errno.h>
 #include <limits.h>
@@ -164,6 +165,99 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_ptq(int argc, char **argv) {
+    qat_ptq_opts o;
+    qat_ptq_opts_default(&o);
+    int json = 0;
+    const cli_opt opts[] = {
+        {"ckpt", OPT_STR, &o.ckpt, "FP32 checkpoint to quantize"},
+        {"data", OPT_STR, &o.data, "dataset: calibration on its train split, accuracy on its test split"},
+        {"qconfig", OPT_STR, &o.qconfig, "quantization preset: x86, per-tensor, w4a8, lsq [x86]"},
+        {"observer", OPT_STR, &o.observer, "activation observer: minmax or histogram [minmax]"},
+        {"calib-batches", OPT_INT, &o.calib_batches, "calibration batches [32]"},
+        {"batch", OPT_INT, &o.batch, "calibration batch size [128]"},
+        {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
+        {"threads", OPT_INT, &o.threads, "threads [all cores]"},
+        {"out", OPT_STR, &o.out, "PTQ checkpoint to write (FP32 params + quantization state)"},
+        {"json", OPT_FLAG, &json, "print one JSON object"},
+    };
+    if (parse_opts("ptq", "--ckpt FP32.ckpt --data PATH --out PTQ.ckpt [options]", opts, NOPTS(opts),
+                   argc, argv))
+        return 0;
+    if (!o.ckpt || !o.data || !o.out) usage_error("ptq", "%s", "--ckpt, --data and --out are required");
+    qat_eval_result fp, q;
+    if (qat_ptq_run(&o, &fp, &q)) die(qat_last_error());
+    if (json)
+        printf("{\"fp32_accuracy\": %.4f, \"accuracy\": %.4f, \"fp32_loss\": %.4f, \"loss\": %.4f, "
+               "\"qconfig\": \"%s\", \"observer\": \"%s\", \"checkpoint\": \"%s\"}\n",
+               fp.accuracy, q.accuracy, fp.loss, q.loss, o.qconfig, o.observer, o.out);
+    else
+        printf("FP32 accuracy %.2f%%, PTQ (%s, %s) accuracy %.2f%%; written %s\n", 100.0 * fp.accuracy,
+               o.qconfig, o.observer, 100.0 * q.accuracy, o.out);
+    return 0;
+}
+
+static int cmd_qat(int argc, char **argv) {
+    qat_qat_opts qo;
+    qat_qat_opts_default(&qo);
+    qat_train_opts *o = &qo.train;
+    int no_flip = 0;
+    const cli_opt opts[] = {
+        {"ckpt", OPT_STR, &qo.ckpt, "FP32 (or PTQ) checkpoint to fine-tune"},
+        {"data", OPT_STR, &o->data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
+        {"qconfig", OPT_STR, &qo.qconfig, "quantization preset: x86, per-tensor, w4a8, lsq [x86]"},
+        {"freeze-bn-epoch", OPT_INT, &qo.freeze_bn_epoch, "freeze BN statistics after this many epochs [1]"},
+        {"freeze-observer-epoch", OPT_INT, &qo.freeze_observer_epoch, "freeze quantization ranges after this many epochs [2]"},
+        {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
+        {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
+        {"epochs", OPT_INT, &o->epochs, "epochs [3]"},
+        {"batch", OPT_INT, &o->batch, "batch size [128]"},
+        {"lr", OPT_FLOAT, &o->lr, "peak learning rate [0.01]"},
+        {"wd", OPT_FLOAT, &o->weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
+        {"momentum", OPT_FLOAT, &o->momentum, "SGD momentum [0.9]"},
+        {"opt", OPT_OPTIM, &o->opt, "optimizer: sgd (nesterov) or adamw [sgd]"},
+        {"sched", OPT_SCHED, &o->sched, "lr schedule: cosine, onecycle, step, constant [cosine]"},
+        {"warmup-epochs", OPT_FLOAT, &o->warmup_epochs, "warmup of the cosine schedule [0]"},
+        {"label-smoothing", OPT_FLOAT, &o->label_smoothing, "label smoothing of the loss [0.05]"},
+        {"crop-pad", OPT_INT, &o->crop_pad, "random-crop padding in pixels, 0 = off [2]"},
+        {"no-flip", OPT_FLAG, &no_flip, "disable random horizontal flips"},
+        {"seed", OPT_U64, &o->seed, "random seed [1]"},
+        {"threads", OPT_INT, &o->threads, "threads [all cores]"},
+        {"max-steps", OPT_I64, &o->max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
+        {"out", OPT_STR, &o->out_dir, "output directory for checkpoints and metrics.jsonl [runs/qat]"},
+        {"resume", OPT_STR, &o->resume, "continue exactly from a QAT checkpoint (last.ckpt)"},
+        {"quiet", OPT_FLAG, &o->quiet, "no progress output"},
+        {"json", OPT_FLAG, &o->json, "print the final summary as one JSON object"},
+    };
+    if (parse_opts("qat", "--ckpt FP32.ckpt --data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
+    if (no_flip) o->hflip = 0;
+    if (!o->data) usage_error("qat", "%s", "--data is required");
+    if (!qo.ckpt && !o->resume) usage_error("qat", "%s", "--ckpt (or --resume) is required");
+    if (qat_qat_run(&qo)) die(qat_last_error());
+    return 0;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    int batch = 128, threads = 0;
+    float val_split = 0;
+    const cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "PTQ or QAT checkpoint"},
+        {"data", OPT_STR, &data, "dataset (the first test batch is used)"},
+        {"batch", OPT_INT, &batch, "images for the SQNR column [128]"},
+        {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
+        {"threads", OPT_INT, &threads, "threads [all cores]"},
+    };
+    if (parse_opts("inspect", "--ckpt X.ckpt --data PATH", opts, NOPTS(opts), argc, argv)) return 0;
+    if (!ckpt || !data) usage_error("inspect", "%s", "--ckpt and --data are required");
+    if (threads > 0) qat_set_threads(threads);
+    char *report;
+    if (qat_inspect(ckpt, data, val_split, batch, &report)) die(qat_last_error());
+    fputs(report, stdout);
+    free(report);
+    return 0;
+}
+
 static int cmd_summary(int argc, char **argv) {
     const char *model = "mbv2-tiny";
     float width = 1.0f;
@@ -197,7 +291,10 @@ typedef struct {
 
 static const cli_cmd commands[] = {
     {"train", cmd_train, "train a model in FP32 (see qat train --help)"},
-    {"eval", cmd_eval, "evaluate a checkpoint on a dataset's test split"},
+    {"eval", cmd_eval, "evaluate a checkpoint on a dataset's test split (fake-quant for PTQ/QAT)"},
+    {"ptq", cmd_ptq, "post-training quantization of an FP32 checkpoint (calibrate, evaluate)"},
+    {"qat", cmd_qat, "quantization-aware fine-tuning of an FP32 checkpoint"},
+    {"inspect", cmd_inspect, "per-layer quantization parameters and SQNR of a PTQ/QAT checkpoint"},
     {"summary", cmd_summary, "print a model's layers, shapes and parameter count"},
 };
 
@@ -207,10 +304,13 @@ static void print_main_help(void) {
         printf("  %-10s %s\n", commands[i].name, commands[i].help);
     printf("\n'qat COMMAND --help' lists a command's options. Example:\n"
            "  qat train --data fashion-mnist --out runs/fp32\n"
-           "  qat eval --ckpt runs/fp32/best.ckpt --data fashion-mnist\n");
+           "  qat eval --ckpt runs/fp32/best.ckpt --data fashion-mnist\n"
+           "  qat ptq --ckpt runs/fp32/best.ckpt --data fashion-mnist --out runs/ptq.ckpt\n"
+           "  qat qat --ckpt runs/fp32/best.ckpt --data fashion-mnist --out runs/qat\n");
 }
 
 int main(int argc, char **argv) {
+    qat_exec_with_omp_defaults(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_main_help();
         return argc < 2 ? 2 : 0;

@@ -35,13 +35,27 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
-                        int eval_batch, qat_eval_result *res) {
+typedef qat_tensor *(*forward_fn)(void *net, qat_ctx *ctx, qat_tensor *x);
+
+static qat_tensor *model_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
+    return qat_model_forward(net, ctx, x);
+}
+
+qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x) {
+    return r->qmodel ? qat_qmodel_forward(r->qmodel, ctx, x) : qat_model_forward(r->model, ctx, x);
+}
+
+static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
+    return qat_run_forward(net, ctx, x);
+}
+
+static qat_status evaluate_net(forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
+                               const float *std, int eval_batch, qat_eval_result *res) {
     double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
     lo.batch = eval_batch > 0 ? eval_batch : 500;
-    lo.prefetch = 1;
+    lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */
     for (int c = 0; c < 4; c++) lo.mean[c] = mean[c], lo.std[c] = std[c];
     qat_loader *l;
     qat_status st = qat_loader_create(d, &lo, &l);
@@ -64,7 +78,11 @@ qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, c
         qat_ctx_reset(&ctx);
         qat_tensor *xt = qat_tensor_4d(&ctx, B, d->h, d->w, d->c);
         memcpy(xt->data, x, (size_t)xt->numel * sizeof(float));
-        qat_tensor *logits = qat_model_forward(m, &ctx, xt);
+        qat_tensor *logits = fwd(net, &ctx, xt);
+        if (!logits) {
+            st = QAT_ERR_SHAPE; /* the forward set the message */
+            break;
+        }
         qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, y, 0.0f);
         loss_sum += (double)loss->data[0] * B;
         int K = logits->shape[1];
@@ -78,7 +96,16 @@ qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, c
     res->accuracy = n ? (float)correct / (float)n : 0.0f;
     res->loss = n ? (float)(loss_sum / n) : 0.0f;
     res->seconds = qat_now() - t0;
-    return QAT_OK;
+    return st;
+}
+
+qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
+                        int eval_batch, qat_eval_result *res) {
+    return evaluate_net(model_fwd, m, d, mean, std, eval_batch, res);
+}
+
+qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res) {
+    return evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res);
 }
 
 qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
@@ -100,7 +127,7 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
                           ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h,
                           test->w, test->c, test->nclasses);
         else
-            st = qat_evaluate(m, test, run.mean, run.std, eval_batch, res);
+            st = qat_run_evaluate(&run, test, eval_batch, res);
     }
     qat_dataset_free(train);
     qat_dataset_free(test);
@@ -127,7 +154,7 @@ static qat_status make_dir(const char *dir) {
     return QAT_OK;
 }
 
-static qat_status append_metrics(const char *dir, int epoch, int64_t step, float lr,
+static qat_status append_metrics(const char *dir, const char *phase, int epoch, int64_t step, float lr,
                                  float train_loss, float train_acc, const qat_eval_result *ev,
                                  double epoch_s, double img_s) {
     char path[1100];
@@ -135,10 +162,10 @@ static qat_status append_metrics(const char *dir, int epoch, int64_t step, float
     FILE *f = fopen(path, "a");
     if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
     fprintf(f,
-            "{\"phase\": \"fp32\", \"epoch\": %d, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.5f, "
+            "{\"phase\": \"%s\", \"epoch\": %d, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.5f, "
             "\"train_acc\": %.5f, \"test_loss\": %.5f, \"test_acc\": %.5f, \"epoch_s\": %.2f, "
             "\"img_s\": %.1f}\n",
-            epoch, (long long)step, lr, train_loss, train_acc, ev->loss, ev->accuracy, epoch_s, img_s);
+            phase, epoch, (long long)step, lr, train_loss, train_acc, ev->loss, ev->accuracy, epoch_s, img_s);
     int bad = ferror(f);
     if (fclose(f) || bad) return qat_fail(QAT_ERR_IO, "%s: write failed", path);
     return QAT_OK;
@@ -180,7 +207,61 @@ static int finite_or_report(float loss, int epoch, int64_t step, const char *dir
     return 0;
 }
 
-qat_status qat_train_run(const qat_train_opts *o) {
+static qat_status check_shape(const char *path, const qat_model *m, const qat_dataset *d) {
+    if (m->in_h != d->h || m->in_w != d->w || m->in_c != d->c || m->nclasses != d->nclasses)
+        return qat_fail(QAT_ERR_MISMATCH,
+                        "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
+                        path, m->in_h, m->in_w, m->in_c, m->nclasses, d->source, d->h, d->w, d->c,
+                        d->nclasses);
+    return QAT_OK;
+}
+
+/* QAT starts from an FP32 checkpoint: its params, BN buffers, normalisation and seed are kept;
+ * the optimizer, schedule and counters start afresh with the QAT options. */
+static qat_status new_qat_run(const qat_qat_opts *qo, const qat_dataset *train,
+                              int steps_per_epoch, qat_run *r) {
+    const qat_train_opts *o = &qo->train;
+    if (!qo->ckpt) return qat_fail(QAT_ERR_ARG, "qat: an FP32 checkpoint (--ckpt) is required");
+    qat_qconfig cfg;
+    qat_status st = qat_qconfig_get(qo->qconfig ? qo->qconfig : "x86", &cfg);
+    if (st) return st;
+    if ((st = qat_checkpoint_load(qo->ckpt, r))) return st;
+    qat_model *m = r->model;
+    if ((st = check_shape(qo->ckpt, m, train))) return st;
+    if (r->has_opt) qat_optim_free(&r->opt);
+    r->has_opt = 0;
+    if (r->has_qopt) qat_optim_free(&r->qopt);
+    r->has_qopt = 0;
+    qat_qmodel_free(r->qmodel); /* a PTQ checkpoint: start from its FP32 weights */
+    r->qmodel = NULL;
+    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel))) return st;
+    r->qmodel->freeze_bn_epoch = qo->freeze_bn_epoch;
+    r->qmodel->freeze_observer_epoch = qo->freeze_observer_epoch;
+    r->step = 0, r->epoch = 0, r->best_acc = 0;
+    qat_model_set_bn_update(m, 1);
+    if ((st = qat_optim_init(&r->opt, o->opt, m->nparams, m->segs, m->nsegs))) return st;
+    r->has_opt = 1;
+    r->opt.momentum = o->momentum;
+    r->opt.weight_decay = o->weight_decay;
+    if (cfg.lsq) {
+        /* LSQ: seed the learned scales from a min-max calibration, then learn them with their
+         * own optimizer (same kind and schedule, no weight decay). */
+        qat_qmodel *q = r->qmodel;
+        if ((st = qat_calibrate(r, train, o->batch, 16)) || (st = qat_qmodel_lsq_start(q))) return st;
+        if ((st = qat_optim_init(&r->qopt, o->opt, q->nlsq, q->lsq_segs, q->nlsq_segs))) return st;
+        r->has_qopt = 1;
+        q->lsq_lr_mult = qo->lsq_lr_mult;
+        r->qopt.momentum = o->momentum;
+        r->qopt.weight_decay = 0;
+    }
+    qat_sched_default(&r->sched, o->sched, o->lr, (int64_t)o->epochs * steps_per_epoch);
+    r->sched.warmup_steps = (int64_t)(o->warmup_epochs * steps_per_epoch);
+    return QAT_OK;
+}
+
+/* The loop shared by `qat train` (qo == NULL) and `qat qat`. */
+static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
+    const char *phase = qo ? "qat" : "fp32";
     if (o->epochs < 1 || o->batch < 1 || o->batch > 65536 || !(o->lr > 0) || o->max_steps < 0)
         return qat_fail(QAT_ERR_ARG, "train: --epochs, --batch and --lr must be positive");
     if (o->threads > 0) qat_set_threads(o->threads);
@@ -210,20 +291,19 @@ qat_status qat_train_run(const qat_train_opts *o) {
     }
     if (o->resume) {
         if ((st = qat_checkpoint_load(o->resume, &run))) goto done;
-        qat_model *m = run.model;
-        if (m->in_h != train->h || m->in_w != train->w || m->in_c != train->c ||
-            m->nclasses != train->nclasses) {
-            st = qat_fail(QAT_ERR_MISMATCH,
-                          "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
-                          o->resume, m->in_h, m->in_w, m->in_c, m->nclasses, train->source, train->h,
-                          train->w, train->c, train->nclasses);
+        if ((st = check_shape(o->resume, run.model, train))) goto done;
+        if (!qo != !run.qmodel) {
+            st = qat_fail(QAT_ERR_ARG, qo ? "%s: not a QAT checkpoint (resume it with qat train)"
+                                          : "%s: a PTQ/QAT checkpoint (resume it with qat qat)",
+                          o->resume);
             goto done;
         }
         if (!run.has_opt) {
             st = qat_fail(QAT_ERR_ARG, "%s: checkpoint has no optimizer state to resume", o->resume);
             goto done;
         }
-    } else if ((st = new_run(o, train, steps_per_epoch, &run))) {
+    } else if ((st = qo ? new_qat_run(qo, train, steps_per_epoch, &run)
+                        : new_run(o, train, steps_per_epoch, &run))) {
         goto done;
     }
     if ((st = make_dir(o->out_dir))) goto done;
@@ -236,7 +316,7 @@ qat_status qat_train_run(const qat_train_opts *o) {
     lo.hflip = o->hflip;
     lo.seed = run.seed;
     lo.drop_last = 1;
-    lo.prefetch = 1;
+    lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */
     for (int c = 0; c < 4; c++) lo.mean[c] = run.mean[c], lo.std[c] = run.std[c];
     if ((st = qat_loader_create(train, &lo, &loader))) goto done;
     size_t img = (size_t)train->h * train->w * train->c;
@@ -251,13 +331,14 @@ qat_status qat_train_run(const qat_train_opts *o) {
                                            : o->epochs;
     qat_model *m = run.model;
     qat_progress prog;
-    qat_progress_init(&prog, "train", epochs, steps_per_epoch, o->quiet);
+    qat_progress_init(&prog, qo ? "qat" : "train", epochs, steps_per_epoch, o->quiet);
     int64_t steps_this_run = 0;
     qat_eval_result ev = {0};
     double train_s = 0;
     long train_images = 0;
     int stopped_early = 0;
     for (int epoch = (int)(run.step / steps_per_epoch); epoch < epochs && !stopped_early; epoch++) {
+        if (run.qmodel && (st = qat_qmodel_on_epoch(run.qmodel, epoch))) goto done;
         qat_progress_epoch_start(&prog);
         double e0 = qat_now(), loss_sum = 0;
         long correct = 0, seen = 0;
@@ -274,17 +355,23 @@ qat_status qat_train_run(const qat_train_opts *o) {
             ctx.rng = run.rng;
             qat_tensor *x = qat_tensor_4d(&ctx, B, train->h, train->w, train->c);
             memcpy(x->data, xb, (size_t)B * img * sizeof(float));
-            qat_tensor *logits = qat_model_forward(m, &ctx, x);
+            qat_tensor *logits = qat_run_forward(&run, &ctx, x);
             qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, yb, o->label_smoothing);
             if (!finite_or_report(loss->data[0], epoch, run.step, o->out_dir)) {
                 st = QAT_ERR_NUMERIC;
                 goto done;
             }
             qat_model_zero_grad(m);
+            if (run.qmodel) qat_qmodel_zero_grad(run.qmodel);
             qat_backward(&ctx, loss);
             run.rng = ctx.rng;
             lr = qat_sched_lr(&run.sched, run.step);
             qat_optim_step(&run.opt, m->params, m->grads, lr);
+            if (run.has_qopt) {
+                qat_optim_step(&run.qopt, run.qmodel->lsq_params, run.qmodel->lsq_grads,
+                               lr * run.qmodel->lsq_lr_mult);
+                qat_qmodel_lsq_clamp(run.qmodel);
+            }
             run.step++;
             steps_this_run++;
             int K = logits->shape[1];
@@ -299,12 +386,12 @@ qat_status qat_train_run(const qat_train_opts *o) {
         if (seen == 0) break;
         int epoch_done = run.step % steps_per_epoch == 0;
         if (epoch_done) run.epoch = epoch + 1;
-        if ((st = qat_evaluate(m, test, run.mean, run.std, o->eval_batch, &ev))) goto done;
+        if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev))) goto done;
         if (!o->quiet)
             fprintf(stderr, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s\n",
                     epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
                     epoch_s, seen / epoch_s);
-        if ((st = append_metrics(o->out_dir, epoch + 1, run.step, lr, (float)(loss_sum / seen),
+        if ((st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
                                  (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
             goto done;
         int best = ev.accuracy > run.best_acc;
@@ -331,3 +418,23 @@ done:
     qat_dataset_free(test);
     return st;
 }
+
+qat_status qat_train_run(const qat_train_opts *o) { return train_loop(o, NULL); }
+
+void qat_qat_opts_default(qat_qat_opts *o) {
+    memset(o, 0, sizeof *o);
+    qat_train_opts_default(&o->train);
+    o->train.out_dir = "runs/qat";
+    o->train.epochs = 3;
+    o->train.lr = 0.01f; /* a tenth of the FP32 peak: QAT fine-tunes a trained model */
+    o->train.sched = QAT_SCHED_COSINE;
+    o->train.warmup_epochs = 0;
+    o->qconfig = "x86";
+    o->freeze_bn_epoch = 1;
+    o->freeze_observer_epoch = 2;
+    /* LSQ's gradient scale alone let SGD at lr 0.01 push the small per-channel weight scales
+     * (~2e-3) through zero on Fashion-MNIST (accuracy 88.7% after 60 steps vs 91.8% at 0.01x). */
+    o->lsq_lr_mult = 0.01f;
+}
+
+qat_status qat_qat_run(const qat_qat_opts *o) { return train_loop(&o->train, o); }

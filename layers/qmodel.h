@@ -1,0 +1,120 @@
+/* Stage 2 integration: a qat_model with fake-quant at every point the INT8 model quantizes.
+ *
+ *   qat_qconfig cfg;
+ *   if (qat_qconfig_get("x86", &cfg)) die(qat_last_error());
+ *   qat_qmodel *q;
+ *   if (qat_qmodel_create(model, &cfg, QAT_QMODEL_QAT, &q)) die(qat_last_error());
+ *   qat_tensor *logits = qat_qmodel_forward(q, &ctx, x);   // same records as qat_model_forward
+ *   qat_qmodel_free(q);                                     // the model stays the caller's
+ *
+ * Quantization points (docs/quantization.md, "QAT model"): the model input; each CONV_BN_ACT's
+ * weight (after simulated BN folding) and its output (after the activation; the conv+BN output
+ * for project convs); each residual ADD output; the global pool output (= the classifier's
+ * input); the classifier weight. The logits stay float (the INT8 model dequantizes them).
+ */
+#ifndef QAT_QMODEL_H
+#define QAT_QMODEL_H
+
+#include "model.h"
+#include "quant.h"
+
+/* ---- qconfig presets (layers/qconfig.c) ------------------------------------------------------ */
+
+#define QAT_QCONFIG_NAME_MAX 16
+
+typedef struct {
+    char name[QAT_QCONFIG_NAME_MAX];
+    qat_qscheme act;              /* activations (and the model input), per-tensor */
+    qat_qscheme weight;           /* conv and linear weights */
+    qat_observer_kind act_obs_qat;/* activation observer during QAT */
+    qat_observer_kind act_obs_ptq;/* default activation observer for PTQ calibration */
+    qat_observer_kind weight_obs; /* weight observer (reset every forward: range of the weights now) */
+    int lsq;                      /* 1: learned quantizers (LSQ weights, LSQ+ activations) */
+} qat_qconfig;
+
+/* Presets: "x86" (default), "per-tensor", "w4a8", "lsq". Unknown name -> QAT_ERR_ARG listing them. */
+qat_status qat_qconfig_get(const char *name, qat_qconfig *out);
+/* "x86, per-tensor, w4a8, lsq" */
+const char *qat_qconfig_list(void);
+
+/* ---- the QAT / PTQ model (layers/qmodel.c) ---------------------------------------------------- */
+
+typedef enum {
+    QAT_QMODEL_QAT = 0, /* activation observers: cfg.act_obs_qat */
+    QAT_QMODEL_PTQ,     /* activation observers: the kind given to create (minmax / histogram) */
+} qat_qmodel_mode;
+
+#define QAT_QPOINT_NAME_MAX 64
+
+typedef struct {
+    qat_model *model;             /* not owned */
+    qat_qconfig cfg;
+    qat_observer_kind act_obs;    /* the activation observer in use */
+    int nfq;
+    qat_fq *fq;                   /* all quantization points: [0] is the model input */
+    char (*fq_names)[QAT_QPOINT_NAME_MAX];
+    int *weight_fq, *out_fq;      /* per layer: index into fq, or -1 */
+    /* 1 (default): fold BN into the weight when the weight fake-quant is on, else plain conv+BN;
+     * 2: always fold (tests); 0: never. */
+    int fold_bn;
+    int calibrating;              /* 1: observers also update when !ctx->training (PTQ) */
+    int bn_frozen;                /* BN uses (and keeps) running statistics, even in training */
+    int observers_frozen;         /* every range and qparam fixed */
+    int freeze_bn_epoch;          /* schedule (epochs completed before freezing); -1 never */
+    int freeze_observer_epoch;
+    qat_tensor **trace;           /* non-NULL: forward stores each layer's output here (nlayers) */
+    /* cfg.lsq: one learned quantizer per point, used once lsq_ready (before that the observers
+     * of fq[] calibrate, and qat_qmodel_lsq_start initialises the scales from them). Scales
+     * and offsets live in one allocation like the model's params; lsq_segs for an optimizer. */
+    int lsq_ready;
+    float lsq_lr_mult;            /* the quantizers' learning rate is the model's times this */
+    qat_lsq *lsq;                 /* (nfq) */
+    qat_tensor *lsq_t;            /* (2 * nfq) scale and offset leaf tensors */
+    float *lsq_params, *lsq_grads;
+    int64_t nlsq;
+    qat_param_seg *lsq_segs;
+    int nlsq_segs;
+} qat_qmodel;
+
+/* act_obs is used in PTQ mode (QAT_OBS_MINMAX or QAT_OBS_HISTOGRAM); QAT mode ignores it. */
+qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mode mode,
+                             qat_observer_kind act_obs, qat_qmodel **out);
+void qat_qmodel_free(qat_qmodel *q);
+
+/* Same contract as qat_model_forward. In training mode observers (unless frozen) update; in
+ * eval mode only while q->calibrating. */
+qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x);
+
+/* Turns every fake-quant on or off (off: the op returns its input, so with fold_bn == 1 the
+ * forward equals qat_model_forward bit for bit). */
+void qat_qmodel_enable_fake_quant(qat_qmodel *q, int on);
+/* Fixes all ranges: qparams from the observers (which must have seen data), observers off. */
+qat_status qat_qmodel_freeze_observers(qat_qmodel *q);
+/* BN running statistics frozen and used instead of batch statistics (PyTorch freeze_bn_stats). */
+void qat_qmodel_freeze_bn(qat_qmodel *q);
+/* Applies the freeze schedule at the start of 0-based epoch `epoch`. */
+qat_status qat_qmodel_on_epoch(qat_qmodel *q, int epoch);
+
+/* cfg.lsq: initialises every learned quantizer from its observer's qparams (after a
+ * calibration pass) and switches the forward to them. QAT_ERR_ARG for other qconfigs. */
+qat_status qat_qmodel_lsq_start(qat_qmodel *q);
+/* Zeroes the learned quantizers' gradients; after an optimizer step on lsq_params call
+ * qat_qmodel_lsq_clamp (keeps every scale at or above its floor). */
+void qat_qmodel_zero_grad(qat_qmodel *q);
+void qat_qmodel_lsq_clamp(qat_qmodel *q);
+
+/* Per layer, the SQNR in dB of its output with fake-quant against the same forward without
+ * (eval mode, on x): 10 log10(sum y^2 / sum (yq - y)^2); +inf when equal. sqnr has nlayers
+ * entries. Leaves fake-quant enabled. */
+void qat_qmodel_sqnr(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x, double *sqnr);
+
+/* The "quant" checkpoint section: qconfig name, observer kind, flags, schedule, then every fake
+ * quant's state in fq order. */
+size_t qat_qmodel_state_bytes(const qat_qmodel *q);
+void qat_qmodel_pack(const qat_qmodel *q, void *buf);
+/* Builds a qmodel for m from a packed state (QAT_ERR_FORMAT / QAT_ERR_MISMATCH naming `path`
+ * when it does not fit the model). */
+qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const char *path,
+                             qat_qmodel **out);
+
+#endif

@@ -1,0 +1,577 @@
+/* Stage 2 integration: qconfig presets, the fake-quant model (bitwise FP32 when disabled, BN
+ * folding arithmetic), PTQ, the QAT freeze schedule, QAT checkpoints and bad inputs, on a tiny
+ * synthetic IDX dataset in a temp directory. */
+#include "test_util.h"
+#include "train.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256], data_dir[300], small_dir[300], spec_path[300], fp32_dir[300];
+
+static void put_be32(FILE *f, uint32_t v) {
+    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
+    fwrite(b, 1, 4, f);
+}
+
+/* Class k of 3: a bright bar in row band k of an s x s image, plus noise. */
+static void write_idx(const char *dir, const char *split, int n, int s, uint64_t seed) {
+    char path[512];
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, split);
+    FILE *fi = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, split);
+    FILE *fl = fopen(path, "wb");
+    QAT_ASSERT(fi && fl);
+    put_be32(fi, 2051), put_be32(fi, n), put_be32(fi, s), put_be32(fi, s);
+    put_be32(fl, 2049), put_be32(fl, n);
+    for (int i = 0; i < n; i++) {
+        int k = (int)qat_rng_below(&r, 3);
+        unsigned char lab = (unsigned char)k;
+        for (int p = 0; p < s * s; p++) {
+            int row = p / s;
+            unsigned char v = (unsigned char)((int)qat_rng_below(&r, 60) + (row * 3 / s == k ? 150 : 0));
+            fwrite(&v, 1, 1, fi);
+        }
+        fwrite(&lab, 1, 1, fl);
+    }
+    fclose(fi);
+    fclose(fl);
+}
+
+/* Has a residual add (second ir block: stride 1, 8 -> 8) and project convs without activation. */
+static const char *tiny_spec =
+    "name tiny\n"
+    "stem conv k=3 c=8 s=1 act=relu6\n"
+    "block ir t=2 c=8 n=2 s=1\n"
+    "block ir t=2 c=16 n=1 s=2\n"
+    "head conv k=1 c=16 act=relu6\n"
+    "pool avg\n"
+    "classifier\n";
+
+static void base_opts(qat_train_opts *o, const char *out) {
+    qat_train_opts_default(o);
+    o->data = data_dir;
+    o->model = spec_path;
+    o->out_dir = out;
+    o->epochs = 4;
+    o->batch = 32;
+    o->threads = 1;
+    o->lr = 0.05f;
+    o->quiet = 1;
+    o->seed = 7;
+}
+
+static int setup(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/qat_qat_XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", tmpdir);
+    snprintf(small_dir, sizeof small_dir, "%s/small", tmpdir);
+    mkdir(data_dir, 0777);
+    mkdir(small_dir, 0777);
+    write_idx(data_dir, "train", 384, 12, 1);
+    write_idx(data_dir, "t10k", 96, 12, 2);
+    write_idx(small_dir, "train", 64, 8, 3);
+    write_idx(small_dir, "t10k", 32, 8, 4);
+    snprintf(spec_path, sizeof spec_path, "%s/tiny.spec", tmpdir);
+    FILE *f = fopen(spec_path, "w");
+    if (!f) return 1;
+    fputs(tiny_spec, f);
+    fclose(f);
+    /* One FP32 model that the PTQ/QAT tests start from. */
+    snprintf(fp32_dir, sizeof fp32_dir, "%s/fp32", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, fp32_dir);
+    if (qat_train_run(&o)) {
+        printf("\n  %s\n", qat_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+static int teardown(void) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) != 0;
+}
+
+static qat_run load(const char *path) {
+    qat_run r;
+    qat_status st = qat_checkpoint_load(path, &r);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    return r;
+}
+
+static void test_qconfig_presets(void) {
+    qat_qconfig c;
+    CU_ASSERT_FATAL(qat_qconfig_get("x86", &c) == QAT_OK);
+    CU_ASSERT(c.act.bits == 8 && !c.act.is_signed && !c.act.symmetric && !c.act.per_channel);
+    CU_ASSERT(c.weight.bits == 8 && c.weight.is_signed && c.weight.symmetric &&
+              c.weight.per_channel && c.weight.axis == 0);
+    CU_ASSERT(c.act_obs_qat == QAT_OBS_MOVING_AVG && c.act_obs_ptq == QAT_OBS_MINMAX);
+    CU_ASSERT_FATAL(qat_qconfig_get("per-tensor", &c) == QAT_OK);
+    CU_ASSERT(c.weight.bits == 8 && c.weight.symmetric && !c.weight.per_channel);
+    CU_ASSERT_FATAL(qat_qconfig_get("w4a8", &c) == QAT_OK);
+    CU_ASSERT(c.weight.bits == 4 && c.weight.per_channel && c.act.bits == 8);
+    int32_t lo, hi;
+    qat_qscheme_range(&c.weight, &lo, &hi);
+    CU_ASSERT(lo == -7 && hi == 7);
+    CU_ASSERT(!c.lsq);
+    CU_ASSERT_FATAL(qat_qconfig_get("lsq", &c) == QAT_OK);
+    CU_ASSERT(c.lsq && c.weight.bits == 8 && c.weight.per_channel);
+    CU_ASSERT(qat_qconfig_get("x87", &c) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "x87") && strstr(qat_last_error(), "w4a8"));
+}
+
+/* A tiny model with random weights and non-trivial BN statistics and affine parameters. */
+static qat_model *random_model(qat_spec **spec, uint64_t seed) {
+    CU_ASSERT_FATAL(qat_spec_parse(tiny_spec, "tiny", spec) == QAT_OK);
+    qat_model *m;
+    CU_ASSERT_FATAL(qat_model_create(*spec, 0, 12, 12, 1, 3, &m) == QAT_OK);
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    qat_model_init(m, &r);
+    for (int i = 0; i < m->nlayers; i++) {
+        qat_layer *L = &m->layers[i];
+        if (L->kind != QAT_LAYER_CONV_BN_ACT) continue;
+        for (int c = 0; c < L->out_c; c++) {
+            L->gamma.data[c] = 0.5f + qat_rng_uniform(&r);
+            L->beta.data[c] = 0.2f * qat_rng_normal(&r);
+            L->bn.running_mean[c] = 0.3f * qat_rng_normal(&r);
+            L->bn.running_var[c] = 0.2f + qat_rng_uniform(&r);
+        }
+    }
+    return m;
+}
+
+static qat_tensor *input(qat_ctx *ctx, int n, uint64_t seed) {
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    qat_tensor *x = qat_tensor_4d(ctx, n, 12, 12, 1);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = qat_rng_normal(&r);
+    return x;
+}
+
+/* Fake-quant off everywhere: logits, BN statistics and every gradient equal the FP32 model's
+ * bit for bit, in training (batch statistics) and eval mode. */
+static void test_disabled_is_fp32(void) {
+    qat_spec *spec;
+    qat_model *m = random_model(&spec, 3);
+    qat_qconfig cfg;
+    qat_qconfig_get("x86", &cfg);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, 0, &q) == QAT_OK);
+    qat_qmodel_enable_fake_quant(q, 0);
+    size_t bbytes = (size_t)m->nbuffers * sizeof(float), pbytes = (size_t)m->nparams * sizeof(float);
+    float *buf0 = malloc(bbytes), *buf1 = malloc(bbytes), *g1 = malloc(pbytes);
+    memcpy(buf0, m->buffers, bbytes);
+    for (int training = 1; training >= 0; training--) {
+        float *out[2];
+        int K = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            memcpy(m->buffers, buf0, bbytes);
+            qat_model_zero_grad(m);
+            qat_ctx ctx;
+            qat_ctx_init(&ctx, 1 << 20);
+            ctx.training = training;
+            ctx.grad_enabled = 1;
+            qat_tensor *x = input(&ctx, 4, 9);
+            qat_tensor *y = pass ? qat_qmodel_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
+            CU_ASSERT_FATAL(y != NULL);
+            int32_t labels[4] = {0, 1, 2, 1};
+            qat_backward(&ctx, qat_softmax_cross_entropy(&ctx, y, labels, 0.0f));
+            K = (int)y->numel;
+            out[pass] = malloc((size_t)K * sizeof(float));
+            memcpy(out[pass], y->data, (size_t)K * sizeof(float));
+            if (!pass) memcpy(buf1, m->buffers, bbytes), memcpy(g1, m->grads, pbytes);
+            qat_ctx_free(&ctx);
+        }
+        CU_ASSERT(memcmp(out[0], out[1], (size_t)K * sizeof(float)) == 0);
+        CU_ASSERT(memcmp(buf1, m->buffers, bbytes) == 0);
+        CU_ASSERT(memcmp(g1, m->grads, pbytes) == 0);
+        free(out[0]), free(out[1]);
+    }
+    /* ... and the observers did watch (QAT mode, training) */
+    CU_ASSERT(q->fq[0].obs.seen > 0);
+    free(buf0), free(buf1), free(g1);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+/* BN folded into the conv (y = conv(x, w*s)/s then BN with running stats) equals conv -> BN in
+ * eval mode: the folding arithmetic is right. With fake-quant on the output moves. */
+static void test_fold_matches_eval(void) {
+    qat_spec *spec;
+    qat_model *m = random_model(&spec, 5);
+    qat_qconfig cfg;
+    qat_qconfig_get("x86", &cfg);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, QAT_OBS_MINMAX, &q) == QAT_OK);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    qat_tensor *x = input(&ctx, 4, 11);
+    qat_tensor *ref = qat_model_forward(m, &ctx, x);
+    qat_qmodel_enable_fake_quant(q, 0);
+    q->fold_bn = 2;
+    qat_tensor *y = qat_qmodel_forward(q, &ctx, x);
+    CU_ASSERT(test_compare("folded conv-bn", y->data, ref->data, y->numel, 1e-5) <= 1e-5);
+    CU_ASSERT(memcmp(y->data, ref->data, (size_t)y->numel * sizeof(float)) != 0); /* it did fold */
+    /* calibrate on this batch, freeze, quantize: close to FP32 but not equal */
+    q->fold_bn = 1;
+    q->calibrating = 1;
+    qat_qmodel_forward(q, &ctx, x);
+    q->calibrating = 0;
+    CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
+    qat_qmodel_enable_fake_quant(q, 1);
+    qat_tensor *yq = qat_qmodel_forward(q, &ctx, x);
+    /* signal-to-quantization-noise ratio of the logits of a random 8-layer network */
+    double sig = 0, noise = 0;
+    for (int64_t i = 0; i < yq->numel; i++) {
+        sig += (double)ref->data[i] * ref->data[i];
+        noise += (double)(yq->data[i] - ref->data[i]) * (yq->data[i] - ref->data[i]);
+    }
+    double sqnr = 10 * log10(sig / fmax(noise, 1e-30));
+    /* 8-bit: ~35-45 dB per layer. Calibration ran with fake-quant off, so this also checks
+     * that the weight observers saw the folded weights then (about 10 dB when they did not). */
+    CU_ASSERT(noise > 0 && sqnr > 25);
+    double *ls = malloc((size_t)m->nlayers * sizeof(double));
+    qat_qmodel_sqnr(q, &ctx, x, ls);
+    for (int i = 0; i < m->nlayers; i++) {
+        if (!(ls[i] > 25)) printf("\n  %s: SQNR %.1f dB\n", m->layers[i].name, ls[i]);
+        CU_ASSERT(ls[i] > 25 && isfinite(ls[i]));
+    }
+    CU_ASSERT(fabs(ls[m->nlayers - 1] - sqnr) < 1e-6);
+    free(ls);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+/* Fold forced, fake-quant off. Batch statistics: BN(conv(x, w*s)/s) is conv -> BN
+ * mathematically; running statistics (eval / frozen BN): conv(x, w*s) + beta - gamma*mean/std
+ * is conv -> BN in eval. Logits and every parameter gradient (w through the fold, gamma through
+ * the fold and the folded bias in the running case) match the FP32 model to rounding. */
+static void test_fold_gradients(void) {
+    qat_spec *spec;
+    qat_model *m = random_model(&spec, 8);
+    qat_qconfig cfg;
+    qat_qconfig_get("x86", &cfg);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, 0, &q) == QAT_OK);
+    qat_qmodel_enable_fake_quant(q, 0);
+    q->fold_bn = 2;
+    size_t bbytes = (size_t)m->nbuffers * sizeof(float), pbytes = (size_t)m->nparams * sizeof(float);
+    float *buf0 = malloc(bbytes), *g0 = malloc(pbytes), *y0 = NULL;
+    memcpy(buf0, m->buffers, bbytes);
+    for (int training = 1; training >= 0; training--) {
+        for (int pass = 0; pass < 2; pass++) {
+            memcpy(m->buffers, buf0, bbytes);
+            qat_model_zero_grad(m);
+            qat_ctx ctx;
+            qat_ctx_init(&ctx, 1 << 20);
+            ctx.training = training;
+            ctx.grad_enabled = 1;
+            qat_tensor *x = input(&ctx, 6, 19);
+            qat_tensor *y = pass ? qat_qmodel_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
+            int32_t labels[6] = {0, 1, 2, 1, 0, 2};
+            qat_backward(&ctx, qat_softmax_cross_entropy(&ctx, y, labels, 0.0f));
+            if (!pass) {
+                memcpy(g0, m->grads, pbytes);
+                free(y0);
+                y0 = malloc((size_t)y->numel * sizeof(float));
+                memcpy(y0, y->data, (size_t)y->numel * sizeof(float));
+            } else {
+                CU_ASSERT(test_compare("fold logits", y->data, y0, y->numel, 1e-5) <= 1e-5);
+                /* relative to the largest gradient: tiny gradients carry only rounding */
+                double gmax = 0, worst = 0;
+                for (int64_t i = 0; i < m->nparams; i++) gmax = fmax(gmax, fabs(g0[i]));
+                for (int64_t i = 0; i < m->nparams; i++) worst = fmax(worst, fabs(m->grads[i] - g0[i]));
+                if (!(worst <= 1e-3 * gmax))
+                    printf("\n  training %d: grad diff %g of max %g\n", training, worst, gmax);
+                CU_ASSERT(gmax > 0 && worst <= 1e-3 * gmax);
+            }
+            qat_ctx_free(&ctx);
+        }
+    }
+    free(buf0), free(g0), free(y0);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+static void test_ptq_close_to_fp32(void) {
+    char ckpt[400], out[400];
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
+    snprintf(out, sizeof out, "%s/ptq.ckpt", tmpdir);
+    const char *observers[2] = {"minmax", "histogram"};
+    for (int k = 0; k < 2; k++) {
+        qat_ptq_opts o;
+        qat_ptq_opts_default(&o);
+        o.ckpt = ckpt, o.data = data_dir, o.out = out, o.observer = observers[k];
+        o.calib_batches = 4, o.batch = 32, o.threads = 1;
+        qat_eval_result fp, qr;
+        qat_status st = qat_ptq_run(&o, &fp, &qr);
+        if (st) printf("\n  %s\n", qat_last_error());
+        CU_ASSERT_FATAL(st == QAT_OK);
+        CU_ASSERT(fp.accuracy > 0.8f);
+        CU_ASSERT(fabsf(qr.accuracy - fp.accuracy) <= 0.05f);
+        /* `qat eval` of the PTQ checkpoint evaluates the fake-quant model */
+        qat_eval_result ev;
+        CU_ASSERT_FATAL(qat_checkpoint_evaluate(out, data_dir, &ev) == QAT_OK);
+        CU_ASSERT(ev.accuracy == qr.accuracy && ev.loss == qr.loss);
+        char *report = NULL;
+        st = qat_inspect(out, data_dir, 0, 16, &report);
+        CU_ASSERT_FATAL(st == QAT_OK && report);
+        /* one row per layer with an SQNR: the head conv's row ends in a number */
+        const char *row = strstr(report, "\nfeatures.4 ");
+        CU_ASSERT(strstr(report, "SQNR") && row && strstr(report, "\nfc "));
+        if (row) {
+            const char *eol = strchr(row + 1, '\n'), *p = eol;
+            while (p > row && p[-1] != ' ') p--;
+            CU_ASSERT(eol && strtod(p, NULL) > 10);
+        }
+        free(report);
+        qat_run r = load(out);
+        CU_ASSERT(r.qmodel && r.qmodel->observers_frozen && !r.has_opt);
+        CU_ASSERT(r.qmodel && r.qmodel->act_obs == (k ? QAT_OBS_HISTOGRAM : QAT_OBS_MINMAX));
+        qat_run_free(&r);
+    }
+    qat_ptq_opts o;
+    qat_ptq_opts_default(&o);
+    o.ckpt = ckpt, o.data = data_dir, o.out = out, o.observer = "kl";
+    qat_eval_result fp, qr;
+    CU_ASSERT(qat_ptq_run(&o, &fp, &qr) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "kl") != NULL);
+    char *report = NULL;
+    CU_ASSERT(qat_inspect(ckpt, data_dir, 0, 16, &report) == QAT_ERR_ARG && !report);
+    CU_ASSERT(strstr(qat_last_error(), "FP32") != NULL);
+}
+
+static void qat_opts(qat_qat_opts *qo, const char *out) {
+    static char ckpt[400];
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
+    qat_qat_opts_default(qo);
+    qat_train_opts *o = &qo->train;
+    o->data = data_dir, o->out_dir = out, o->batch = 32, o->threads = 1, o->quiet = 1, o->seed = 7;
+    o->epochs = 3;
+    o->lr = 0.005f;
+    qo->ckpt = ckpt;
+    qo->freeze_bn_epoch = 1;
+    qo->freeze_observer_epoch = 2;
+}
+
+/* Activation observer ranges and qparams of every point. */
+static int same_quant_state(const qat_qmodel *a, const qat_qmodel *b) {
+    if (a->nfq != b->nfq) return 0;
+    for (int i = 0; i < a->nfq; i++) {
+        const qat_fq *x = &a->fq[i], *y = &b->fq[i];
+        size_t c = (size_t)x->nchannels;
+        if (memcmp(x->scale, y->scale, c * sizeof(float)) ||
+            memcmp(x->zero_point, y->zero_point, c * sizeof(int32_t)) ||
+            memcmp(x->obs.min_val, y->obs.min_val, c * sizeof(float)) ||
+            memcmp(x->obs.max_val, y->obs.max_val, c * sizeof(float)))
+            return 0;
+    }
+    return 1;
+}
+
+/* 3 epochs, BN frozen after 1, observers after 2, run one epoch at a time through --resume:
+ * BN statistics change in epoch 1 only, ranges in epochs 1-2 only. Then the last checkpoint
+ * round-trips: evaluating it again after save/load gives the same logits. */
+static void test_freeze_schedule_and_roundtrip(void) {
+    char dirs[3][300], resume[3][400];
+    const int spe = 384 / 32;
+    for (int e = 0; e < 3; e++) {
+        snprintf(dirs[e], sizeof dirs[e], "%s/qat%d", tmpdir, e);
+        snprintf(resume[e], sizeof resume[e], "%s/qat%d/last.ckpt", tmpdir, e);
+        qat_qat_opts qo;
+        qat_opts(&qo, dirs[e]);
+        qo.train.max_steps = spe;
+        if (e) qo.train.resume = resume[e - 1];
+        qat_status st = qat_qat_run(&qo);
+        if (st) printf("\n  %s\n", qat_last_error());
+        CU_ASSERT_FATAL(st == QAT_OK);
+    }
+    char fp32[400];
+    snprintf(fp32, sizeof fp32, "%s/last.ckpt", fp32_dir);
+    qat_run r0 = load(fp32), r[3];
+    for (int e = 0; e < 3; e++) {
+        r[e] = load(resume[e]);
+        CU_ASSERT_FATAL(r[e].qmodel != NULL);
+        CU_ASSERT(r[e].step == (e + 1) * spe && r[e].epoch == e + 1);
+    }
+    size_t bb = (size_t)r0.model->nbuffers * sizeof(float);
+    CU_ASSERT(memcmp(r0.model->buffers, r[0].model->buffers, bb) != 0);
+    CU_ASSERT(memcmp(r[0].model->buffers, r[1].model->buffers, bb) == 0);
+    CU_ASSERT(memcmp(r[1].model->buffers, r[2].model->buffers, bb) == 0);
+    CU_ASSERT(!r[0].qmodel->bn_frozen && r[1].qmodel->bn_frozen);
+    CU_ASSERT(!same_quant_state(r[0].qmodel, r[1].qmodel));
+    CU_ASSERT(same_quant_state(r[1].qmodel, r[2].qmodel));
+    CU_ASSERT(!r[1].qmodel->observers_frozen && r[2].qmodel->observers_frozen);
+    /* weights still train after both freezes */
+    CU_ASSERT(memcmp(r[1].model->params, r[2].model->params,
+                     (size_t)r0.model->nparams * sizeof(float)) != 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/again.ckpt", tmpdir);
+    CU_ASSERT_FATAL(qat_checkpoint_save(path, &r[2]) == QAT_OK);
+    qat_run r2 = load(path);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    qat_tensor *x = input(&ctx, 8, 13);
+    qat_tensor *a = qat_run_forward(&r[2], &ctx, x), *b = qat_run_forward(&r2, &ctx, x);
+    CU_ASSERT(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0);
+    qat_qmodel_enable_fake_quant(r2.qmodel, 0);
+    qat_tensor *c = qat_run_forward(&r2, &ctx, x);
+    CU_ASSERT(memcmp(a->data, c->data, (size_t)a->numel * sizeof(float)) != 0);
+    qat_ctx_free(&ctx);
+    qat_run_free(&r2);
+    /* the metrics say phase "qat" */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[2]);
+    FILE *f = fopen(path, "r");
+    char line[1024] = "";
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    CU_ASSERT(strstr(line, "\"phase\": \"qat\"") != NULL);
+    qat_run_free(&r0);
+    for (int e = 0; e < 3; e++) qat_run_free(&r[e]);
+}
+
+/* LSQ: the learned quantizers start as the calibrated fake-quant (same logits), learn during
+ * QAT, and a QAT run stopped after one epoch and resumed ends bit for bit where an
+ * uninterrupted run does (scales, offsets and their optimizer state are checkpointed). */
+static void test_lsq(void) {
+    qat_spec *spec;
+    qat_model *m = random_model(&spec, 21);
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get("lsq", &cfg) == QAT_OK);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, 0, &q) == QAT_OK);
+    CU_ASSERT(qat_qmodel_lsq_start(q) == QAT_ERR_ARG); /* nothing observed yet */
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    qat_tensor *x = input(&ctx, 4, 17);
+    q->calibrating = 1;
+    qat_qmodel_forward(q, &ctx, x);
+    q->calibrating = 0;
+    CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
+    qat_tensor *a = qat_qmodel_forward(q, &ctx, x);
+    CU_ASSERT_FATAL(qat_qmodel_lsq_start(q) == QAT_OK);
+    qat_tensor *b = qat_qmodel_forward(q, &ctx, x);
+    CU_ASSERT(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+
+    char full[400], part[400], res[400], ck[500];
+    snprintf(full, sizeof full, "%s/lsq_full", tmpdir);
+    snprintf(part, sizeof part, "%s/lsq_part", tmpdir);
+    snprintf(res, sizeof res, "%s/lsq_res", tmpdir);
+    qat_qat_opts qo;
+    qat_opts(&qo, full);
+    qo.qconfig = "lsq";
+    qo.train.epochs = 2;
+    qat_status st = qat_qat_run(&qo);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    qat_opts(&qo, part);
+    qo.qconfig = "lsq";
+    qo.train.epochs = 2;
+    qo.train.max_steps = 384 / 32;
+    CU_ASSERT_FATAL(qat_qat_run(&qo) == QAT_OK);
+    snprintf(ck, sizeof ck, "%s/last.ckpt", part);
+    qat_opts(&qo, res);
+    qo.train.resume = ck;
+    CU_ASSERT_FATAL(qat_qat_run(&qo) == QAT_OK);
+    snprintf(ck, sizeof ck, "%s/last.ckpt", full);
+    qat_run rf = load(ck);
+    snprintf(ck, sizeof ck, "%s/last.ckpt", part);
+    qat_run rp = load(ck);
+    snprintf(ck, sizeof ck, "%s/last.ckpt", res);
+    qat_run rr = load(ck);
+    CU_ASSERT_FATAL(rf.qmodel && rr.qmodel && rp.qmodel && rf.has_qopt && rr.has_qopt);
+    CU_ASSERT(rf.qmodel->lsq_ready && rf.qmodel->nlsq > 0);
+    size_t lb = (size_t)rf.qmodel->nlsq * sizeof(float);
+    CU_ASSERT(memcmp(rf.qmodel->lsq_params, rr.qmodel->lsq_params, lb) == 0);
+    CU_ASSERT(memcmp(rf.qmodel->lsq_params, rp.qmodel->lsq_params, lb) != 0); /* scales learn */
+    CU_ASSERT(memcmp(rf.model->params, rr.model->params, (size_t)rf.model->nparams * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(rf.qopt.state, rr.qopt.state,
+                     (size_t)qat_optim_state_floats(&rf.qopt) * sizeof(float)) == 0);
+    qat_run_free(&rf), qat_run_free(&rp), qat_run_free(&rr);
+}
+
+static void test_bad_inputs(void) {
+    char out[400], ckpt[400];
+    snprintf(out, sizeof out, "%s/bad", tmpdir);
+    qat_qat_opts qo;
+    qat_opts(&qo, out);
+    snprintf(ckpt, sizeof ckpt, "%s/missing.ckpt", tmpdir);
+    qo.ckpt = ckpt;
+    CU_ASSERT(qat_qat_run(&qo) == QAT_ERR_IO);
+    CU_ASSERT(strstr(qat_last_error(), "missing.ckpt") != NULL);
+    /* a checkpoint for 12x12 images on an 8x8 dataset */
+    qat_opts(&qo, out);
+    qo.train.data = small_dir;
+    CU_ASSERT(qat_qat_run(&qo) == QAT_ERR_MISMATCH);
+    CU_ASSERT(strstr(qat_last_error(), "12x12x1") != NULL);
+    qat_opts(&qo, out);
+    qo.qconfig = "int3";
+    CU_ASSERT(qat_qat_run(&qo) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "int3") != NULL);
+    /* --resume of an FP32 checkpoint through qat qat, and of a QAT one through qat train */
+    qat_opts(&qo, out);
+    qo.train.resume = qo.ckpt;
+    CU_ASSERT(qat_qat_run(&qo) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "not a QAT checkpoint") != NULL);
+    char qckpt[400];
+    snprintf(qckpt, sizeof qckpt, "%s/qat0/last.ckpt", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, out);
+    o.resume = qckpt;
+    CU_ASSERT(qat_train_run(&o) == QAT_ERR_ARG);
+    /* quant state of one architecture does not load into another */
+    qat_run r = load(qckpt);
+    size_t n = qat_qmodel_state_bytes(r.qmodel);
+    void *state = malloc(n);
+    qat_qmodel_pack(r.qmodel, state);
+    qat_spec *other;
+    CU_ASSERT_FATAL(qat_spec_load("mbv2-tiny", &other) == QAT_OK);
+    qat_model *m;
+    CU_ASSERT_FATAL(qat_model_create(other, 0, 12, 12, 1, 3, &m) == QAT_OK);
+    qat_qmodel *q = NULL;
+    CU_ASSERT(qat_qmodel_unpack(m, state, n, "x.ckpt", &q) == QAT_ERR_MISMATCH);
+    CU_ASSERT(q == NULL && strstr(qat_last_error(), "x.ckpt") != NULL);
+    /* truncated state */
+    CU_ASSERT(qat_qmodel_unpack(r.model, state, n - 1, "x.ckpt", &q) != QAT_OK);
+    CU_ASSERT(q == NULL);
+    free(state);
+    qat_model_free(m);
+    qat_spec_free(other);
+    qat_run_free(&r);
+}
+
+void register_qat_tests(void) {
+    CU_pSuite s = CU_add_suite("qat", setup, teardown);
+    CU_add_test(s, "qconfig presets parse; unknown name is an error", test_qconfig_presets);
+    CU_add_test(s, "fake-quant disabled: qmodel == FP32 bitwise (logits, BN, grads)", test_disabled_is_fp32);
+    CU_add_test(s, "folded ConvBn in eval == conv -> BN", test_fold_matches_eval);
+    CU_add_test(s, "folded ConvBn (batch and running stats): FP32 logits and gradients", test_fold_gradients);
+    CU_add_test(s, "PTQ accuracy close to FP32; eval of PTQ checkpoint", test_ptq_close_to_fp32);
+    CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
+    CU_add_test(s, "LSQ: starts as calibrated fake-quant, learns, resumes exactly", test_lsq);
+    CU_add_test(s, "QAT bad inputs are reported", test_bad_inputs);
+}

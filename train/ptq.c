@@ -1,0 +1,259 @@
+/* Post-training quantization (`qat ptq`): calibrate the observers of a qat_qmodel on training
+ * batches in eval mode, fix the qparams and evaluate the fake-quant model. */
+#include "train.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void qat_ptq_opts_default(qat_ptq_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->qconfig = "x86";
+    o->observer = "minmax";
+    o->calib_batches = 32;
+    o->batch = 128;
+    o->eval_batch = 500;
+}
+
+/* Runs up to n batches of `d` through q with the observers on (eval mode: BN running stats, no
+ * dropout, no gradients, fake-quant off). Shuffled with the run's seed: an ImageFolder train split is sorted by
+ * class, so the first batches alone would see one class. No augmentation. */
+qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n) {
+    qat_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch = batch;
+    lo.shuffle = 1;
+    lo.seed = r->seed;
+    lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */
+    for (int c = 0; c < 4; c++) lo.mean[c] = r->mean[c], lo.std[c] = r->std[c];
+    qat_loader *l;
+    qat_status st = qat_loader_create(d, &lo, &l);
+    if (st) return st;
+    float *x = malloc((size_t)batch * d->h * d->w * d->c * sizeof(float));
+    int32_t *y = malloc((size_t)batch * sizeof(int32_t));
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 32u << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    if (!x || !y) st = qat_fail(QAT_ERR_NOMEM, "ptq: out of memory for calibration batches");
+    int nb = qat_loader_num_batches(l);
+    if (n > nb) n = nb;
+    /* Observers see the FP32 activations, as in PyTorch's prepare/calibrate/convert. */
+    r->qmodel->calibrating = 1;
+    qat_qmodel_enable_fake_quant(r->qmodel, 0);
+    for (int b = 0; b < n && !st; b++) {
+        int B = qat_loader_get(l, 0, b, x, y);
+        qat_ctx_reset(&ctx);
+        qat_tensor *xt = qat_tensor_4d(&ctx, B, d->h, d->w, d->c);
+        memcpy(xt->data, x, (size_t)xt->numel * sizeof(float));
+        if (!qat_qmodel_forward(r->qmodel, &ctx, xt)) st = QAT_ERR_SHAPE;
+    }
+    r->qmodel->calibrating = 0;
+    qat_qmodel_enable_fake_quant(r->qmodel, 1);
+    qat_ctx_free(&ctx);
+    free(x), free(y);
+    qat_loader_free(l);
+    return st;
+}
+
+qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_result *quant) {
+    if (!o->ckpt || !o->data || !o->out)
+        return qat_fail(QAT_ERR_ARG, "ptq: --ckpt, --data and --out are required");
+    if (o->calib_batches < 1 || o->batch < 1)
+        return qat_fail(QAT_ERR_ARG, "ptq: --calib-batches and --batch must be positive");
+    qat_observer_kind obs;
+    if (!strcmp(o->observer ? o->observer : "minmax", "minmax")) obs = QAT_OBS_MINMAX;
+    else if (!strcmp(o->observer, "histogram")) obs = QAT_OBS_HISTOGRAM;
+    else return qat_fail(QAT_ERR_ARG, "ptq: unknown observer '%s' (minmax, histogram)", o->observer);
+    qat_qconfig cfg;
+    qat_status st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg);
+    if (st) return st;
+    if (o->threads > 0) qat_set_threads(o->threads);
+    qat_run run;
+    if ((st = qat_checkpoint_load(o->ckpt, &run))) return st;
+    qat_dataset *train = NULL, *test = NULL;
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = o->val_split;
+    dopt.seed = run.seed; /* the same ImageFolder split as training */
+    if ((st = qat_dataset_open(o->data, &dopt, &train, &test))) goto done;
+    qat_model *m = run.model;
+    if (m->in_h != train->h || m->in_w != train->w || m->in_c != train->c ||
+        m->nclasses != train->nclasses) {
+        st = qat_fail(QAT_ERR_MISMATCH,
+                      "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
+                      o->ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, train->source, train->h,
+                      train->w, train->c, train->nclasses);
+        goto done;
+    }
+    if (run.has_qopt) qat_optim_free(&run.qopt);
+    run.has_qopt = 0;
+    qat_qmodel_free(run.qmodel); /* PTQ of a PTQ/QAT checkpoint re-calibrates its FP32 weights */
+    run.qmodel = NULL;
+    if ((st = qat_run_evaluate(&run, test, o->eval_batch, fp32))) goto done;
+    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, obs, &run.qmodel))) goto done;
+    if ((st = qat_calibrate(&run, train, o->batch, o->calib_batches))) goto done;
+    if ((st = qat_qmodel_freeze_observers(run.qmodel))) goto done;
+    if (cfg.lsq && (st = qat_qmodel_lsq_start(run.qmodel))) goto done; /* same qparams, learnable */
+    if ((st = qat_run_evaluate(&run, test, o->eval_batch, quant))) goto done;
+    /* The optimizer state of the FP32 run would only mislead a later --resume. */
+    if (run.has_opt) qat_optim_free(&run.opt);
+    run.has_opt = 0;
+    st = qat_checkpoint_save(o->out, &run);
+done:
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_run_free(&run);
+    return st;
+}
+
+/* ---- qat inspect ------------------------------------------------------------------------------ */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} strbuf;
+
+static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(strbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf ? b->buf + b->len : NULL, b->buf ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (b->buf && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *p = realloc(b->buf, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->buf = p, b->cap = cap;
+    }
+}
+
+static void range_of(const float *v, int n, float *lo, float *hi) {
+    *lo = v[0], *hi = v[0];
+    for (int i = 1; i < n; i++) *lo = v[i] < *lo ? v[i] : *lo, *hi = v[i] > *hi ? v[i] : *hi;
+}
+
+/* The qparams the forward of point i uses now (learned ones once LSQ started). */
+static void qparams_of(const qat_qmodel *q, int i, float *scale, int32_t *zp) {
+    if (q->lsq_ready) {
+        qat_lsq_qparams(&q->lsq[i], scale, zp);
+        return;
+    }
+    memcpy(scale, q->fq[i].scale, (size_t)q->fq[i].nchannels * sizeof(float));
+    memcpy(zp, q->fq[i].zero_point, (size_t)q->fq[i].nchannels * sizeof(int32_t));
+}
+
+qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
+                       char **report) {
+    *report = NULL;
+    qat_run run;
+    qat_status st = qat_checkpoint_load(ckpt, &run);
+    if (st) return st;
+    qat_dataset *train = NULL, *test = NULL;
+    qat_loader *l = NULL;
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 32u << 20);
+    double *sqnr = NULL;
+    if (!run.qmodel) {
+        st = qat_fail(QAT_ERR_ARG, "%s: an FP32 checkpoint has no quantization state (run qat ptq or qat qat first)", ckpt);
+        goto done;
+    }
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = val_split;
+    dopt.seed = run.seed;
+    if ((st = qat_dataset_open(data, &dopt, &train, &test))) goto done;
+    qat_model *m = run.model;
+    if (m->in_h != test->h || m->in_w != test->w || m->in_c != test->c) {
+        st = qat_fail(QAT_ERR_MISMATCH, "%s: checkpoint expects %dx%dx%d images, %s has %dx%dx%d",
+                      ckpt, m->in_h, m->in_w, m->in_c, test->source, test->h, test->w, test->c);
+        goto done;
+    }
+    qat_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch = batch > 0 ? batch : 128;
+    for (int c = 0; c < 4; c++) lo.mean[c] = run.mean[c], lo.std[c] = run.std[c];
+    if ((st = qat_loader_create(test, &lo, &l))) goto done;
+    qat_tensor *x = qat_tensor_4d(&ctx, lo.batch, m->in_h, m->in_w, m->in_c);
+    int32_t *y = qat_arena_alloc(&ctx.arena, (size_t)lo.batch * sizeof(int32_t));
+    int B = qat_loader_get(l, 0, 0, x->data, y);
+    x->shape[0] = B, x->numel = (int64_t)B * m->in_h * m->in_w * m->in_c;
+    ctx.grad_enabled = 0;
+    sqnr = malloc((size_t)m->nlayers * sizeof(double));
+    if (!sqnr) {
+        st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+        goto done;
+    }
+    qat_qmodel *q = run.qmodel;
+    qat_qmodel_sqnr(q, &ctx, x, sqnr);
+    strbuf b = {0};
+    sb_printf(&b, "%s: qconfig %s, activation observer %s, BN %s, observers %s; SQNR on %d test images\n",
+              ckpt, q->cfg.name, q->act_obs == QAT_OBS_HISTOGRAM ? "histogram"
+                                 : q->act_obs == QAT_OBS_MOVING_AVG ? "moving-average" : "minmax",
+              q->bn_frozen ? "frozen" : "live",
+              q->lsq_ready ? "replaced by learned scales" : q->observers_frozen ? "frozen" : "live", B);
+    sb_printf(&b, "%-22s %-14s %11s %4s %21s %21s %8s\n", "layer", "op", "act scale", "zp",
+              "weight scale min/max", "weight range", "SQNR dB");
+    float in_s;
+    int32_t in_zp;
+    qparams_of(q, 0, &in_s, &in_zp);
+    sb_printf(&b, "%-22s %-14s %11.5g %4d %21s %21s %8s\n", "input", "fake-quant", (double)in_s,
+              (int)in_zp, "", "", "");
+    for (int i = 0; i < m->nlayers; i++) {
+        const qat_layer *L = &m->layers[i];
+        char as[16] = "", az[8] = "", ws[32] = "", wr[32] = "";
+        if (q->out_fq[i] >= 0) {
+            float sc;
+            int32_t zp;
+            qparams_of(q, q->out_fq[i], &sc, &zp);
+            snprintf(as, sizeof as, "%.5g", (double)sc);
+            snprintf(az, sizeof az, "%d", (int)zp);
+        }
+        if (q->weight_fq[i] >= 0) {
+            const qat_fq *f = &q->fq[q->weight_fq[i]];
+            float lo_s, hi_s, lo_w, hi_w, t;
+            float *sc = malloc((size_t)f->nchannels * sizeof(float));
+            int32_t *zp = malloc((size_t)f->nchannels * sizeof(int32_t));
+            if (!sc || !zp) {
+                free(sc), free(zp), free(b.buf);
+                st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+                goto done;
+            }
+            qparams_of(q, q->weight_fq[i], sc, zp);
+            range_of(sc, f->nchannels, &lo_s, &hi_s);
+            free(sc), free(zp);
+            snprintf(ws, sizeof ws, "%.3g/%.3g", (double)lo_s, (double)hi_s);
+            if (f->obs.seen > 0) {
+                range_of(f->obs.min_val, f->obs.nchannels, &lo_w, &t);
+                range_of(f->obs.max_val, f->obs.nchannels, &t, &hi_w);
+                snprintf(wr, sizeof wr, "[%.3g, %.3g]", (double)lo_w, (double)hi_w);
+            }
+        }
+        const char *op = L->kind == QAT_LAYER_CONV_BN_ACT ? qat_conv_role_names[L->role]
+                                                          : qat_layer_kind_names[L->kind];
+        sb_printf(&b, "%-22s %-14s %11s %4s %21s %21s %8.1f\n", L->name, op, as, az, ws, wr, sqnr[i]);
+    }
+    if (b.oom) {
+        free(b.buf);
+        st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+        goto done;
+    }
+    *report = b.buf;
+done:
+    free(sqnr);
+    qat_ctx_free(&ctx);
+    qat_loader_free(l);
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_run_free(&run);
+    return st;
+}
