@@ -5,6 +5,7 @@
  *   build/bench_train [--model mbv2-tiny] [--batch 64] [--threads 2] [--steps 30]
  */
 #include "kernels.h"
+#include "qmodel.h"
 #include "train.h"
 #include "progress.h"
 #include <stdio.h>
@@ -26,6 +27,7 @@ typedef struct {
     int32_t *y;
     int batch, h, w, c;
     int training;
+    qat_qmodel *q; /* non-NULL: the QAT step (fake-quant forward) */
 } bench_state;
 
 static double train_step(void *arg) {
@@ -36,7 +38,7 @@ static double train_step(void *arg) {
     ctx->grad_enabled = 1;
     qat_tensor *x = qat_tensor_4d(ctx, s->batch, s->h, s->w, s->c);
     memcpy(x->data, s->x, (size_t)x->numel * sizeof(float));
-    qat_tensor *logits = qat_model_forward(s->m, ctx, x);
+    qat_tensor *logits = s->q ? qat_qmodel_forward(s->q, ctx, x) : qat_model_forward(s->m, ctx, x);
     qat_tensor *loss = qat_softmax_cross_entropy(ctx, logits, s->y, 0.0f);
     qat_model_zero_grad(s->m);
     qat_backward(ctx, loss);
@@ -92,18 +94,30 @@ int main(int argc, char **argv) {
     opt.weight_decay = 0;
     qat_ctx ctx;
     qat_ctx_init(&ctx, 64u << 20);
-    bench_state s = {m, &opt, &ctx, NULL, NULL, batch, 28, 28, 1, 1};
+    bench_state s = {m, &opt, &ctx, NULL, NULL, batch, 28, 28, 1, 1, NULL};
     s.x = malloc((size_t)batch * 28 * 28 * sizeof(float));
     s.y = malloc((size_t)batch * sizeof(int32_t));
     for (int i = 0; i < batch * 28 * 28; i++) s.x[i] = qat_rng_normal(&rng);
     for (int i = 0; i < batch; i++) s.y[i] = (int32_t)qat_rng_below(&rng, 10);
 
     double train_s = per_step(train_step, &s, steps);
+    /* QAT step with the default qconfig (x86: per-channel s8 weights with simulated BN folding,
+     * u8 activations with moving-average observers): what `qat qat` runs. */
+    qat_qconfig cfg;
+    if (qat_qconfig_get("x86", &cfg) || qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, QAT_OBS_MINMAX, &s.q)) {
+        fprintf(stderr, "bench_train: %s\n", qat_last_error());
+        return 1;
+    }
+    double qat_s = per_step(train_step, &s, steps);
+    qat_qmodel_free(s.q);
+    s.q = NULL;
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
     printf("%-24s %10.1f\n", "fp32_train_img_s", batch / train_s);
+    printf("%-24s %10.1f   (%.2fx the FP32 step time)\n", "qat_train_img_s", batch / qat_s, qat_s / train_s);
     char json[512];
-    int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f",
-                      threads, batch, batch / train_s);
+    int jl = snprintf(json, sizeof json,
+                      "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f, \"qat_train_img_s\": %.1f",
+                      threads, batch, batch / train_s, batch / qat_s);
     int sizes[2] = {1, batch};
     for (int k = 0; k < (batch == 1 ? 1 : 2); k++) {
         s.batch = sizes[k];

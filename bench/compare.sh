@@ -45,8 +45,10 @@ for k in ('peak_rss_kib',):
     a = max(d[k] for d in q); b = max(d[k] for d in t)
     print(f"{k:26s} {a:10d} {b:10d}")
     res[k] = {'qat': a, 'pytorch': b}
-if 'qat_train_img_s' in t[0]:
-    b = statistics.median(d['qat_train_img_s'] for d in t)
-    print(f"{'pytorch fx qat_train_img_s':26s} {'':10s} {b:10.1f}")
+if 'qat_train_img_s' in q[0] and 'fp32_train_img_s' in q[0]:
+    r = statistics.median(d['fp32_train_img_s'] / d['qat_train_img_s'] for d in q)
+    rt = statistics.median(d['fp32_train_img_s'] / d['qat_train_img_s'] for d in t) if 'qat_train_img_s' in t[0] else float('nan')
+    print(f"QAT step time / FP32 step time: qat {r:.2f}x, pytorch {rt:.2f}x")
+    res['qat_over_fp32_step'] = {'qat': r, 'pytorch': rt}
 print(json.dumps(res))
 PY
