@@ -9,74 +9,11 @@
  * widened to 32 s16 times the row's activations (x0 x1 x2 x3 repeated) gives two int32 partials
  * per channel; they are summed once per tile with two vpermt2d. Microkernel: MR rows x NB blocks,
  * 2*MR*NB accumulators (24) + 2*NB weight vectors + a broadcast. */
-#include "int8.h"
+#include "int8_simd512.h" /* load_x4, requant16, epilogue, store_block, rows_nb, ... */
 #include <immintrin.h>
-#include <string.h>
 
-#define FI static inline __attribute__((always_inline))
 #define MRMAX 12
 #define NBMAX 2
-
-FI int32_t load_x4(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-FI int32_t load_x_tail(const uint8_t *p, int n) {
-    int32_t v = 0;
-    memcpy(&v, p, (size_t)n);
-    return v;
-}
-
-FI __mmask16 lane_mask(int valid) { return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1); }
-
-/* 16 accumulators -> 16 requantized bytes; clamp in float first (see int8_vnni512.c). */
-FI __m128i requant16(__m512i acc, __m512 mult, __m512 flo, __m512 fhi, __m512i zy) {
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
-    f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
-    __m128i v = _mm512_cvtusepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy));
-    __asm__("" : "+v"(v)); /* no fusing into a (slow) narrowing masked store */
-    return v;
-}
-
-/* Epilogue constants, copied out of the job once per call: stores through uint8_t pointers may
- * alias anything, so reading them from *j after each store would reload and rebroadcast them. */
-typedef struct {
-    qat_i8_out_kind kind;
-    char *y;
-    int64_t ldy;
-    const float *mult, *fbias;
-    __m512 flo, fhi; /* clamp bounds minus zy */
-    __m512i zy;
-} epilogue;
-
-static epilogue epilogue_of(const qat_i8_gemm_job *j) {
-    epilogue e = {j->kind, (char *)j->y, j->ldy, j->mult, j->fbias,
-                  _mm512_set1_ps((float)(j->lo - j->zy)), _mm512_set1_ps((float)(j->hi - j->zy)),
-                  _mm512_set1_epi32(j->zy)};
-    return e;
-}
-
-/* Writes one 16-channel block of one row; acc already includes bias_eff. */
-FI void store_block(const epilogue *e, int m, int n0, __m512i acc, __m512 mult, __m512 fbias,
-                    __mmask16 k) {
-    switch (e->kind) {
-    case QAT_I8_OUT_U8:
-        _mm_mask_storeu_epi8(e->y + (size_t)m * e->ldy + n0, k, requant16(acc, mult, e->flo, e->fhi, e->zy));
-        break;
-    case QAT_I8_OUT_S32:
-        _mm512_mask_storeu_epi32((int32_t *)e->y + (size_t)m * e->ldy + n0, k, acc);
-        break;
-    case QAT_I8_OUT_F32: {
-        __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
-        __asm__("" : "+v"(p)); /* the product stays a rounded float: no FMA with the bias add */
-        if (e->fbias) p = _mm512_add_ps(p, fbias);
-        _mm512_mask_storeu_ps((float *)e->y + (size_t)m * e->ldy + n0, k, p);
-        break;
-    }
-    }
-}
 
 FI void tile(const qat_i8_gemm_job *j, const epilogue *e, int m, int nb0, const int MR,
              const int NB) {
@@ -125,18 +62,6 @@ FI void tile(const qat_i8_gemm_job *j, const epilogue *e, int m, int nb0, const 
             store_block(e, m + r, n0, _mm512_add_epi32(s, be), mult, fbias, k);
         }
     }
-}
-
-FI void rows_nb(const qat_i8_gemm_job *j, const epilogue *e, int m0, int m1, int nb0,
-                const int MR, const int NB) {
-    int m = m0;
-    for (; m + MR <= m1; m += MR) tile(j, e, m, nb0, MR, NB);
-    for (; m + 4 <= m1; m += 4) tile(j, e, m, nb0, 4, NB);
-    if (m + 2 <= m1) {
-        tile(j, e, m, nb0, 2, NB);
-        m += 2;
-    }
-    if (m < m1) tile(j, e, m, nb0, 1, NB);
 }
 
 void qat_i8_gemm_rows_avx512(const qat_i8_gemm_job *j, int m0, int m1) {

@@ -6,84 +6,11 @@
  * loads (the packed [Kp/4][16][4] block is exactly one zmm), then per row one 32-bit broadcast
  * of the row's 4 activations and NB vpdpbusd. The packed weights hold zeros for K >= K and
  * N >= N, so only the loads of the activations (K tail) and the stores (N tail) need care. */
-#include "int8.h"
+#include "int8_simd512.h" /* load_x4, requant32, epilogue, store_block, rows_nb, ... */
 #include <immintrin.h>
-#include <string.h>
 
-#define FI static inline __attribute__((always_inline))
 #define MRMAX 16
 #define NBMAX 4
-
-FI int32_t load_x4(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* The last K % 4 activations of a row, zero-extended; never reads past the row. */
-FI int32_t load_x_tail(const uint8_t *p, int n) {
-    int32_t v = 0;
-    memcpy(&v, p, (size_t)n);
-    return v;
-}
-
-FI __mmask16 lane_mask(int valid) { return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1); }
-
-/* 16 accumulators -> 16 requantized bytes. Clamp in float before converting:
- * round(clamp(f, lo-zy, hi-zy)) + zy equals clamp(round(f) + zy, lo, hi) because the bounds are
- * integers, and it keeps huge or NaN products in range (max returns its second operand for NaN,
- * so NaN -> lo, as qat_requantize). cvtps2dq rounds with the MXCSR mode, as nearbyintf does. */
-FI __m512i requant32(__m512i acc, __m512 mult, __m512 flo, __m512 fhi, __m512i zy) {
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
-    f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(f), zy); /* in [lo, hi] */
-}
-
-/* The same as 16 bytes. The asm keeps GCC from fusing the narrowing into a masked vpmovusdb
- * store, which is several times slower than vpmovusdb to a register plus a masked store. */
-FI __m128i requant16(__m512i acc, __m512 mult, __m512 flo, __m512 fhi, __m512i zy) {
-    __m128i v = _mm512_cvtusepi32_epi8(requant32(acc, mult, flo, fhi, zy));
-    __asm__("" : "+v"(v));
-    return v;
-}
-
-/* Epilogue constants, copied out of the job once per call: stores through uint8_t pointers may
- * alias anything, so reading them from *j after each store would reload and rebroadcast them. */
-typedef struct {
-    qat_i8_out_kind kind;
-    char *y;
-    int64_t ldy;
-    const float *mult, *fbias;
-    __m512 flo, fhi; /* clamp bounds minus zy */
-    __m512i zy;
-} epilogue;
-
-static epilogue epilogue_of(const qat_i8_gemm_job *j) {
-    epilogue e = {j->kind, (char *)j->y, j->ldy, j->mult, j->fbias,
-                  _mm512_set1_ps((float)(j->lo - j->zy)), _mm512_set1_ps((float)(j->hi - j->zy)),
-                  _mm512_set1_epi32(j->zy)};
-    return e;
-}
-
-/* Writes one 16-channel block of one row; acc already includes bias_eff. */
-FI void store_block(const epilogue *e, int m, int n0, __m512i acc, __m512 mult, __m512 fbias,
-                    __mmask16 k) {
-    switch (e->kind) {
-    case QAT_I8_OUT_U8:
-        _mm_mask_storeu_epi8(e->y + (size_t)m * e->ldy + n0, k, requant16(acc, mult, e->flo, e->fhi, e->zy));
-        break;
-    case QAT_I8_OUT_S32:
-        _mm512_mask_storeu_epi32((int32_t *)e->y + (size_t)m * e->ldy + n0, k, acc);
-        break;
-    case QAT_I8_OUT_F32: {
-        __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult);
-        __asm__("" : "+v"(p)); /* the product stays a rounded float: no FMA with the bias add */
-        if (e->fbias) p = _mm512_add_ps(p, fbias);
-        _mm512_mask_storeu_ps((float *)e->y + (size_t)m * e->ldy + n0, k, p);
-        break;
-    }
-    }
-}
 
 /* MR rows from m, NB 16-channel blocks from block nb0. MR and NB are compile-time constants at
  * every call, so the loops unroll and acc[][] lives in registers. */
@@ -153,19 +80,6 @@ FI void tile(const qat_i8_gemm_job *j, const epilogue *e, int m, int nb0, const 
 #pragma GCC unroll 16
         for (int r = 0; r < MR; r++) store_block(e, m + r, n0, acc[r][b], mult, fbias, k);
     }
-}
-
-/* Rows [m0, m1) for NB blocks from nb0: main tiles of MR rows, then 4, 2, 1-row tails. */
-FI void rows_nb(const qat_i8_gemm_job *j, const epilogue *e, int m0, int m1, int nb0,
-                const int MR, const int NB) {
-    int m = m0;
-    for (; m + MR <= m1; m += MR) tile(j, e, m, nb0, MR, NB);
-    for (; m + 4 <= m1; m += 4) tile(j, e, m, nb0, 4, NB);
-    if (m + 2 <= m1) {
-        tile(j, e, m, nb0, 2, NB);
-        m += 2;
-    }
-    if (m < m1) tile(j, e, m, nb0, 1, NB);
 }
 
 void qat_i8_gemm_rows_vnni512(const qat_i8_gemm_job *j, int m0, int m1) {
