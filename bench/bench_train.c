@@ -2,7 +2,7 @@
  * reference network, the same measurements torch_peer.py makes for PyTorch. Prints a table and
  * a last line of JSON with the same keys as the peer, so bench/compare.sh can take ratios.
  *
- *   build/bench_train [--model mbv2-tiny] [--batch 64] [--threads 2] [--steps 30]
+ *   build/bench_train [--model mbv2-tiny] [--batch 64] [--threads 2] [--steps 30] [--qat 0|1] [--infer 0|1]
  */
 #include "kernels.h"
 #include "qmodel.h"
@@ -60,12 +60,14 @@ static double infer_step(void *arg) {
 int main(int argc, char **argv) {
     qat_exec_with_omp_defaults(argv);
     const char *model = "mbv2-tiny";
-    int batch = 64, threads = 2, steps = 30;
+    int batch = 64, threads = 2, steps = 30, with_qat = 1, with_infer = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--qat")) with_qat = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--infer")) with_infer = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
             return 2;
@@ -104,22 +106,29 @@ int main(int argc, char **argv) {
     /* QAT step with the default qconfig (x86: per-channel s8 weights with simulated BN folding,
      * u8 activations with moving-average observers): what `qat qat` runs. */
     qat_qconfig cfg;
-    if (qat_qconfig_get("x86", &cfg) || qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, QAT_OBS_MINMAX, &s.q)) {
-        fprintf(stderr, "bench_train: %s\n", qat_last_error());
-        return 1;
+    double qat_s = 0;
+    if (with_qat) {
+        if (qat_qconfig_get("x86", &cfg) ||
+            qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, QAT_OBS_MINMAX, &s.q)) {
+            fprintf(stderr, "bench_train: %s\n", qat_last_error());
+            return 1;
+        }
+        qat_s = per_step(train_step, &s, steps);
+        qat_qmodel_free(s.q);
+        s.q = NULL;
     }
-    double qat_s = per_step(train_step, &s, steps);
-    qat_qmodel_free(s.q);
-    s.q = NULL;
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
     printf("%-24s %10.1f\n", "fp32_train_img_s", batch / train_s);
-    printf("%-24s %10.1f   (%.2fx the FP32 step time)\n", "qat_train_img_s", batch / qat_s, qat_s / train_s);
     char json[512];
-    int jl = snprintf(json, sizeof json,
-                      "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f, \"qat_train_img_s\": %.1f",
-                      threads, batch, batch / train_s, batch / qat_s);
+    int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f",
+                      threads, batch, batch / train_s);
+    if (with_qat) {
+        printf("%-24s %10.1f   (%.2fx the FP32 step time)\n", "qat_train_img_s", batch / qat_s,
+               qat_s / train_s);
+        jl += snprintf(json + jl, sizeof json - jl, ", \"qat_train_img_s\": %.1f", batch / qat_s);
+    }
     int sizes[2] = {1, batch};
-    for (int k = 0; k < (batch == 1 ? 1 : 2); k++) {
+    for (int k = 0; with_infer && k < (batch == 1 ? 1 : 2); k++) {
         s.batch = sizes[k];
         int n = steps * (sizes[k] == 1 ? 10 : 1);
         double t = per_step(infer_step, &s, n);

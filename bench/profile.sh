@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Share of a training step's time per op: perf samples of build/bench_train grouped by the
 # kernel/op they fall in. oneDNN's JIT-generated GEMM code has no symbols; it is counted as
-# "gemm (oneDNN JIT)".   bench/profile.sh [THREADS] [STEPS]
+# "gemm (oneDNN)". FP32 training step only (--qat 0 --infer 0).   bench/profile.sh [THREADS] [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2} steps=${2:-40}
 make -s build/bench_train
 data=$(mktemp /tmp/qat-perf.XXXXXX)
-perf record -q -o "$data" build/bench_train --threads "$threads" --steps "$steps" >/dev/null 2>&1
+perf record -q -o "$data" build/bench_train --threads "$threads" --steps "$steps" --qat 0 --infer 0 >/dev/null 2>&1
 perf report -i "$data" --no-children --sort dso,symbol 2>/dev/null | grep -v '^#' | grep '%' |
 awk '
 function op(dso, sym) {
