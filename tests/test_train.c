@@ -221,10 +221,60 @@ static void test_bad_inputs(void) {
     CU_ASSERT(strstr(qat_last_error(), "/nonexistent/dir") != NULL);
 }
 
+/* qat train --qat-from-epoch 3: epochs 1-2 FP32, epoch 3 on with fake-quant; the checkpoint
+ * then carries the quant state and resuming it continues the QAT phase. */
+static void test_qat_from_epoch(void) {
+    char out[400], path[600], line[1024];
+    snprintf(out, sizeof out, "%s/qfe", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, out);
+    o.epochs = 4;
+    o.qat_from_epoch = 3;
+    qat_status st = qat_train_run(&o);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_FATAL(f != NULL);
+    const char *expect[4] = {"fp32", "fp32", "qat", "qat"};
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < 4) {
+        char want[64];
+        snprintf(want, sizeof want, "\"phase\": \"%s\"", expect[n]);
+        CU_ASSERT(strstr(line, want) != NULL);
+        n++;
+    }
+    fclose(f);
+    CU_ASSERT(n == 4);
+    qat_run r = load(out, "last.ckpt");
+    CU_ASSERT(r.qmodel != NULL);
+    float acc = 0;
+    if (r.qmodel) {
+        qat_data_opts d;
+        memset(&d, 0, sizeof d);
+        qat_dataset *tr, *te;
+        CU_ASSERT_FATAL(qat_dataset_open(data_dir, &d, &tr, &te) == QAT_OK);
+        qat_eval_result ev;
+        CU_ASSERT_FATAL(qat_run_evaluate(&r, te, 32, &ev) == QAT_OK);
+        acc = ev.accuracy;
+        qat_dataset_free(tr), qat_dataset_free(te);
+    }
+    CU_ASSERT(acc > 0.8f); /* the fake-quant model still separates the three classes */
+    qat_run_free(&r);
+    /* a bad qconfig is reported when the switch happens */
+    snprintf(out, sizeof out, "%s/qfe-bad", tmpdir);
+    base_opts(&o, out);
+    o.qat_from_epoch = 1;
+    o.qconfig = "no-such-qconfig";
+    CU_ASSERT(qat_train_run(&o) != QAT_OK);
+    CU_ASSERT(strstr(qat_last_error(), "no-such-qconfig") != NULL);
+}
+
 void register_train_tests(void) {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
     CU_add_test(s, "loss falls on a tiny dataset", test_loss_falls);
     CU_add_test(s, "fixed seed is bitwise deterministic; resume is exact", test_deterministic_and_resume);
     CU_add_test(s, "eval of a checkpoint matches the training report", test_eval_matches_training_report);
     CU_add_test(s, "bad model, checkpoint and data are reported", test_bad_inputs);
+    CU_add_test(s, "qat train --qat-from-epoch switches to fake-quant", test_qat_from_epoch);
 }

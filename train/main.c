@@ -131,6 +131,8 @@ static int cmd_train(int argc, char **argv) {
         {"resume", OPT_STR, &o.resume, "continue exactly from a checkpoint (last.ckpt)"},
         {"quiet", OPT_FLAG, &o.quiet, "no progress output"},
         {"json", OPT_FLAG, &o.json, "print the final summary as one JSON object"},
+        {"qat-from-epoch", OPT_INT, &o.qat_from_epoch, "from epoch K (1-based) on, train with fake-quant (QAT) [off]"},
+        {"qconfig", OPT_STR, &o.qconfig, "qconfig of the QAT phase: x86, per-tensor, w4a8 [x86]"},
     };
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     if (no_flip) o.hflip = 0;

@@ -259,6 +259,23 @@ static qat_status new_qat_run(const qat_qat_opts *qo, const qat_dataset *train,
     return QAT_OK;
 }
 
+/* `qat train --qat-from-epoch K`: the FP32 run goes on with fake-quant from epoch K (1-based),
+ * same optimizer and schedule; BN statistics freeze one epoch later and observers two epochs
+ * later (the `qat qat` defaults, counted from the switch), or never if the run ends first. */
+static qat_status switch_to_qat(const qat_train_opts *o, qat_run *r, int epoch) {
+    qat_qconfig cfg;
+    qat_status st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg);
+    if (st) return st;
+    if (cfg.lsq)
+        return qat_fail(QAT_ERR_ARG, "train: --qat-from-epoch does not support the lsq qconfig "
+                                     "(its scales need their own optimizer: use qat qat)");
+    if ((st = qat_qmodel_create(r->model, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel)))
+        return st;
+    r->qmodel->freeze_bn_epoch = epoch + 1;
+    r->qmodel->freeze_observer_epoch = epoch + 2;
+    return QAT_OK;
+}
+
 /* The loop shared by `qat train` (qo == NULL) and `qat qat`. */
 static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     const char *phase = qo ? "qat" : "fp32";
@@ -292,7 +309,7 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     if (o->resume) {
         if ((st = qat_checkpoint_load(o->resume, &run))) goto done;
         if ((st = check_shape(o->resume, run.model, train))) goto done;
-        if (!qo != !run.qmodel) {
+        if (!qo != !run.qmodel && !(o->qat_from_epoch > 0 && run.qmodel)) {
             st = qat_fail(QAT_ERR_ARG, qo ? "%s: not a QAT checkpoint (resume it with qat train)"
                                           : "%s: a PTQ/QAT checkpoint (resume it with qat qat)",
                           o->resume);
@@ -338,6 +355,12 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     long train_images = 0;
     int stopped_early = 0;
     for (int epoch = (int)(run.step / steps_per_epoch); epoch < epochs && !stopped_early; epoch++) {
+        if (!qo && o->qat_from_epoch > 0 && epoch + 1 >= o->qat_from_epoch && !run.qmodel) {
+            if ((st = switch_to_qat(o, &run, epoch))) goto done;
+            phase = "qat";
+            prog.phase = "qat";
+        }
+        if (run.qmodel) phase = prog.phase = "qat";
         if (run.qmodel && (st = qat_qmodel_on_epoch(run.qmodel, epoch))) goto done;
         qat_progress_epoch_start(&prog);
         double e0 = qat_now(), loss_sum = 0;
