@@ -34,6 +34,12 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out);
 typedef enum { QAT_BN_ACT_NONE = 0, QAT_BN_ACT_RELU, QAT_BN_ACT_RELU6 } qat_bn_act;
 qat_tensor *qat_batchnorm2d_act(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma,
                                 qat_tensor *beta, qat_bn_state *st, qat_bn_act act);
+/* qat_batchnorm2d_act of t = x * in_scale[c] (in_scale (C) copied; NULL = 1) without storing
+ * t: bitwise qat_batchnorm2d_act(qat_mul(x, broadcast in_scale)), gradients included, one
+ * full-tensor op less forward and backward. The QAT model's x / s before batch-statistics BN. */
+qat_tensor *qat_batchnorm2d_scaled_act(qat_ctx *ctx, qat_tensor *x, const float *in_scale,
+                                       qat_tensor *gamma, qat_tensor *beta, qat_bn_state *st,
+                                       qat_bn_act act);
 
 qat_tensor *qat_relu(qat_ctx *ctx, qat_tensor *x);
 void qat_relu_backward(qat_ctx *ctx, qat_tensor *out);

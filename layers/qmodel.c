@@ -257,12 +257,13 @@ static qat_tensor *fold_scale(qat_ctx *ctx, qat_layer *L, const float *istd) {
  *    that path is nearly zero, see docs/quantization.md).
  * Without folding (fake-quant off): conv -> BN exactly as qat_model_forward. */
 static qat_tensor *conv_bn(qat_qmodel *q, qat_ctx *ctx, qat_layer *L, qat_tensor *in, int wi,
-                           int observe) {
+                           int oi, int observe, int *quantized) {
     qat_fq *wfq = &q->fq[wi];
     int on = q->lsq_ready ? q->lsq[wi].fake_quant_enabled : wfq->fake_quant_enabled;
     int fold = q->fold_bn == 2 || (q->fold_bn == 1 && on);
     int running = !ctx->training || q->bn_frozen;
     qat_tensor *y;
+    const float *in_scale = NULL; /* per-channel multiplier of the BN input (the / s) */
     int C = L->out_c;
     float *s = qat_arena_floats(&ctx->arena, C), *istd = qat_arena_floats(&ctx->arena, C);
     for (int c = 0; c < C; c++) {
@@ -297,13 +298,27 @@ static qat_tensor *conv_bn(qat_qmodel *q, qat_ctx *ctx, qat_layer *L, qat_tensor
         qat_tensor *ws = qat_mul(ctx, &L->weight, channel_const(ctx, L->weight.ndim, L->weight.shape, 0, s, C));
         qat_tensor *w = fq_at(q, ctx, ws, wi, observe);
         y = qat_conv2d(ctx, in, w, NULL, L->stride, L->pad, L->groups);
-        y = qat_mul(ctx, y, channel_const(ctx, y->ndim, y->shape, y->ndim - 1, inv, C));
+        in_scale = inv; /* the / s runs inside the BN op's passes (bitwise a separate qat_mul) */
     }
+    /* ReLU and ReLU6 run inside the BN pass, as in qat_model_forward (bitwise the separate ops) */
+    qat_bn_act bact = L->act == QAT_ACT_RELU ? QAT_BN_ACT_RELU
+                    : L->act == QAT_ACT_RELU6 ? QAT_BN_ACT_RELU6 : QAT_BN_ACT_NONE;
     int training = ctx->training;
     if (q->bn_frozen) ctx->training = 0; /* BN normalises with (and keeps) running statistics */
-    y = qat_batchnorm2d(ctx, y, &L->gamma, &L->beta, &L->bn);
+    qat_fq *ofq = oi >= 0 ? &q->fq[oi] : NULL;
+    if (ofq && !q->lsq_ready && ofq->fake_quant_enabled &&
+        (bact != QAT_BN_ACT_NONE || L->act == QAT_ACT_NONE)) {
+        /* the output fake-quant inside the BN node: what fq_at would do, one node less */
+        int saved = ofq->observer_enabled;
+        ofq->observer_enabled = saved && observe;
+        y = qat_batchnorm2d_act_fq(ctx, y, in_scale, &L->gamma, &L->beta, &L->bn, bact, ofq);
+        ofq->observer_enabled = saved;
+        *quantized = 1;
+    } else {
+        y = qat_batchnorm2d_scaled_act(ctx, y, in_scale, &L->gamma, &L->beta, &L->bn, bact);
+    }
     ctx->training = training;
-    return activation(ctx, y, L->act);
+    return bact == QAT_BN_ACT_NONE && !*quantized ? activation(ctx, y, L->act) : y;
 }
 
 qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x) {
@@ -318,8 +333,11 @@ qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x) {
     for (int i = 0; i < m->nlayers; i++) {
         qat_layer *L = &m->layers[i];
         qat_tensor *in = L->input < 0 ? xin : outs[L->input];
+        int quantized = 0; /* conv_bn applied the output fake-quant itself */
         switch (L->kind) {
-        case QAT_LAYER_CONV_BN_ACT: y = conv_bn(q, ctx, L, in, q->weight_fq[i], observe); break;
+        case QAT_LAYER_CONV_BN_ACT:
+            y = conv_bn(q, ctx, L, in, q->weight_fq[i], q->out_fq[i], observe, &quantized);
+            break;
         case QAT_LAYER_ADD: y = qat_add(ctx, in, L->skip < 0 ? xin : outs[L->skip]); break;
         case QAT_LAYER_GLOBAL_AVGPOOL: y = qat_global_avgpool(ctx, in); break;
         case QAT_LAYER_DROPOUT: y = qat_dropout(ctx, in, L->dropout); break;
@@ -328,7 +346,7 @@ qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x) {
             break;
         default: QAT_ASSERT(0);
         }
-        if (q->out_fq[i] >= 0) y = fq_at(q, ctx, y, q->out_fq[i], observe);
+        if (q->out_fq[i] >= 0 && !quantized) y = fq_at(q, ctx, y, q->out_fq[i], observe);
         if (!y->name) y->name = L->name;
         outs[i] = y;
         if (q->trace) q->trace[i] = y;

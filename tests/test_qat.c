@@ -3,6 +3,9 @@
  * synthetic IDX dataset in a temp directory. */
 #include "test_util.h"
 #include "train.h"
+#include "kernels.h"
+#include "quant.h"
+#include "qmodel.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,6 +567,306 @@ static void test_bad_inputs(void) {
     qat_run_free(&r);
 }
 
+/* ---- qat_batchnorm2d_scaled_act (the / s of batch-statistics folding inside BN) ------------- */
+
+typedef struct {
+    float rm[32], rv[32], isc[32];
+    qat_bn_state st;
+    qat_bn_act act;
+    int via_add; /* feed 2x (an op output without grad: BN's store path) instead of the leaf */
+    int scaled;  /* 1: the fused op; 0: qat_mul by the broadcast scale, then the unscaled op */
+} sbn_fixture;
+
+static void sbn_init(sbn_fixture *f, int C, qat_bn_act act, int via_add, int scaled) {
+    QAT_ASSERT(C <= 32);
+    qat_rng r;
+    qat_rng_seed(&r, 91);
+    for (int c = 0; c < C; c++) {
+        f->rm[c] = 0.3f * qat_rng_normal(&r);
+        f->rv[c] = 0.5f + (float)qat_rng_below(&r, 100) / 50.0f;
+        /* signed, some large and some small: s = gamma / std can be either */
+        f->isc[c] = (c % 3 == 0 ? -1.0f : 1.0f) * (0.05f + (float)qat_rng_below(&r, 1000) / 100.0f);
+    }
+    f->st = (qat_bn_state){f->rm, f->rv, 0.1f, 1e-5f, 1};
+    f->act = act, f->via_add = via_add, f->scaled = scaled;
+}
+
+static qat_tensor *build_sbn(qat_ctx *ctx, qat_tensor **in, void *user) {
+    sbn_fixture *f = user;
+    qat_tensor *x = f->via_add ? qat_add(ctx, in[0], in[0]) : in[0];
+    int C = x->shape[x->ndim - 1];
+    if (f->scaled) return qat_batchnorm2d_scaled_act(ctx, x, f->isc, in[1], in[2], &f->st, f->act);
+    qat_tensor *k = qat_tensor_new(ctx, x->ndim, x->shape);
+    k->requires_grad = 0;
+    for (int64_t i = 0; i < k->numel; i++) k->data[i] = f->isc[i % C];
+    return qat_batchnorm2d_act(ctx, qat_mul(ctx, x, k), in[1], in[2], &f->st, f->act);
+}
+
+/* Output, input grads (x, gamma, beta concatenated into g) and running stats of one run. */
+static void sbn_run(sbn_fixture *f, qat_tensor **in, int training, const float *w, float *y,
+                    float *g) {
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 64 << 20);
+    ctx.training = training;
+    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
+    qat_tensor *out = build_sbn(&ctx, in, f);
+    memcpy(y, out->data, (size_t)out->numel * sizeof(float));
+    memcpy(qat_grad(&ctx, out), w, (size_t)out->numel * sizeof(float));
+    for (int k = ctx.ntape - 1; k >= 0; k--)
+        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
+    for (int i = 0; i < 3; i++) {
+        memcpy(g, in[i]->grad, (size_t)in[i]->numel * sizeof(float));
+        g += in[i]->numel;
+    }
+    qat_ctx_free(&ctx);
+}
+
+static void test_scaled_bn(void) {
+    /* 8*16*16*24 = 49152 elements: above the parallel threshold, several stat chunks */
+    const int N = 8, H = 16, W = 16, C = 24;
+    int xs[4] = {N, H, W, C}, cs[1] = {C};
+    qat_tensor *in[3] = {test_leaf(4, xs, 2.0f, 81), test_leaf(1, cs, 1.0f, 82), test_leaf(1, cs, 1.0f, 83)};
+    for (int64_t i = 0; i < in[0]->numel; i++) in[0]->data[i] += 0.5f * (float)(i % C); /* |mean| > 0 */
+    int64_t n = in[0]->numel, ng = n + 2 * C;
+    float *w = malloc((size_t)n * sizeof(float)), *y1 = malloc((size_t)n * sizeof(float));
+    float *y2 = malloc((size_t)n * sizeof(float)), *g1 = malloc((size_t)ng * sizeof(float));
+    float *g2 = malloc((size_t)ng * sizeof(float));
+    qat_rng r;
+    qat_rng_seed(&r, 84);
+    for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+    int cases = 0, same = 0;
+    for (int act = QAT_BN_ACT_NONE; act <= QAT_BN_ACT_RELU6; act++)
+        for (int training = 0; training <= 1; training++)
+            for (int via_add = 0; via_add <= 1; via_add++) {
+                sbn_fixture f1, f2;
+                sbn_init(&f1, C, (qat_bn_act)act, via_add, 1);
+                sbn_init(&f2, C, (qat_bn_act)act, via_add, 0);
+                sbn_run(&f1, in, training, w, y1, g1);
+                sbn_run(&f2, in, training, w, y2, g2);
+                /* bitwise: the fused op recomputes the same float product x * s */
+                int ok = memcmp(y1, y2, (size_t)n * sizeof(float)) == 0 &&
+                         memcmp(g1, g2, (size_t)ng * sizeof(float)) == 0 &&
+                         memcmp(f1.rm, f2.rm, C * sizeof(float)) == 0 &&
+                         memcmp(f1.rv, f2.rv, C * sizeof(float)) == 0;
+                if (!ok) {
+                    printf("\n  scaled BN act %d training %d via_add %d differs\n", act, training, via_add);
+                    test_compare("scaled bn y", y1, y2, n, 0);
+                    test_compare("scaled bn grads", g1, g2, ng, 0);
+                }
+                same += ok, cases++;
+                /* the case is not trivial: outputs and grads are not all zero */
+                double sy = 0, sg = 0;
+                for (int64_t i = 0; i < n; i++) sy += fabs(y1[i]), sg += fabs(g1[i]);
+                CU_ASSERT(sy > 0 && sg > 0);
+                sbn_fixture f0; /* running stats move in training only */
+                sbn_init(&f0, C, (qat_bn_act)act, via_add, 1);
+                CU_ASSERT((memcmp(f1.rm, f0.rm, C * sizeof(float)) != 0) == training);
+                CU_ASSERT((memcmp(f1.rv, f0.rv, C * sizeof(float)) != 0) == training);
+            }
+    CU_ASSERT_EQUAL(same, cases);
+    /* forward against an independent double reference (training, ReLU6) */
+    sbn_fixture f;
+    sbn_init(&f, C, QAT_BN_ACT_RELU6, 0, 1);
+    sbn_run(&f, in, 1, w, y1, g1);
+    double worst = 0;
+    for (int c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int64_t m = 0; m < n / C; m++) s += (double)in[0]->data[m * C + c] * f.isc[c];
+        double mean = s / (double)(n / C);
+        for (int64_t m = 0; m < n / C; m++) {
+            double d = (double)in[0]->data[m * C + c] * f.isc[c] - mean;
+            ss += d * d;
+        }
+        double rstd = 1.0 / sqrt(ss / (double)(n / C) + 1e-5);
+        for (int64_t m = 0; m < n / C; m++) {
+            double v = ((double)in[0]->data[m * C + c] * f.isc[c] - mean) * rstd * in[1]->data[c] + in[2]->data[c];
+            v = v < 0 ? 0 : (v > 6 ? 6 : v);
+            double e = fabs(v - y1[m * C + c]);
+            if (e > worst) worst = e;
+        }
+    }
+    CU_ASSERT(worst < 1e-4);
+    /* gradients against central differences, small shapes, every activation */
+    int ss4[4] = {2, 3, 2, 5}, sc1[1] = {5};
+    qat_tensor *small[3] = {test_leaf(4, ss4, 1.0f, 85), test_leaf(1, sc1, 1.0f, 86), test_leaf(1, sc1, 1.0f, 87)};
+    for (int i = 0; i < 3; i++) small[i]->requires_grad = 1;
+    for (int act = QAT_BN_ACT_NONE; act <= QAT_BN_ACT_RELU6; act++) {
+        sbn_init(&f, 5, (qat_bn_act)act, 0, 1);
+        f.st.update_stats = 0;
+        test_gradcheck("scaled bn (train)", build_sbn, 3, small, &f, 1, 1e-3f, 2e-2);
+        test_gradcheck("scaled bn (eval)", build_sbn, 3, small, &f, 0, 1e-3f, 2e-2);
+    }
+    for (int i = 0; i < 3; i++) test_leaf_free(in[i]), test_leaf_free(small[i]);
+    free(w), free(y1), free(y2), free(g1), free(g2);
+}
+
+/* The fake-quant backward into a grad that does not exist yet stores instead of zero + add:
+ * bitwise the old result (-0.0 dy becomes +0.0, clipped elements +0.0, NaN kept), every ISA,
+ * sizes around the vector widths and above the threading threshold. */
+static void test_ste_store(void) {
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get("x86", &cfg) == QAT_OK);
+    qat_fq fq;
+    CU_ASSERT_FATAL(qat_fq_init(&fq, &cfg.act, QAT_OBS_MINMAX, 1, "ste") == QAT_OK);
+    float sc = 0.05f;
+    int32_t zp = 100;
+    CU_ASSERT_FATAL(qat_fq_set_qparams(&fq, &sc, &zp) == QAT_OK);
+    fq.observer_enabled = 0;
+    qat_isa top = qat_cpu_isa_hw(), saved = qat_cpu_isa();
+    const int sizes[4] = {1, 37, 301, 70001};
+    int bad = 0, clipped = 0;
+    for (int si = 0; si < 4; si++) {
+        int n = sizes[si];
+        float *ref = malloc((size_t)n * sizeof(float)), *dy = malloc((size_t)n * sizeof(float));
+        qat_rng r;
+        qat_rng_seed(&r, 61 + si);
+        for (int isa = QAT_ISA_SCALAR; isa <= (int)top; isa++) {
+            qat_set_isa((qat_isa)isa);
+            qat_ctx ctx;
+            qat_ctx_init(&ctx, 16 << 20);
+            qat_tensor *h = qat_tensor_new(&ctx, 1, &n); /* an op output: no grad yet */
+            h->requires_grad = 1;
+            for (int i = 0; i < n; i++) {
+                h->data[i] = 4.0f * qat_rng_normal(&r); /* [-5, 7.75] is inside: some clip */
+                dy[i] = i % 5 == 0 ? -0.0f : (i % 11 == 3 ? NAN : qat_rng_normal(&r));
+            }
+            qat_tensor *y = qat_fakequant(&ctx, h, &fq);
+            CU_ASSERT_FATAL(y != h && y->saved != NULL);
+            /* the old path: zeroed grad plus the straight-through add */
+            const qat_fq_saved *sv = y->saved;
+            memset(ref, 0, (size_t)n * sizeof(float));
+            qat_fq_ste_grad_ref(ref, dy, sv->code, n);
+            for (int i = 0; i < n; i++) clipped += sv->code[i] != QAT_FQ_INSIDE;
+            y->grad = dy;
+            qat_backward_node(&ctx, y);
+            CU_ASSERT_FATAL(h->grad != NULL);
+            bad += memcmp(h->grad, ref, (size_t)n * sizeof(float)) != 0;
+            /* and an existing grad is still accumulated into */
+            for (int i = 0; i < n; i++) h->grad[i] = 1.0f;
+            qat_backward_node(&ctx, y);
+            for (int i = 0; i < n; i++) {
+                float e = 1.0f;
+                if (sv->code[i] == QAT_FQ_INSIDE) e += dy[i];
+                if (memcmp(&e, &h->grad[i], sizeof e)) {
+                    bad++;
+                    break;
+                }
+            }
+            qat_ctx_free(&ctx);
+        }
+        free(ref), free(dy);
+    }
+    qat_set_isa(saved);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(clipped > 0);
+    qat_fq_free(&fq);
+}
+
+/* qat_batchnorm2d_act_fq == qat_fakequant(qat_batchnorm2d_scaled_act()) bit for bit: outputs,
+ * observer state and qparams over two steps (the moving average moves), running statistics,
+ * and the gradients of x, gamma and beta (the straight-through mask inside BN's backward). */
+typedef struct {
+    sbn_fixture bn;
+    qat_fq fq;
+    int fused;
+} fbn_fixture;
+
+static qat_tensor *build_fbn(qat_ctx *ctx, qat_tensor **in, void *user) {
+    fbn_fixture *f = user;
+    qat_tensor *x = f->bn.via_add ? qat_add(ctx, in[0], in[0]) : in[0];
+    const float *isc = f->bn.scaled ? f->bn.isc : NULL;
+    if (f->fused) return qat_batchnorm2d_act_fq(ctx, x, isc, in[1], in[2], &f->bn.st, f->bn.act, &f->fq);
+    return qat_fakequant(ctx, qat_batchnorm2d_scaled_act(ctx, x, isc, in[1], in[2], &f->bn.st, f->bn.act), &f->fq);
+}
+
+static void fbn_run(fbn_fixture *f, qat_tensor **in, int training, const float *w, float *y, float *g) {
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 64 << 20);
+    ctx.training = training;
+    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
+    qat_tensor *out = build_fbn(&ctx, in, f);
+    memcpy(y, out->data, (size_t)out->numel * sizeof(float));
+    memcpy(qat_grad(&ctx, out), w, (size_t)out->numel * sizeof(float));
+    for (int k = ctx.ntape - 1; k >= 0; k--)
+        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
+    for (int i = 0; i < 3; i++) {
+        memcpy(g, in[i]->grad, (size_t)in[i]->numel * sizeof(float));
+        g += in[i]->numel;
+    }
+    qat_ctx_free(&ctx);
+}
+
+static void test_bn_fq_fused(void) {
+    const int N = 8, H = 16, W = 16, C = 24;
+    int xs[4] = {N, H, W, C}, cs[1] = {C};
+    qat_tensor *in[3] = {test_leaf(4, xs, 2.0f, 71), test_leaf(1, cs, 1.0f, 72), test_leaf(1, cs, 1.0f, 73)};
+    for (int c = 0; c < C; c++) { /* ReLU6 outputs on both sides of 6 too */
+        in[2]->data[c] += 1.0f;
+        if (c % 4 == 0) in[1]->data[c] = 4.0f;
+    }
+    int64_t n = in[0]->numel, ng = n + 2 * C;
+    float *w = malloc((size_t)n * sizeof(float)), *y1 = malloc((size_t)n * sizeof(float));
+    float *y2 = malloc((size_t)n * sizeof(float)), *g1 = malloc((size_t)ng * sizeof(float));
+    float *g2 = malloc((size_t)ng * sizeof(float));
+    qat_rng r;
+    qat_rng_seed(&r, 74);
+    for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get("x86", &cfg) == QAT_OK);
+    int cases = 0, same = 0, clipped_inside = 0;
+    for (int act = QAT_BN_ACT_NONE; act <= QAT_BN_ACT_RELU6; act++)
+        for (int training = 0; training <= 1; training++)
+            for (int v = 0; v < 4; v++) {
+                fbn_fixture f[2];
+                for (int k = 0; k < 2; k++) {
+                    sbn_init(&f[k].bn, C, (qat_bn_act)act, v & 1, v >> 1);
+                    CU_ASSERT_FATAL(qat_fq_init(&f[k].fq, &cfg.act, cfg.act_obs_qat, 1, "bnfq") == QAT_OK);
+                    f[k].fused = k == 0;
+                }
+                int ok = 1;
+                for (int step = 0; step < 2; step++) {
+                    fbn_run(&f[0], in, training, w, y1, g1);
+                    fbn_run(&f[1], in, training, w, y2, g2);
+                    ok &= memcmp(y1, y2, (size_t)n * sizeof(float)) == 0;
+                    ok &= memcmp(g1, g2, (size_t)ng * sizeof(float)) == 0;
+                    ok &= memcmp(f[0].bn.rm, f[1].bn.rm, C * sizeof(float)) == 0;
+                    ok &= memcmp(f[0].bn.rv, f[1].bn.rv, C * sizeof(float)) == 0;
+                    ok &= memcmp(f[0].fq.scale, f[1].fq.scale, sizeof(float)) == 0;
+                    ok &= f[0].fq.zero_point[0] == f[1].fq.zero_point[0];
+                    ok &= memcmp(f[0].fq.obs.min_val, f[1].fq.obs.min_val, sizeof(float)) == 0;
+                    ok &= memcmp(f[0].fq.obs.max_val, f[1].fq.obs.max_val, sizeof(float)) == 0;
+                    ok &= f[0].fq.obs.seen == step + 1 && f[1].fq.obs.seen == step + 1;
+                    /* the second step's (moving-average) range clips part of the output */
+                    if (step == 1) {
+                        int64_t k = 0;
+                        for (int64_t i = 0; i < n; i++) k += g1[i] == 0.0f;
+                        clipped_inside += k > 0 && k < n;
+                    }
+                }
+                if (act == QAT_BN_ACT_RELU6) { /* the y == 6 side of the mask is exercised */
+                    qat_ctx c6;
+                    qat_ctx_init(&c6, 8 << 20);
+                    c6.training = training;
+                    fbn_fixture f6;
+                    sbn_init(&f6.bn, C, QAT_BN_ACT_RELU6, 0, v >> 1);
+                    f6.bn.st.update_stats = 0;
+                    qat_tensor *b6 = qat_batchnorm2d_scaled_act(&c6, in[0], f6.bn.scaled ? f6.bn.isc : NULL,
+                                                                in[1], in[2], &f6.bn.st, QAT_BN_ACT_RELU6);
+                    int64_t at6 = 0;
+                    for (int64_t i = 0; i < n; i++) at6 += b6->data[i] == 6.0f;
+                    CU_ASSERT(at6 > 0 && at6 < n);
+                    qat_ctx_free(&c6);
+                }
+                if (!ok) printf("\n  fused BN+fq act %d training %d variant %d differs\n", act, training, v);
+                same += ok, cases++;
+                qat_fq_free(&f[0].fq), qat_fq_free(&f[1].fq);
+            }
+    CU_ASSERT_EQUAL(same, cases);
+    CU_ASSERT(clipped_inside > 0);
+    for (int i = 0; i < 3; i++) test_leaf_free(in[i]);
+    free(w), free(y1), free(y2), free(g1), free(g2);
+}
+
 void register_qat_tests(void) {
     CU_pSuite s = CU_add_suite("qat", setup, teardown);
     CU_add_test(s, "qconfig presets parse; unknown name is an error", test_qconfig_presets);
@@ -574,4 +877,7 @@ void register_qat_tests(void) {
     CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
     CU_add_test(s, "LSQ: starts as calibrated fake-quant, learns, resumes exactly", test_lsq);
     CU_add_test(s, "QAT bad inputs are reported", test_bad_inputs);
+    CU_add_test(s, "fake-quant STE into a new grad == zeros + STE bitwise", test_ste_store);
+    CU_add_test(s, "BN+act with fused output fake-quant == separate ops bitwise", test_bn_fq_fused);
+    CU_add_test(s, "scaled BN (the / s of BN folding) == mul then BN bitwise; gradcheck", test_scaled_bn);
 }

@@ -277,6 +277,57 @@ void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n)
     }
 }
 
+/* dx = (the zeroed grad qat_grad would give) + masked dy, stored without the zeroing pass and
+ * the read: 0.0f + dy inside (so -0.0 becomes +0.0 exactly as the add did), +0.0 where
+ * clipped. */
+static void ste_store_ref(float *dx, const float *dy, const uint8_t *code, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = code[i] == QAT_FQ_INSIDE ? 0.0f + dy[i] : 0.0f;
+}
+
+AVX2_ATTR static void ste_store_avx2(float *restrict dx, const float *restrict dy,
+                                     const uint8_t *restrict code, int64_t n) {
+    int64_t i = 0;
+    const __m256i one = _mm256_set1_epi32(QAT_FQ_INSIDE);
+    for (; i + 8 <= n; i += 8) {
+        __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(code + i)));
+        __m256 m = _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, one));
+        __m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(dy + i));
+        _mm256_storeu_ps(dx + i, _mm256_and_ps(v, m));
+    }
+    ste_store_ref(dx + i, dy + i, code + i, n - i);
+}
+
+AVX512_ATTR static void ste_store_avx512(float *restrict dx, const float *restrict dy,
+                                         const uint8_t *restrict code, int64_t n) {
+    const __m128i one = _mm_set1_epi8(QAT_FQ_INSIDE);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 m = _mm_cmpeq_epi8_mask(_mm_loadu_si128((const __m128i *)(code + i)), one);
+        _mm512_storeu_ps(dx + i, _mm512_maskz_add_ps(m, _mm512_setzero_ps(), _mm512_loadu_ps(dy + i)));
+    }
+    ste_store_ref(dx + i, dy + i, code + i, n - i);
+}
+
+/* The straight-through gradient into a grad that does not exist yet: allocated uninitialised
+ * and stored (bitwise qat_fq_ste_grad into qat_grad's zeros). */
+static void ste_grad_new(qat_ctx *ctx, qat_tensor *x, const float *dy, const uint8_t *code) {
+    void (*run)(float *, const float *, const uint8_t *, int64_t) = ste_store_ref;
+    switch (qat_cpu_isa()) {
+    case QAT_ISA_AVX512: run = ste_store_avx512; break;
+    case QAT_ISA_AVX2: run = ste_store_avx2; break;
+    default: break;
+    }
+    const int64_t n = x->numel;
+    float *dx = x->grad = qat_arena_floats(&ctx->arena, n);
+    const int nt = n >= FQ_PAR_ELEMS ? qat_kernel_threads() : 1;
+    const int64_t ntask = (n + FQ_TASK - 1) / FQ_TASK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < ntask; t++) {
+        int64_t b = t * FQ_TASK;
+        run(dx + b, dy + b, code + b, n - b < FQ_TASK ? n - b : FQ_TASK);
+    }
+}
+
 /* ---- the quantizer object -------------------------------------------------------------------- */
 
 qat_status qat_fq_init(qat_fq *fq, const qat_qscheme *s, qat_observer_kind kind, int nchannels,
@@ -458,5 +509,8 @@ void qat_fakequant_backward(qat_ctx *ctx, qat_tensor *out) {
     qat_tensor *x = out->src[0];
     if (!x->requires_grad) return;
     const qat_fq_saved *sv = out->saved;
-    qat_fq_ste_grad(qat_grad(ctx, x), out->grad, sv->code, x->numel);
+    if (!x->grad)
+        ste_grad_new(ctx, x, out->grad, sv->code);
+    else
+        qat_fq_ste_grad(x->grad, out->grad, sv->code, x->numel);
 }
