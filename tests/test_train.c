@@ -11,38 +11,6 @@
 
 static char tmpdir[256];
 
-static void put_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
-    fwrite(b, 1, 4, f);
-}
-
-/* Class k of 3: a bright bar in row band k of a 12x12 image, plus noise. */
-static void write_idx(const char *dir, const char *split, int n, uint64_t seed) {
-    char path[512];
-    qat_rng r;
-    qat_rng_seed(&r, seed);
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, split);
-    FILE *fi = fopen(path, "wb");
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, split);
-    FILE *fl = fopen(path, "wb");
-    QAT_ASSERT(fi && fl);
-    put_be32(fi, 2051), put_be32(fi, n), put_be32(fi, 12), put_be32(fi, 12);
-    put_be32(fl, 2049), put_be32(fl, n);
-    for (int i = 0; i < n; i++) {
-        int k = (int)qat_rng_below(&r, 3);
-        unsigned char img[144], lab = (unsigned char)k;
-        for (int p = 0; p < 144; p++) {
-            int row = p / 12;
-            int v = (int)qat_rng_below(&r, 60) + (row / 4 == k ? 150 : 0);
-            img[p] = (unsigned char)v;
-        }
-        fwrite(img, 1, 144, fi);
-        fwrite(&lab, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
-}
-
 static const char *tiny_spec =
     "# tiny test network\n"
     "name tiny\n"
@@ -60,8 +28,8 @@ static int setup(void) {
     if (!mkdtemp(tmpdir)) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", tmpdir);
     mkdir(data_dir, 0777);
-    write_idx(data_dir, "train", 384, 1);
-    write_idx(data_dir, "t10k", 96, 2);
+    test_write_bars_idx(data_dir, "train", 384, 12, 1);
+    test_write_bars_idx(data_dir, "t10k", 96, 12, 2);
     snprintf(spec_path, sizeof spec_path, "%s/tiny.spec", tmpdir);
     FILE *f = fopen(spec_path, "w");
     if (!f) return 1;

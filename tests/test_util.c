@@ -124,3 +124,34 @@ void test_add_suite(const char *name, ...) {
     }
     va_end(ap);
 }
+
+static void put_be32(FILE *f, uint32_t v) {
+    unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
+    fwrite(b, 1, 4, f);
+}
+
+/* Class k of 3: a bright bar in row band k of an s x s image, plus noise. */
+void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint64_t seed) {
+    char path[512];
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, split);
+    FILE *fi = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, split);
+    FILE *fl = fopen(path, "wb");
+    QAT_ASSERT(fi && fl);
+    put_be32(fi, 2051), put_be32(fi, n), put_be32(fi, s), put_be32(fi, s);
+    put_be32(fl, 2049), put_be32(fl, n);
+    for (int i = 0; i < n; i++) {
+        int k = (int)qat_rng_below(&r, 3);
+        unsigned char lab = (unsigned char)k;
+        for (int p = 0; p < s * s; p++) {
+            int row = p / s;
+            unsigned char v = (unsigned char)((int)qat_rng_below(&r, 60) + (row * 3 / s == k ? 150 : 0));
+            fwrite(&v, 1, 1, fi);
+        }
+        fwrite(&lab, 1, 1, fl);
+    }
+    fclose(fi);
+    fclose(fl);
+}

@@ -22,6 +22,10 @@ double test_gradcheck(const char *what, qat_test_build_fn build, int ninputs, qa
 /* Max |a-b| / max(1, |b|) over n values; prints the first index beyond tol. */
 double test_compare(const char *what, const float *a, const float *b, int64_t n, double tol);
 
+/* Writes a 3-class IDX pair DIR/SPLIT-{images-idx3,labels-idx1}-ubyte of n s x s images: class k
+ * is a bright bar in row band k plus noise, deterministic by seed (the tiny training sets). */
+void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint64_t seed);
+
 /* Registers a CUnit suite with the given tests (NULL-terminated pairs of name, fn). */
 void test_add_suite(const char *name, ...);
 
