@@ -31,7 +31,8 @@ static void usage_error(const char *cmd, const char *fmt, const char *arg) {
 static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {
     printf("usage: qat %s %s\n\noptions:\n", cmd, synopsis);
     for (int i = 0; i < n; i++) {
-        const char *arg = opts[i].kind == OPT_FLAG ? "" : opts[i].kind == OPT_STR ? " X" : " N";
+        opt_kind k = opts[i].kind;
+        const char *arg = k == OPT_FLAG ? "" : (k == OPT_STR || k == OPT_OPTIM || k == OPT_SCHED) ? " X" : " N";
         printf("  --%s%-*s %s\n", opts[i].name, (int)(22 - strlen(opts[i].name)), arg, opts[i].help);
     }
     printf("  --help%-18s this text\n", "");
