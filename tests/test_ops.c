@@ -895,22 +895,16 @@ static qat_tensor *build_bn_relu6_separate(qat_ctx *ctx, qat_tensor **in, void *
     return qat_relu6(ctx, qat_batchnorm2d(ctx, in[0], in[1], in[2], &f->st));
 }
 
-/* Runs build on fresh grads with output grad w; copies the input grads to g (3 * 64 floats). */
+/* Output and input grads (x, gamma, beta) of build with output gradient w. */
 static void grads_of(qat_test_build_fn build, qat_tensor **in, bn_fixture *f, int training,
                      const float *w, float *out_y, float *gx, float *gg, float *gb) {
-    qat_ctx ctx;
-    qat_ctx_init(&ctx, 1 << 20);
-    ctx.training = training;
-    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
-    qat_tensor *y = build(&ctx, in, f);
-    memcpy(out_y, y->data, (size_t)y->numel * sizeof(float));
-    memcpy(qat_grad(&ctx, y), w, (size_t)y->numel * sizeof(float));
-    for (int k = ctx.ntape - 1; k >= 0; k--)
-        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
-    memcpy(gx, in[0]->grad, (size_t)in[0]->numel * sizeof(float));
-    memcpy(gg, in[1]->grad, (size_t)in[1]->numel * sizeof(float));
-    memcpy(gb, in[2]->grad, (size_t)in[2]->numel * sizeof(float));
-    qat_ctx_free(&ctx);
+    int64_t n = in[0]->numel, C = in[1]->numel;
+    float *g = malloc((size_t)(n + 2 * C) * sizeof(float));
+    test_run_backward(build, 3, in, f, training, w, out_y, g);
+    memcpy(gx, g, (size_t)n * sizeof(float));
+    memcpy(gg, g + n, (size_t)C * sizeof(float));
+    memcpy(gb, g + n + C, (size_t)C * sizeof(float));
+    free(g);
 }
 
 static void test_bn_fused_act(void) {

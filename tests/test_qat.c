@@ -574,20 +574,7 @@ static qat_tensor *build_sbn(qat_ctx *ctx, qat_tensor **in, void *user) {
 /* Output, input grads (x, gamma, beta concatenated into g) and running stats of one run. */
 static void sbn_run(sbn_fixture *f, qat_tensor **in, int training, const float *w, float *y,
                     float *g) {
-    qat_ctx ctx;
-    qat_ctx_init(&ctx, 64 << 20);
-    ctx.training = training;
-    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
-    qat_tensor *out = build_sbn(&ctx, in, f);
-    memcpy(y, out->data, (size_t)out->numel * sizeof(float));
-    memcpy(qat_grad(&ctx, out), w, (size_t)out->numel * sizeof(float));
-    for (int k = ctx.ntape - 1; k >= 0; k--)
-        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
-    for (int i = 0; i < 3; i++) {
-        memcpy(g, in[i]->grad, (size_t)in[i]->numel * sizeof(float));
-        g += in[i]->numel;
-    }
-    qat_ctx_free(&ctx);
+    test_run_backward(build_sbn, 3, in, f, training, w, y, g);
 }
 
 static void test_scaled_bn(void) {
@@ -748,21 +735,9 @@ static qat_tensor *build_fbn(qat_ctx *ctx, qat_tensor **in, void *user) {
     return qat_fakequant(ctx, qat_batchnorm2d_scaled_act(ctx, x, isc, in[1], in[2], &f->bn.st, f->bn.act), &f->fq);
 }
 
-static void fbn_run(fbn_fixture *f, qat_tensor **in, int training, const float *w, float *y, float *g) {
-    qat_ctx ctx;
-    qat_ctx_init(&ctx, 64 << 20);
-    ctx.training = training;
-    for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, (size_t)in[i]->numel * sizeof(float));
-    qat_tensor *out = build_fbn(&ctx, in, f);
-    memcpy(y, out->data, (size_t)out->numel * sizeof(float));
-    memcpy(qat_grad(&ctx, out), w, (size_t)out->numel * sizeof(float));
-    for (int k = ctx.ntape - 1; k >= 0; k--)
-        if (ctx.tape[k]->grad) qat_backward_node(&ctx, ctx.tape[k]);
-    for (int i = 0; i < 3; i++) {
-        memcpy(g, in[i]->grad, (size_t)in[i]->numel * sizeof(float));
-        g += in[i]->numel;
-    }
-    qat_ctx_free(&ctx);
+static void fbn_run(fbn_fixture *f, qat_tensor **in, int training, const float *w, float *y,
+                    float *g) {
+    test_run_backward(build_fbn, 3, in, f, training, w, y, g);
 }
 
 static void test_bn_fq_fused(void) {

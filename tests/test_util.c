@@ -44,6 +44,33 @@ static double forward_loss(qat_test_build_fn build, qat_tensor **inputs, void *u
     return l;
 }
 
+void test_backward_from(qat_ctx *ctx, qat_tensor *out, const float *w) {
+    memcpy(qat_grad(ctx, out), w, (size_t)out->numel * sizeof(float));
+    /* same dispatch as qat_backward, but starting from an arbitrary seed gradient */
+    for (int k = ctx->ntape - 1; k >= 0; k--)
+        if (ctx->tape[k]->grad) qat_backward_node(ctx, ctx->tape[k]);
+}
+
+int64_t test_run_backward(qat_test_build_fn build, int ninputs, qat_tensor **inputs, void *user,
+                          int training, const float *w, float *y, float *g) {
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 20);
+    ctx.training = training;
+    qat_rng_seed(&ctx.rng, 1234);
+    for (int i = 0; i < ninputs; i++)
+        if (inputs[i]->grad) memset(inputs[i]->grad, 0, (size_t)inputs[i]->numel * sizeof(float));
+    qat_tensor *out = build(&ctx, inputs, user);
+    int64_t n = out->numel;
+    if (y) memcpy(y, out->data, (size_t)n * sizeof(float));
+    test_backward_from(&ctx, out, w);
+    for (int i = 0; g && i < ninputs; i++) {
+        memcpy(g, inputs[i]->grad, (size_t)inputs[i]->numel * sizeof(float));
+        g += inputs[i]->numel;
+    }
+    qat_ctx_free(&ctx);
+    return n;
+}
+
 double test_gradcheck(const char *what, qat_test_build_fn build, int ninputs, qat_tensor **inputs,
                       void *user, int training, float eps, double tol) {
     /* Analytic gradients: loss = sum(out .* R) through a mul by a constant tensor would add an
@@ -59,14 +86,7 @@ double test_gradcheck(const char *what, qat_test_build_fn build, int ninputs, qa
     qat_rng r;
     qat_rng_seed(&r, 99);
     for (int64_t i = 0; i < out->numel; i++) w[i] = qat_rng_uniform(&r) * 2.0f - 1.0f;
-    float *g = qat_grad(&ctx, out);
-    memcpy(g, w, (size_t)out->numel * sizeof(float));
-    for (int k = ctx.ntape - 1; k >= 0; k--) {
-        /* same dispatch as qat_backward, but starting from an arbitrary seed gradient */
-        qat_tensor *t = ctx.tape[k];
-        if (!t->grad) continue;
-        qat_backward_node(&ctx, t);
-    }
+    test_backward_from(&ctx, out, w);
     int64_t nout = out->numel;
     double worst = 0;
     for (int i = 0; i < ninputs; i++) {

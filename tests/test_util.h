@@ -19,6 +19,15 @@ void test_leaf_free(qat_tensor *t);
 double test_gradcheck(const char *what, qat_test_build_fn build, int ninputs, qat_tensor **inputs,
                       void *user, int training, float eps, double tol);
 
+/* Backward over ctx's tape from `out` with its gradient seeded to w (out->numel floats). */
+void test_backward_from(qat_ctx *ctx, qat_tensor *out, const float *w);
+
+/* Builds the graph on `inputs` (their grads zeroed first), seeds the output gradient with w and
+ * runs backward; copies the output to y and the inputs' grads, concatenated, to g (either may
+ * be NULL). Returns the output's numel. */
+int64_t test_run_backward(qat_test_build_fn build, int ninputs, qat_tensor **inputs, void *user,
+                          int training, const float *w, float *y, float *g);
+
 /* Max |a-b| / max(1, |b|) over n values; prints the first index beyond tol. */
 double test_compare(const char *what, const float *a, const float *b, int64_t n, double tol);
 

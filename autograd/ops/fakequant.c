@@ -261,11 +261,15 @@ AVX512_ATTR static void ste_run_avx512(float *restrict dx, const float *restrict
     qat_fq_ste_grad_ref(dx + i, dy + i, code + i, n - i);
 }
 
-void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n) {
-    void (*run)(float *, const float *, const uint8_t *, int64_t) = qat_fq_ste_grad_ref;
+typedef void (*ste_fn)(float *, const float *, const uint8_t *, int64_t);
+
+/* Runs an STE kernel (chosen by ISA) over fixed-size tasks, in parallel for large tensors. */
+static void ste_parallel(ste_fn ref, ste_fn avx2, ste_fn avx512, float *dx, const float *dy,
+                         const uint8_t *code, int64_t n) {
+    ste_fn run = ref;
     switch (qat_cpu_isa()) {
-    case QAT_ISA_AVX512: run = ste_run_avx512; break;
-    case QAT_ISA_AVX2: run = ste_run_avx2; break;
+    case QAT_ISA_AVX512: run = avx512; break;
+    case QAT_ISA_AVX2: run = avx2; break;
     default: break;
     }
     const int nt = n >= FQ_PAR_ELEMS ? qat_kernel_threads() : 1;
@@ -275,6 +279,10 @@ void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n)
         int64_t b = t * FQ_TASK;
         run(dx + b, dy + b, code + b, n - b < FQ_TASK ? n - b : FQ_TASK);
     }
+}
+
+void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n) {
+    ste_parallel(qat_fq_ste_grad_ref, ste_run_avx2, ste_run_avx512, dx, dy, code, n);
 }
 
 /* dx = (the zeroed grad qat_grad would give) + masked dy, stored without the zeroing pass and
@@ -311,21 +319,8 @@ AVX512_ATTR static void ste_store_avx512(float *restrict dx, const float *restri
 /* The straight-through gradient into a grad that does not exist yet: allocated uninitialised
  * and stored (bitwise qat_fq_ste_grad into qat_grad's zeros). */
 static void ste_grad_new(qat_ctx *ctx, qat_tensor *x, const float *dy, const uint8_t *code) {
-    void (*run)(float *, const float *, const uint8_t *, int64_t) = ste_store_ref;
-    switch (qat_cpu_isa()) {
-    case QAT_ISA_AVX512: run = ste_store_avx512; break;
-    case QAT_ISA_AVX2: run = ste_store_avx2; break;
-    default: break;
-    }
-    const int64_t n = x->numel;
-    float *dx = x->grad = qat_arena_floats(&ctx->arena, n);
-    const int nt = n >= FQ_PAR_ELEMS ? qat_kernel_threads() : 1;
-    const int64_t ntask = (n + FQ_TASK - 1) / FQ_TASK;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t t = 0; t < ntask; t++) {
-        int64_t b = t * FQ_TASK;
-        run(dx + b, dy + b, code + b, n - b < FQ_TASK ? n - b : FQ_TASK);
-    }
+    x->grad = qat_arena_floats(&ctx->arena, x->numel);
+    ste_parallel(ste_store_ref, ste_store_avx2, ste_store_avx512, x->grad, dy, code, x->numel);
 }
 
 /* ---- the quantizer object -------------------------------------------------------------------- */
