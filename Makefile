@@ -27,14 +27,20 @@ ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
 LIB_SRCS := $(wildcard autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
                        optim/*.c datasets/*.c export/*.c train/*.c)
-LIB_SRCS := $(filter-out train/main.c,$(LIB_SRCS))
+CLI_SRCS := train/main.c $(wildcard train/cli*.c)
+LIB_SRCS := $(filter-out $(CLI_SRCS),$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-CLI_OBJS := $(BUILD)/train/main.o
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+# The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).
+RT_SRCS := autograd/error.c kernels/cpu.c $(wildcard kernels/int8*.c) export/container.c \
+           $(wildcard export/q8*.c export/rt*.c)
+RT_OBJS := $(RT_SRCS:%.c=$(BUILD)/%.o)
+RT_LDLIBS = -ldnnl -lz -lm
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 HDRS := $(wildcard include/*.h */*.h autograd/ops/*.h)
 
-.PHONY: all test demo asan bench deps deps-data clean libqat.a
+.PHONY: all test demo asan bench deps deps-data clean libqat.a libqat_rt.a
 all: qat
 
 deps:
@@ -62,6 +68,11 @@ $(BUILD)/libqat.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 libqat.a: $(BUILD)/libqat.a
+	cp $< $@
+$(BUILD)/libqat_rt.a: $(RT_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+libqat_rt.a: $(BUILD)/libqat_rt.a
 	cp $< $@
 
 qat: $(CLI_OBJS) $(BUILD)/libqat.a

@@ -7,7 +7,7 @@
 
 #define AREAS(X) \
     X(core) X(kernels) X(conv) X(ops) X(datasets) X(optim) X(checkpoint) X(layers) X(train) \
-    X(fakequant) X(qat) X(int8) X(export) X(runtime) X(cli)
+    X(fakequant) X(qat) X(int8) X(onednn) X(export) X(qint) X(runtime) X(plot) X(quantize) X(cli)
 #define DECLARE(a) void register_##a##_tests(void) __attribute__((weak));
 AREAS(DECLARE)
 
@@ -15,7 +15,17 @@ int main(int argc, char **argv) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
 #define CALL(a) if (register_##a##_tests) register_##a##_tests();
     AREAS(CALL)
-    CU_basic_set_mode(argc > 1 && !strcmp(argv[1], "-v") ? CU_BRM_VERBOSE : CU_BRM_NORMAL);
+    /* test_qat [-v] [SUBSTRING]: only the suites whose name contains SUBSTRING */
+    int verbose = 0;
+    const char *only = NULL;
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "-v")) verbose = 1;
+        else only = argv[a];
+    }
+    if (only)
+        for (CU_pSuite s = CU_get_registry()->pSuite; s; s = s->pNext)
+            CU_set_suite_active(s, strstr(s->pName, only) ? CU_TRUE : CU_FALSE);
+    CU_basic_set_mode(verbose ? CU_BRM_VERBOSE : CU_BRM_NORMAL);
     CU_basic_run_tests();
     /* read the counts before cleanup, which resets them */
     unsigned failures = CU_get_number_of_failures();

@@ -1,108 +1,13 @@
 /* The qat command line. Every subcommand describes its options in a table (name, kind, target,
- * help) from which both parsing and --help are generated. Only this file prints errors and exits. */
+ * help) from which both parsing and --help are generated (train/cli.c). Only the CLI files
+ * (train/main.c, train/cli*.c) print errors and exit. */
+#include "cli.h"
 #include "kernels.h"
 #include "train.h"
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED } opt_kind;
-typedef struct {
-    const char *name; /* without the leading -- */
-    opt_kind kind;
-    void *target;
-    const char *help;
-} cli_opt;
-
-static void die(const char *msg) {
-    fprintf(stderr, "qat: %s\n", msg);
-    exit(1);
-}
-
-static void usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "qat %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see 'qat %s --help')\n", cmd);
-    exit(2);
-}
-
-static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {
-    printf("usage: qat %s %s\n\noptions:\n", cmd, synopsis);
-    for (int i = 0; i < n; i++) {
-        opt_kind k = opts[i].kind;
-        const char *arg = k == OPT_FLAG ? "" : (k == OPT_STR || k == OPT_OPTIM || k == OPT_SCHED) ? " X" : " N";
-        printf("  --%s%-*s %s\n", opts[i].name, (int)(22 - strlen(opts[i].name)), arg, opts[i].help);
-    }
-    printf("  --help%-18s this text\n", "");
-}
-
-static int parse_number(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end) return 0;
-    *out = v;
-    return 1;
-}
-
-/* Parses argv into the targets; returns 1 when --help was asked. */
-static int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
-                      char **argv) {
-    for (int a = 0; a < argc; a++) {
-        const char *s = argv[a];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            print_help(cmd, synopsis, opts, n);
-            return 1;
-        }
-        if (strncmp(s, "--", 2)) usage_error(cmd, "unexpected argument '%s'", s);
-        const cli_opt *o = NULL;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(s + 2, opts[i].name)) o = &opts[i];
-        if (!o) usage_error(cmd, "unknown option '%s'", s);
-        if (o->kind == OPT_FLAG) {
-            *(int *)o->target = 1;
-            continue;
-        }
-        if (a + 1 >= argc) usage_error(cmd, "option '%s' needs a value", s);
-        const char *v = argv[++a];
-        double d;
-        switch (o->kind) {
-        case OPT_STR: *(const char **)o->target = v; break;
-        case OPT_OPTIM:
-            if (qat_opt_parse(v, (qat_opt_kind *)o->target)) usage_error(cmd, "unknown optimizer '%s' (sgd, adamw)", v);
-            break;
-        case OPT_SCHED:
-            if (qat_sched_parse(v, (qat_sched_kind *)o->target))
-                usage_error(cmd, "unknown schedule '%s' (constant, step, cosine, onecycle)", v);
-            break;
-        case OPT_FLOAT:
-            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) usage_error(cmd, "bad number '%s'", v);
-            *(float *)o->target = (float)d;
-            break;
-        case OPT_INT:
-            if (!parse_number(v, &d) || d != (double)(long)d || d < 0 || d > INT_MAX)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
-            *(int *)o->target = (int)d;
-            break;
-        case OPT_I64:
-            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
-            *(int64_t *)o->target = (int64_t)d;
-            break;
-        case OPT_U64:
-            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
-            *(uint64_t *)o->target = (uint64_t)d;
-            break;
-        case OPT_FLAG: break;
-        }
-    }
-    return 0;
-}
-
-#define NOPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
@@ -143,19 +48,23 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL;
+    const char *ckpt = NULL, *data = NULL, *int8 = NULL, *backend = "auto";
     int json = 0, threads = 0, batch = 500;
     float val_split = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate"},
+        {"int8", OPT_STR, &int8, "INT8 model (.q8, from qat convert) to evaluate with the INT8 runtime"},
+        {"backend", OPT_STR, &backend, "--int8: kernels auto, native, onednn or ref [auto]"},
         {"data", OPT_STR, &data, "dataset (its test split is evaluated)"},
         {"batch", OPT_INT, &batch, "evaluation batch size [500]"},
         {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &threads, "threads [all cores]"},
         {"json", OPT_FLAG, &json, "print one JSON object"},
     };
-    if (parse_opts("eval", "--ckpt CKPT --data PATH [--json]", opts, NOPTS(opts), argc, argv)) return 0;
-    if (!ckpt || !data) usage_error("eval", "%s", "--ckpt and --data are required");
+    if (parse_opts("eval", "(--ckpt CKPT | --int8 MODEL.q8) --data PATH [--json]", opts, NOPTS(opts), argc, argv))
+        return 0;
+    if ((!ckpt == !int8) || !data) usage_error("eval", "%s", "--data and one of --ckpt, --int8 are required");
+    if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json);
     if (threads > 0) qat_set_threads(threads);
     qat_eval_result ev;
     if (qat_checkpoint_evaluate_split(ckpt, data, val_split, batch, &ev)) die(qat_last_error());
@@ -298,6 +207,10 @@ static const cli_cmd commands[] = {
     {"ptq", cmd_ptq, "post-training quantization of an FP32 checkpoint (calibrate, evaluate)"},
     {"qat", cmd_qat, "quantization-aware fine-tuning of an FP32 checkpoint"},
     {"inspect", cmd_inspect, "per-layer quantization parameters and SQNR of a PTQ/QAT checkpoint"},
+    {"convert", cmd_convert, "turn a PTQ/QAT checkpoint into an INT8 model file (.q8)"},
+    {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
+    {"bench", cmd_bench, "benchmark an INT8 model: img/s, latency, per-layer time and backend"},
+    {"plot", cmd_plot, "draw a run's loss and accuracy curves to PNG"},
     {"summary", cmd_summary, "print a model's layers, shapes and parameter count"},
 };
 

@@ -1,0 +1,112 @@
+/* The INT8 model (stage 3) in memory: what `qat convert` produces from a PTQ/QAT model, what a
+ * .q8 file stores, what the runtime executes and what the integer-exact simulation evaluates.
+ * Plain data: every number the INT8 arithmetic needs is stored here once (nothing is recomputed
+ * at load), so the simulation (layers/qint.c), the native kernels, the reference kernels and
+ * oneDNN all start from the same bits.
+ *
+ * Values: layer i produces value i; value -1 is the quantized model input. Activations are u8
+ * codes, NHWC. Every layer reads values produced before it (input, skip < i).
+ *
+ * Arithmetic per layer kind (fakequant/qmath.h and kernels/int8.h define every function named):
+ *   input:    q = qat_quantize(x, 1.0f / in_scale, in_zp, in_qmin, in_qmax)
+ *   CONV:     acc[c] = bias[c] + sum_taps (x - zx) * weight[c][tap]         (exact int32;
+ *                      padded taps contribute 0, i.e. they read zx)
+ *             y = qat_requantize(acc[c], mult[c], zy, lo, hi)
+ *             groups == 1: dense OHWI (out_c, k, k, in_c); groups == in_c == out_c: depthwise
+ *             (out_c, k, k, 1). ReLU / ReLU6 are already in lo / hi.
+ *   ADD:      y = qat_i8_add_one(a, b, {sx, sb, 1.0f / sy, zx, zb, zy, lo, hi})
+ *             a = value `input` (scale sx, zero point zx), b = value `skip` (sb, zb)
+ *   AVGPOOL:  global average pool (N, H, W, C) -> (N, 1, 1, C):
+ *             y = qat_requantize(sum_hw x - H*W*zx, pool_mult, zy, lo, hi)
+ *   LINEAR:   acc[n] = sum_k (x[k] - zx) * weight[n][k]   (bias == NULL: no int32 bias)
+ *             logit[n] = qat_i8_dequant_f32(acc[n], mult[n], fbias, n)  (float; must be last)
+ *
+ * Scales (sx, sy, sb, in_scale) are stored for the arithmetic above and for reports; the
+ * requantization multipliers were computed from them by convert (qat_requant_mult,
+ * qat_i8_avgpool_mult) and are stored as such.
+ */
+#ifndef QAT_Q8_H
+#define QAT_Q8_H
+
+#include "qat.h"
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QAT_Q8_NAME_MAX 48
+#define QAT_Q8_MAX_LAYERS 4096
+
+typedef enum { QAT_Q8_CONV = 0, QAT_Q8_ADD, QAT_Q8_AVGPOOL, QAT_Q8_LINEAR, QAT_Q8_KIND_COUNT } qat_q8_kind;
+
+/* Informational: the activation whose clamp lo/hi implement (reports, inspect). */
+typedef enum { QAT_Q8_ACT_NONE = 0, QAT_Q8_ACT_RELU, QAT_Q8_ACT_RELU6 } qat_q8_act;
+
+typedef struct {
+    qat_q8_kind kind;
+    char name[QAT_Q8_NAME_MAX];      /* NUL-terminated, e.g. "features.3.body.1" */
+    int32_t input, skip;             /* value indices (-1 = model input); skip: ADD only, else -1 */
+    int32_t in_h, in_w, in_c;        /* per-image input shape (LINEAR: 1, 1, in) */
+    int32_t out_h, out_w, out_c;     /* per-image output shape (AVGPOOL, LINEAR: 1, 1, C) */
+    /* CONV */
+    int32_t k, stride, pad, groups;  /* square kernel, OH = (H + 2 pad - k) / stride + 1 */
+    qat_q8_act act;
+    int8_t *weight;                  /* CONV (out_c, k, k, in_c / groups); LINEAR (out_c, in_c) */
+    int32_t *bias;                   /* CONV (out_c) in accumulator units; LINEAR: NULL */
+    float *mult;                     /* CONV (out_c) requant multiplier; LINEAR (out_c) deq scale */
+    float *fbias;                    /* LINEAR (out_c) float bias; else NULL */
+    int32_t wbits;                   /* CONV/LINEAR: bit width the weights were quantized to */
+    float *wscale;                   /* CONV/LINEAR (out_c): weight scales (reports) */
+    /* input qparams (CONV, LINEAR, AVGPOOL, ADD's first operand) */
+    float sx;
+    int32_t zx;
+    /* ADD's second operand */
+    float sb;
+    int32_t zb;
+    /* output qparams and clamp (CONV, ADD, AVGPOOL) */
+    float sy;
+    int32_t zy, lo, hi;
+    float pool_mult;                 /* AVGPOOL */
+} qat_q8_layer;
+
+typedef struct {
+    int32_t in_h, in_w, in_c, nclasses;
+    float in_scale;                  /* input quantization (see above) */
+    int32_t in_zp, in_qmin, in_qmax;
+    float mean[4], std[4];           /* input normalisation: x = (pixel/255 - mean) / std */
+    char qconfig[16];                /* the qconfig it was quantized with ("x86") */
+    char arch[32];                   /* the spec's name ("mbv2-tiny") */
+    int32_t nlayers;
+    qat_q8_layer *layers;            /* every array in a layer is its own malloc block */
+} qat_q8_model;
+
+extern const char *const qat_q8_kind_names[QAT_Q8_KIND_COUNT];
+
+/* Checks every invariant the runtime relies on: counts and shapes in range (each dimension
+ * 1..65536, elements per image <= 2^28), values produced before use, shape chaining (a layer's
+ * input shape equals its producer's output shape, and zx/sx equal the producer's zy/sy),
+ * conv geometry (k, stride >= 1, 0 <= pad < k, OH/OW as stated), groups 1 or depthwise, arrays
+ * present exactly where the kind needs them, zero points and clamps within [0, 255] with
+ * lo <= hi, scales and multipliers finite and > 0, the int32 accumulator bound of
+ * kernels/int8.h, and a LINEAR as the last layer with out_c == nclasses. `what` names the file
+ * (or "model") in the message: "MODEL.q8: layer 3 'features.1.conv.0': ...". */
+qat_status qat_q8_validate(const qat_q8_model *m, const char *what);
+
+/* .q8 file (docs/formats.md): the container of export/container.h with magic "QATINT8\0".
+ * Save validates first and writes atomically; load validates everything (any failure: one
+ * error line naming the path, nothing allocated is leaked, *out = NULL). */
+qat_status qat_q8_save(const qat_q8_model *m, const char *path);
+qat_status qat_q8_load(const char *path, qat_q8_model **out);
+/* The same from a buffer (fuzzing); `name` stands for the path in messages. */
+qat_status qat_q8_load_memory(const void *buf, size_t size, const char *name, qat_q8_model **out);
+/* Frees the model, its layers and every array they point to. NULL is a no-op. */
+void qat_q8_free(qat_q8_model *m);
+
+/* Multiply-accumulates per image of a layer (0 for ADD/AVGPOOL). */
+int64_t qat_q8_layer_macs(const qat_q8_layer *L);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

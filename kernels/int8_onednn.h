@@ -1,0 +1,54 @@
+/* oneDNN 2.x int8 primitives as a second backend of the INT8 runtime, computing exactly the
+ * arithmetic of kernels/int8.h (bit-identical outputs; tests/test_int8_onednn.c checks it on
+ * odd shapes against qat_i8_conv / qat_i8_dwconv / qat_i8_gemm_*):
+ *
+ *   conv (dense KxK, 1x1, depthwise):  u8 NHWC in, s8 OHWI weights, s32 bias, per-channel float
+ *     multipliers, input/output zero points, clamp [lo, hi]  ->  u8 NHWC out
+ *   linear with float output (logits):  p = (float)acc * deq_scale[n]; y = p + fbias[n]
+ *
+ * Debian ships oneDNN 2.6: the 2.x C API is used (output scales and zero points as primitive
+ * attributes), not the 3.x scales API.
+ *
+ *   qat_i8_dnnl_conv *c;
+ *   if (qat_i8_dnnl_conv_create(&c, &desc)) ...;     // weights copied/reordered once
+ *   qat_i8_dnnl_conv_run(c, y, x, batch);            // any batch; a primitive per batch size
+ *   qat_i8_dnnl_conv_free(c);
+ *
+ * A configuration oneDNN cannot compute identically (if any) must fail at create with
+ * QAT_ERR_ARG and a reason, so that the runtime falls back to the native kernels.
+ */
+#ifndef QAT_INT8_ONEDNN_H
+#define QAT_INT8_ONEDNN_H
+
+#include "int8.h"
+
+typedef struct {
+    int h, w, cin, cout;         /* per-image input shape, output channels */
+    int k, stride, pad, groups;  /* groups 1 (dense) or cin == cout (depthwise) */
+    const int8_t *weight;        /* OHWI (cout, k, k, cin / groups) */
+    const int32_t *bias;         /* (cout) accumulator units, may be NULL (0) */
+    const float *mult;           /* (cout) */
+    int32_t zx, zy, lo, hi;
+} qat_i8_dnnl_conv_desc;
+
+typedef struct qat_i8_dnnl_conv qat_i8_dnnl_conv;
+qat_status qat_i8_dnnl_conv_create(qat_i8_dnnl_conv **out, const qat_i8_dnnl_conv_desc *d);
+/* x (n, h, w, cin) u8 -> y (n, oh, ow, cout) u8. */
+qat_status qat_i8_dnnl_conv_run(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n);
+void qat_i8_dnnl_conv_free(qat_i8_dnnl_conv *c);
+
+typedef struct {
+    int in, out;
+    const int8_t *weight;        /* (out, in) */
+    const float *deq_scale;      /* (out) */
+    const float *fbias;          /* (out), may be NULL */
+    int32_t zx;
+} qat_i8_dnnl_linear_desc;
+
+typedef struct qat_i8_dnnl_linear qat_i8_dnnl_linear;
+qat_status qat_i8_dnnl_linear_create(qat_i8_dnnl_linear **out, const qat_i8_dnnl_linear_desc *d);
+/* x (n, in) u8 -> y (n, out) float. */
+qat_status qat_i8_dnnl_linear_run(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n);
+void qat_i8_dnnl_linear_free(qat_i8_dnnl_linear *l);
+
+#endif

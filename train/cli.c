@@ -1,0 +1,105 @@
+/* Option parsing and error exits of the qat command line (see cli.h). */
+#include "cli.h"
+#include "optim.h"
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void die(const char *msg) {
+    fprintf(stderr, "qat: %s\n", msg);
+    exit(1);
+}
+
+void usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "qat %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see 'qat %s --help')\n", cmd);
+    exit(2);
+}
+
+static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {
+    printf("usage: qat %s %s\n\noptions:\n", cmd, synopsis);
+    for (int i = 0; i < n; i++) {
+        opt_kind k = opts[i].kind;
+        const char *arg = k == OPT_FLAG ? "" : (k == OPT_STR || k == OPT_OPTIM || k == OPT_SCHED) ? " X" : " N";
+        printf("  --%s%-*s %s\n", opts[i].name, (int)(22 - strlen(opts[i].name)), arg, opts[i].help);
+    }
+    printf("  --help%-18s this text\n", "");
+}
+
+static int parse_number(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end) return 0;
+    *out = v;
+    return 1;
+}
+
+/* Parses argv into the targets; returns 1 when --help was asked. */
+int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
+                   char **argv, char **pos, int max_pos, int *npos) {
+    if (npos) *npos = 0;
+    for (int a = 0; a < argc; a++) {
+        const char *s = argv[a];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            print_help(cmd, synopsis, opts, n);
+            return 1;
+        }
+        if (strncmp(s, "--", 2)) {
+            if (!pos || *npos >= max_pos) usage_error(cmd, "unexpected argument '%s'", s);
+            pos[(*npos)++] = argv[a];
+            continue;
+        }
+        const cli_opt *o = NULL;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(s + 2, opts[i].name)) o = &opts[i];
+        if (!o) usage_error(cmd, "unknown option '%s'", s);
+        if (o->kind == OPT_FLAG) {
+            *(int *)o->target = 1;
+            continue;
+        }
+        if (a + 1 >= argc) usage_error(cmd, "option '%s' needs a value", s);
+        const char *v = argv[++a];
+        double d;
+        switch (o->kind) {
+        case OPT_STR: *(const char **)o->target = v; break;
+        case OPT_OPTIM:
+            if (qat_opt_parse(v, (qat_opt_kind *)o->target)) usage_error(cmd, "unknown optimizer '%s' (sgd, adamw)", v);
+            break;
+        case OPT_SCHED:
+            if (qat_sched_parse(v, (qat_sched_kind *)o->target))
+                usage_error(cmd, "unknown schedule '%s' (constant, step, cosine, onecycle)", v);
+            break;
+        case OPT_FLOAT:
+            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) usage_error(cmd, "bad number '%s'", v);
+            *(float *)o->target = (float)d;
+            break;
+        case OPT_INT:
+            if (!parse_number(v, &d) || d != (double)(long)d || d < 0 || d > INT_MAX)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(int *)o->target = (int)d;
+            break;
+        case OPT_I64:
+            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(int64_t *)o->target = (int64_t)d;
+            break;
+        case OPT_U64:
+            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
+                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+            *(uint64_t *)o->target = (uint64_t)d;
+            break;
+        case OPT_FLAG: break;
+        }
+    }
+    return 0;
+}
+
+
+int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
+               char **argv) {
+    return parse_opts_pos(cmd, synopsis, opts, n, argc, argv, NULL, 0, NULL);
+}

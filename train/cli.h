@@ -1,0 +1,39 @@
+/* Shared by the files of the qat command line (train/main.c, train/cli_*.c): option tables from
+ * which both parsing and --help are generated, and the error exits. Only the CLI prints errors
+ * and exits; the library returns qat_status. */
+#ifndef QAT_CLI_H
+#define QAT_CLI_H
+
+typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED } opt_kind;
+typedef struct {
+    const char *name; /* without the leading -- */
+    opt_kind kind;
+    void *target;
+    const char *help;
+} cli_opt;
+
+#define NOPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* "qat: msg" on stderr, exit 1. */
+void die(const char *msg) __attribute__((noreturn));
+/* "qat CMD: <fmt with arg> (see 'qat CMD --help')" on stderr, exit 2. */
+void usage_error(const char *cmd, const char *fmt, const char *arg) __attribute__((noreturn));
+/* Parses argv (options only; every argument must be an option) into the targets; returns 1 when
+ * --help was asked (the help is printed). Bad options exit through usage_error. */
+int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
+               char **argv);
+/* Like parse_opts, but arguments that do not start with "--" are collected into pos (up to
+ * max_pos, more is a usage error); *npos gets their count. */
+int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
+                   char **argv, char **pos, int max_pos, int *npos);
+
+/* Commands implemented outside main.c. */
+int cmd_convert(int argc, char **argv);   /* train/cli_int8.c */
+int cmd_infer(int argc, char **argv);     /* train/cli_int8.c */
+int cmd_bench(int argc, char **argv);     /* train/cli_int8.c */
+/* `qat eval --int8 MODEL.q8`: accuracy of the INT8 runtime on data's test split. */
+int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
+                  const char *backend, int json);
+int cmd_plot(int argc, char **argv);      /* train/cli_plot.c */
+
+#endif
