@@ -28,7 +28,7 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
                    char **argv, char **pos, int max_pos, int *npos);
 
 /* Commands implemented outside main.c. */
-int cmd_convert(int argc, char **argv);   /* train/cli_int8.c */
+int cmd_convert(int argc, char **argv);   /* train/cli_convert.c */
 int cmd_infer(int argc, char **argv);     /* train/cli_int8.c */
 int cmd_bench(int argc, char **argv);     /* train/cli_int8.c */
 /* `qat eval --int8 MODEL.q8`: accuracy of the INT8 runtime on data's test split. */
