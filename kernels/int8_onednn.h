@@ -1,6 +1,6 @@
 /* oneDNN 2.x int8 primitives as a second backend of the INT8 runtime, computing exactly the
- * arithmetic of kernels/int8.h (bit-identical outputs; tests/test_int8_onednn.c checks it on
- * odd shapes against qat_i8_conv / qat_i8_dwconv / qat_i8_gemm_*):
+ * arithmetic of kernels/int8.h (bit-identical outputs; tests/test_onednn.c checks it on odd
+ * shapes against qat_i8_conv / qat_i8_dwconv / qat_i8_gemm_f32):
  *
  *   conv (dense KxK, 1x1, depthwise):  u8 NHWC in, s8 OHWI weights, s32 bias, per-channel float
  *     multipliers, input/output zero points, clamp [lo, hi]  ->  u8 NHWC out
@@ -14,13 +14,24 @@
  *   qat_i8_dnnl_conv_run(c, y, x, batch);            // any batch; a primitive per batch size
  *   qat_i8_dnnl_conv_free(c);
  *
- * A configuration oneDNN cannot compute identically (if any) must fail at create with
- * QAT_ERR_ARG and a reason, so that the runtime falls back to the native kernels.
+ * A configuration oneDNN cannot compute identically fails at create with QAT_ERR_ARG and a
+ * reason (qat_last_error()), so that the runtime falls back to the native kernels:
+ *   - oneDNN without VNNI (its u8 x s8 kernels saturate pair sums in s16): every layer;
+ *   - a channel with |bias| + 255 * sum|w| > 2^24 (oneDNN adds the s32 bias in float);
+ *   - a non-finite mult / deq_scale.
+ * How the exact configuration was found: the comment at the top of int8_onednn.c.
+ *
+ * Threads: oneDNN runs on OpenMP with omp_get_max_threads() threads, which qat_set_threads sets.
+ * A layer object caches primitives per batch size (at most 4, least recently used replaced): one
+ * object must not be run from two threads at once; distinct objects may.
  */
 #ifndef QAT_INT8_ONEDNN_H
 #define QAT_INT8_ONEDNN_H
 
 #include "int8.h"
+
+/* 1 if oneDNN can serve as an exact backend on this machine (CPU engine, VNNI). */
+int qat_i8_dnnl_available(void);
 
 typedef struct {
     int h, w, cin, cout;         /* per-image input shape, output channels */
@@ -36,6 +47,8 @@ qat_status qat_i8_dnnl_conv_create(qat_i8_dnnl_conv **out, const qat_i8_dnnl_con
 /* x (n, h, w, cin) u8 -> y (n, oh, ow, cout) u8. */
 qat_status qat_i8_dnnl_conv_run(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n);
 void qat_i8_dnnl_conv_free(qat_i8_dnnl_conv *c);
+/* oneDNN's name of the implementation chosen at create (batch 1), e.g. "brgconv_1x1:avx512_core_vnni". */
+const char *qat_i8_dnnl_conv_impl(const qat_i8_dnnl_conv *c);
 
 typedef struct {
     int in, out;
@@ -50,5 +63,6 @@ qat_status qat_i8_dnnl_linear_create(qat_i8_dnnl_linear **out, const qat_i8_dnnl
 /* x (n, in) u8 -> y (n, out) float. */
 qat_status qat_i8_dnnl_linear_run(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n);
 void qat_i8_dnnl_linear_free(qat_i8_dnnl_linear *l);
+const char *qat_i8_dnnl_linear_impl(const qat_i8_dnnl_linear *l);
 
 #endif
