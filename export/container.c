@@ -432,6 +432,37 @@ qat_status qat_container_read(const char *path, const char magic[8], uint32_t ma
     return QAT_OK;
 }
 
+qat_status qat_container_read_memory(const void *buf, size_t size, const char *name,
+                                     const char magic[8], uint32_t max_version,
+                                     qat_container **out) {
+    *out = NULL;
+    if (!name) name = "<memory>";
+    if (!magic || (!buf && size))
+        return qat_fail(QAT_ERR_ARG, "%s: no buffer or magic given", name);
+    if (size > SIZE_MAX - QAT_CONTAINER_ALIGN)
+        return qat_fail(QAT_ERR_NOMEM, "%s: buffer too large (%zu bytes)", name, size);
+    qat_container *c = calloc(1, sizeof *c);
+    void *copy = NULL;
+    if (!c || !(c->path = strdup(name)) ||
+        posix_memalign(&copy, QAT_CONTAINER_ALIGN, size ? size : 1)) {
+        if (c) free(c->path);
+        free(c);
+        return qat_fail(QAT_ERR_NOMEM, "%s: out of memory for %zu bytes", name, size);
+    }
+    /* A private aligned copy: section data keeps the alignment promise of qat_container_find
+     * and the caller's buffer may go away. */
+    if (size) memcpy(copy, buf, size);
+    c->buf = copy;
+    c->len = size;
+    qat_status st = parse(c, magic, max_version);
+    if (st != QAT_OK) {
+        qat_container_free(c);
+        return st;
+    }
+    *out = c;
+    return QAT_OK;
+}
+
 uint32_t qat_container_version(const qat_container *c) { return c->version; }
 int qat_container_count(const qat_container *c) { return c->nsec; }
 const char *qat_container_path(const qat_container *c) { return c->path; }

@@ -50,6 +50,11 @@ typedef struct qat_container qat_container;
  * "run/last.ckpt: section 'params' checksum mismatch (file corrupt)", and *out = NULL. */
 qat_status qat_container_read(const char *path, const char magic[8], uint32_t max_version,
                               qat_container **out);
+/* The same checks on a buffer already in memory (fuzzing, embedded models); `name` stands for
+ * the path in messages. The container keeps its own aligned copy of the bytes. */
+qat_status qat_container_read_memory(const void *buf, size_t size, const char *name,
+                                     const char magic[8], uint32_t max_version,
+                                     qat_container **out);
 uint32_t qat_container_version(const qat_container *c);
 /* Number of sections and the name of section i (0 <= i < count), in file order. */
 int qat_container_count(const qat_container *c);
