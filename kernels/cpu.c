@@ -2,7 +2,6 @@
  * baseline x86-64; the *_avx2.c / *_avx512.c kernels are only entered after these checks, so
  * one binary runs on any x86-64 CPU. */
 #include "kernels.h"
-#include <cblas.h>
 #include <cpuid.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -128,9 +127,8 @@ void qat_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     nthreads = n;
     omp_set_num_threads(n);
-    /* Our parallel regions call BLAS per thread; a multi-threaded OpenBLAS inside them would
-     * oversubscribe the cores. */
-    openblas_set_num_threads(1);
+    /* OpenBLAS is kept single-threaded by kernels/gemm.c before its first call, not here:
+     * this file is part of the INT8 runtime library, which does not link OpenBLAS. */
 }
 
 int qat_get_threads(void) {

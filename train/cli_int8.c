@@ -1,15 +1,302 @@
-/* qat eval --int8 / bench / infer: the INT8 side of the command line.
- * (Being built in this session: the runtime lands with these commands.) */
+/* qat eval --int8 / bench / infer: the INT8 runtime (include/qat_rt.h) on the command line. */
 #include "cli.h"
+#include "dataset.h"
+#include "qat_rt.h"
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-static int not_built(const char *cmd) {
-    fprintf(stderr, "qat %s: the INT8 runtime is not built yet\n", cmd);
-    return 1;
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory");
+    return p;
 }
-int cmd_infer(int argc, char **argv) { return not_built("infer"); }
-int cmd_bench(int argc, char **argv) { return not_built("bench"); }
+
+static qat_rt *load_or_die(const char *cmd, const char *path, const char *backend, int threads,
+                           int batch) {
+    qat_rt_options o;
+    qat_rt_options_default(&o);
+    if (qat_rt_backend_parse(backend, &o.backend))
+        usage_error(cmd, "unknown backend '%s' (auto, native, onednn, ref)", backend);
+    o.threads = threads;
+    o.batch = batch;
+    qat_rt *rt;
+    if (qat_rt_load(path, &o, &rt)) die(qat_rt_last_error());
+    return rt;
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* ---- qat eval --int8 ---------------------------------------------------------------------------- */
+
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
                   const char *backend, int json) {
-    return not_built("eval --int8");
+    if (batch <= 0) usage_error("eval", "%s", "--batch must be >= 1");
+    qat_rt *rt = load_or_die("eval", model, backend, threads, batch);
+    int h, w, c, nc = qat_rt_nclasses(rt);
+    qat_rt_input_shape(rt, &h, &w, &c);
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = val_split;
+    dopt.seed = 1; /* qat train's default seed: the same ImageFolder split as training */
+    qat_dataset *train = NULL, *test = NULL;
+    if (qat_dataset_open(data, &dopt, &train, &test)) die(qat_last_error());
+    if (test->h != h || test->w != w || test->c != c || test->nclasses != nc) {
+        fprintf(stderr, "qat: %s expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d\n",
+                model, h, w, c, nc, test->source, test->h, test->w, test->c, test->nclasses);
+        exit(1);
+    }
+    qat_loader_opts lo = {.batch = batch};
+    qat_rt_input_norm(rt, lo.mean, lo.std);
+    qat_loader *l;
+    if (qat_loader_create(test, &lo, &l)) die(qat_last_error());
+    float *x = xmalloc(sizeof(float) * (size_t)batch * h * w * c);
+    float *logits = xmalloc(sizeof(float) * (size_t)batch * nc);
+    int32_t *labels = xmalloc(sizeof(int32_t) * (size_t)batch);
+    int64_t correct = 0, seen = 0;
+    double t0 = omp_get_wtime();
+    for (int b = 0; b < qat_loader_num_batches(l); b++) {
+        int n = qat_loader_get(l, 0, b, x, labels);
+        if (qat_rt_run(rt, x, n, logits)) die(qat_rt_last_error());
+        for (int i = 0; i < n; i++) correct += argmax(logits + (size_t)i * nc, nc) == labels[i];
+        seen += n;
+    }
+    double secs = omp_get_wtime() - t0;
+    double acc = seen ? (double)correct / seen : 0;
+    size_t peak = qat_rt_peak_activation_bytes(rt);
+    if (json)
+        printf("{\"accuracy\": %.4f, \"images\": %lld, \"seconds\": %.3f, \"img_per_s\": %.1f, "
+               "\"batch\": %d, \"backend\": \"%s\", \"peak_activation_bytes\": %zu}\n",
+               acc, (long long)seen, secs, seen / secs, batch, backend, peak);
+    else
+        printf("%s: INT8 test accuracy %.2f%% (%lld images), %.0f img/s (%s backend, batch %d)\n"
+               "peak activation memory %.1f KiB for batch %d (%.1f KiB per image; %.1f KiB if "
+               "every activation had its own buffer)\n",
+               model, 100.0 * acc, (long long)seen, seen / secs, backend, batch, peak / 1024.0,
+               batch, peak / 1024.0 / batch, qat_rt_total_activation_bytes(rt) / 1024.0);
+    free(x), free(logits), free(labels);
+    qat_loader_free(l);
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_rt_free(rt);
+    return 0;
+}
+
+/* ---- qat bench --int8 ----------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* q-quantile of v[0..n) (sorts v). */
+static double quantile(double *v, int n, double q) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int i = (int)ceil(q * n) - 1;
+    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+typedef struct {
+    const char *model, *backend;
+    int threads, iters, json;
+    double peak_gmacs;
+} bench_cfg;
+
+#define JSON_CAP ((size_t)1 << 22)
+
+/* Times one batch size; prints the text report or appends a JSON object to js. Returns img/s. */
+static double bench_batch(const bench_cfg *cfg, int bs, char **js, size_t *jlen) {
+    qat_rt *rt = load_or_die("bench", cfg->model, cfg->backend, cfg->threads, bs);
+    int h, w, c, nc = qat_rt_nclasses(rt), nl = qat_rt_num_layers(rt);
+    qat_rt_input_shape(rt, &h, &w, &c);
+    size_t npx = (size_t)bs * h * w * c;
+    uint8_t *px = xmalloc(npx);
+    for (size_t i = 0; i < npx; i++) px[i] = (uint8_t)(i * 2654435761u >> 24);
+    float *logits = xmalloc(sizeof(float) * (size_t)bs * nc);
+    int iters = cfg->iters > 0 ? cfg->iters : (bs == 1 ? 2000 : 50 > 4000 / bs ? 50 : 4000 / bs);
+    double *lat = xmalloc(sizeof(double) * (size_t)iters);
+    double *lt = xmalloc(sizeof(double) * (size_t)iters * nl); /* [layer][iter] */
+    for (int k = 0; k < 3; k++) /* warm-up: page faults, oneDNN primitives for this size */
+        if (qat_rt_run_u8(rt, px, bs, logits)) die(qat_rt_last_error());
+    double total = 0;
+    for (int k = 0; k < iters; k++) {
+        double t0 = omp_get_wtime();
+        if (qat_rt_run_u8(rt, px, bs, logits)) die(qat_rt_last_error());
+        lat[k] = (omp_get_wtime() - t0) * 1e3;
+        total += lat[k];
+        for (int i = 0; i < nl; i++) {
+            qat_rt_layer_info li;
+            qat_rt_layer(rt, i, &li);
+            lt[(size_t)i * iters + k] = li.last_ms;
+        }
+    }
+    double img_s = bs * iters / (total * 1e-3);
+    double p50 = quantile(lat, iters, 0.5), p99 = quantile(lat, iters, 0.99);
+    size_t peak = qat_rt_peak_activation_bytes(rt);
+    if (!cfg->json) {
+        printf("\nbatch %d: %.1f img/s, latency p50 %.3f ms, p99 %.3f ms (%d runs); peak "
+               "activation memory %.1f KiB\n", bs, img_s, p50, p99, iters, peak / 1024.0);
+        printf("  %-28s %-12s %-7s %10s %9s %8s %7s\n", "layer", "kind", "backend", "MACs/img",
+               "ms", "GMAC/s", "%peak");
+    } else {
+        *jlen += (size_t)snprintf(*js + *jlen, JSON_CAP - *jlen,
+                                  "%s{\"batch\": %d, \"img_s\": %.1f, \"p50_ms\": %.4f, "
+                                  "\"p99_ms\": %.4f, \"iters\": %d, \"peak_activation_bytes\": "
+                                  "%zu, \"layers\": [",
+                                  *jlen > 1 ? ", " : "", bs, img_s, p50, p99, iters, peak);
+    }
+    for (int i = 0; i < nl; i++) {
+        qat_rt_layer_info li;
+        qat_rt_layer(rt, i, &li);
+        double ms = quantile(lt + (size_t)i * iters, iters, 0.5);
+        double gmacs = ms > 0 ? (double)li.macs * bs / (ms * 1e-3) * 1e-9 : 0;
+        double pct = cfg->peak_gmacs > 0 ? 100.0 * gmacs / cfg->peak_gmacs : 0;
+        if (!cfg->json)
+            printf("  %-28s %-12s %-7s %10lld %9.4f %8.1f %6.1f%%\n", li.name, li.kind,
+                   li.backend, (long long)li.macs, ms, gmacs, pct);
+        else
+            *jlen += (size_t)snprintf(*js + *jlen, JSON_CAP - *jlen,
+                                      "%s{\"name\": \"%s\", \"kind\": \"%s\", \"backend\": \"%s\", "
+                                      "\"macs\": %lld, \"ms\": %.5f, \"gmac_s\": %.2f, "
+                                      "\"pct_peak\": %.2f}",
+                                      i ? ", " : "", li.name, li.kind, li.backend,
+                                      (long long)li.macs, ms, gmacs, pct);
+    }
+    if (cfg->json) *jlen += (size_t)snprintf(*js + *jlen, JSON_CAP - *jlen, "]}");
+    free(px), free(logits), free(lat), free(lt);
+    qat_rt_free(rt);
+    return img_s;
+}
+
+/* "1,64" -> sizes; returns the count (usage error on anything else). */
+static int parse_batches(const char *s, int *out, int max) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1 << 16 || n >= max || (*end && *end != ','))
+            usage_error("bench", "bad --batch list '%s' (e.g. 1,64)", s);
+        out[n++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (!n) usage_error("bench", "bad --batch list '%s' (e.g. 1,64)", s);
+    return n;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_cfg cfg = {.backend = "auto"};
+    const char *batches = "1,64";
+    const cli_opt opts[] = {
+        {"int8", OPT_STR, &cfg.model, "INT8 model (.q8) to benchmark"},
+        {"batch", OPT_STR, &batches, "batch sizes, comma separated [1,64]"},
+        {"threads", OPT_INT, &cfg.threads, "threads [all cores]"},
+        {"backend", OPT_STR, &cfg.backend, "kernels: auto, native, onednn or ref [auto]"},
+        {"iters", OPT_INT, &cfg.iters, "timed runs per batch size [2000 at batch 1, 4000/batch, >= 50]"},
+        {"json", OPT_FLAG, &cfg.json, "print one JSON object"},
+    };
+    if (parse_opts("bench", "--int8 MODEL.q8 [--batch 1,64] [--threads T] [--backend X] [--iters N] [--json]",
+                   opts, NOPTS(opts), argc, argv))
+        return 0;
+    if (!cfg.model) usage_error("bench", "%s", "--int8 MODEL.q8 is required");
+    int bs[16], nb = parse_batches(batches, bs, 16);
+    if (cfg.threads > 0) qat_set_threads(cfg.threads);
+    cfg.threads = qat_get_threads();
+    qat_rt_free(load_or_die("bench", cfg.model, cfg.backend, 0, 1)); /* errors before the report */
+    cfg.peak_gmacs = qat_rt_vnni_peak_gmacs(cfg.threads);
+    char *js = xmalloc(JSON_CAP);
+    double img_s[16];
+    size_t jlen = 0;
+    js[jlen++] = '[';
+    js[jlen] = 0;
+    if (!cfg.json)
+        printf("%s: %d threads, backend %s; int8 peak (vpdpbusd probe) %.1f GMAC/s\n", cfg.model,
+               cfg.threads, cfg.backend, cfg.peak_gmacs);
+    for (int i = 0; i < nb; i++) img_s[i] = bench_batch(&cfg, bs[i], &js, &jlen);
+    if (cfg.json) {
+        /* flat int8_infer_bN_img_s keys first: what bench/compare_int8.sh reads */
+        printf("{\"model\": \"%s\", \"threads\": %d, \"backend\": \"%s\", \"vnni_peak_gmac_s\": %.1f",
+               cfg.model, cfg.threads, cfg.backend, cfg.peak_gmacs);
+        for (int i = 0; i < nb; i++) printf(", \"int8_infer_b%d_img_s\": %.1f", bs[i], img_s[i]);
+        printf(", \"batches\": %s]}\n", js);
+    }
+    free(js);
+    return 0;
+}
+
+/* ---- qat infer ------------------------------------------------------------------------------------- */
+
+/* Reads PNG `path` into dst (h, w, c) of the model's size and channels (gray <-> RGB
+ * converted; a different size is an error naming the file). */
+static void read_image(const char *path, int h, int w, int c, uint8_t *dst) {
+    int ih, iw, ic;
+    uint8_t *px;
+    if (qat_png_read(path, &ih, &iw, &ic, &px)) die(qat_last_error());
+    if (ih != h || iw != w) {
+        fprintf(stderr, "qat infer: %s: image is %dx%d, the model takes %dx%d\n", path, iw, ih, w, h);
+        exit(1);
+    }
+    if (c != 1 && c != 3) {
+        fprintf(stderr, "qat infer: %s: the model takes %d channels (PNG gives 1 or 3)\n", path, c);
+        exit(1);
+    }
+    qat_image_convert(px, ic, dst, c, (int64_t)h * w);
+    free(px);
+}
+
+int cmd_infer(int argc, char **argv) {
+    const char *backend = "auto";
+    int top = 5, threads = 0, json = 0;
+    const cli_opt opts[] = {
+        {"top", OPT_INT, &top, "classes to show per image [5]"},
+        {"backend", OPT_STR, &backend, "kernels: auto, native, onednn or ref [auto]"},
+        {"threads", OPT_INT, &threads, "threads [all cores]"},
+        {"json", OPT_FLAG, &json, "one JSON object per image"},
+    };
+    enum { MAX_IMAGES = 4096 };
+    static char *pos[MAX_IMAGES + 1];
+    int npos = 0;
+    if (parse_opts_pos("infer", "MODEL.q8 IMAGE.png... [--top K]", opts, NOPTS(opts), argc, argv,
+                       pos, MAX_IMAGES + 1, &npos))
+        return 0;
+    if (npos < 2) usage_error("infer", "%s", "expected MODEL.q8 and at least one IMAGE.png");
+    if (top < 1) usage_error("infer", "%s", "--top must be >= 1");
+    int n = npos - 1;
+    qat_rt *rt = load_or_die("infer", pos[0], backend, threads, n);
+    int h, w, c, nc = qat_rt_nclasses(rt);
+    qat_rt_input_shape(rt, &h, &w, &c);
+    size_t per = (size_t)h * w * c;
+    uint8_t *px = xmalloc(per * n);
+    for (int i = 0; i < n; i++) read_image(pos[i + 1], h, w, c, px + per * i);
+    float *logits = xmalloc(sizeof(float) * (size_t)n * nc);
+    if (qat_rt_run_u8(rt, px, n, logits)) die(qat_rt_last_error());
+    if (top > nc) top = nc;
+    double *p = xmalloc(sizeof(double) * nc);
+    int *idx = xmalloc(sizeof(int) * nc);
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * nc;
+        double mx = z[argmax(z, nc)], sum = 0;
+        for (int k = 0; k < nc; k++) sum += p[k] = exp((double)z[k] - mx);
+        for (int k = 0; k < nc; k++) p[k] /= sum, idx[k] = k;
+        for (int a = 0; a < top; a++) /* partial selection sort: top K by probability */
+            for (int b = a + 1; b < nc; b++)
+                if (p[idx[b]] > p[idx[a]]) {
+                    int t = idx[a];
+                    idx[a] = idx[b], idx[b] = t;
+                }
+        printf(json ? "{\"image\": \"%s\", \"top\": [" : "%s:", pos[i + 1]);
+        for (int a = 0; a < top; a++)
+            printf(json ? "%s{\"class\": %d, \"p\": %.5f}" : "%s class %d (%.2f%%)",
+                   a ? (json ? ", " : ",") : "", idx[a], json ? p[idx[a]] : 100.0 * p[idx[a]]);
+        printf(json ? "]}\n" : "\n");
+    }
+    free(px), free(logits), free(p), free(idx);
+    qat_rt_free(rt);
+    return 0;
 }

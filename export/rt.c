@@ -1,0 +1,566 @@
+/* The INT8 runtime: executes a qat_q8_model (export/q8.h) on the kernels of kernels/int8.h or,
+ * per conv/linear layer, on oneDNN (kernels/int8_onednn.h).
+ *
+ * Load packs every weight once and plans the activation buffers: each value (the quantized
+ * input, each layer's output) gets an offset in one arena, and its memory is reused by other
+ * values once its last reader has run (see plan_offsets). Offsets are planned per image
+ * and scaled by the batch size (every value's size is linear in it, so disjoint per-image
+ * intervals stay disjoint), which lets any batch size run on one plan; a batch larger than the
+ * arena only grows the arena. The logits go straight into the caller's array. */
+#include "int8.h"
+#include "int8_onednn.h"
+#include "q8.h"
+#include "qat_rt.h"
+#include "rt_internal.h"
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Alignment of every value's per-image offset and size (cache lines; SIMD loads never split). */
+#define RT_ALIGN 64
+#define AUTO_REPS 5
+
+typedef enum { OP_GEMM, OP_CONV, OP_DW, OP_ADD, OP_POOL, OP_LOGITS } rt_op;
+
+typedef struct {
+    rt_op op;
+    char name[QAT_Q8_NAME_MAX];
+    char kind[24];
+    int input, skip;              /* value indices, -1 = quantized model input */
+    int in_h, in_w, in_c, out_h, out_w, out_c;
+    qat_i8_conv_params cp;
+    size_t out_bytes;             /* per image (0 for the logits) */
+    int64_t macs;                 /* per image */
+    /* native */
+    void *pack;                   /* packed weights (64-byte aligned) */
+    qat_i8_gemm_weights gw;
+    qat_i8_dw_weights dw;
+    float *mult;                  /* (out_c): requant multipliers / logit deq scales */
+    float *fbias;                 /* (out_c) logits only, may be NULL */
+    qat_i8_requant rq;
+    qat_i8_add_params ap;
+    qat_i8_pool_params pp;
+    /* oneDNN (NULL when not created) */
+    qat_i8_dnnl_conv *dconv;
+    qat_i8_dnnl_linear *dlin;
+    int use_dnnl;
+    double last_ms;
+} rt_layer;
+
+struct qat_rt {
+    int in_h, in_w, in_c, nclasses;
+    float inv_in_scale;
+    int32_t in_zp, in_qmin, in_qmax;
+    float mean[4], std[4];
+    uint8_t lut[4][256];          /* pixel -> quantized input code, per channel */
+    qat_rt_backend backend;
+    int nlayers;
+    rt_layer *layers;
+    /* buffer plan: value v (-1..nlayers-1) at arena + off[v + 1] * n */
+    size_t *off;
+    size_t peak_per_img, total_per_img;
+    int planned_n;
+    uint8_t *arena;
+    size_t arena_size;
+    void *scratch;
+    size_t scratch_size;
+};
+
+static const char *const backend_names[QAT_RT_BACKEND_COUNT] = {"auto", "native", "onednn",
+                                                                 "ref"};
+
+void qat_rt_options_default(qat_rt_options *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = QAT_RT_BACKEND_AUTO;
+    o->batch = 1;
+}
+
+int qat_rt_backend_parse(const char *s, qat_rt_backend *out) {
+    for (int i = 0; s && i < QAT_RT_BACKEND_COUNT; i++)
+        if (!strcmp(s, backend_names[i])) {
+            *out = (qat_rt_backend)i;
+            return 0;
+        }
+    return 1;
+}
+
+const char *qat_rt_backend_name(qat_rt_backend b) {
+    return (unsigned)b < QAT_RT_BACKEND_COUNT ? backend_names[b] : "unknown";
+}
+
+const char *qat_rt_last_error(void) { return qat_last_error(); }
+
+static size_t align_up(size_t v) { return (v + RT_ALIGN - 1) / RT_ALIGN * RT_ALIGN; }
+
+static void *aligned_alloc_zero(size_t n) {
+    void *p = aligned_alloc(RT_ALIGN, align_up(n ? n : 1));
+    if (p) memset(p, 0, align_up(n ? n : 1));
+    return p;
+}
+
+/* ---- per-layer preparation ----------------------------------------------------------------- */
+
+static float *copy_floats(const float *src, int n) {
+    float *p = malloc(sizeof(float) * (size_t)n);
+    if (p) memcpy(p, src, sizeof(float) * (size_t)n);
+    return p;
+}
+
+static qat_status prepare_gemm(rt_layer *l, const qat_q8_layer *L, int K) {
+    size_t sz = qat_i8_gemm_packed_size(L->out_c, K);
+    if (!sz) return qat_fail(QAT_ERR_SHAPE, "layer '%s': gemm %dx%d out of range", L->name, L->out_c, K);
+    if (!(l->pack = aligned_alloc_zero(sz))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
+    return qat_i8_gemm_pack(&l->gw, l->pack, sz, L->weight, L->bias, L->out_c, K, L->zx);
+}
+
+static qat_status prepare_dw(rt_layer *l, const qat_q8_layer *L) {
+    size_t sz = qat_i8_dw_packed_size(L->out_c, L->k, L->k);
+    if (!sz) return qat_fail(QAT_ERR_SHAPE, "layer '%s': depthwise %d channels %dx%d out of range",
+                             L->name, L->out_c, L->k, L->k);
+    if (!(l->pack = aligned_alloc_zero(sz))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
+    return qat_i8_dw_pack(&l->dw, l->pack, sz, L->weight, L->bias, L->out_c, L->k, L->k, L->zx);
+}
+
+/* Creates the oneDNN primitive of a conv/linear layer; a configuration oneDNN refuses leaves
+ * the layer native (the contract of int8_onednn.h). */
+static void prepare_dnnl(rt_layer *l, const qat_q8_layer *L) {
+    if (l->op == OP_LOGITS) {
+        if (L->bias) return; /* the oneDNN linear takes no int32 bias */
+        qat_i8_dnnl_linear_desc d = {.in = L->in_h * L->in_w * L->in_c, .out = L->out_c,
+                                     .weight = L->weight, .deq_scale = L->mult,
+                                     .fbias = L->fbias, .zx = L->zx};
+        if (qat_i8_dnnl_linear_create(&l->dlin, &d)) l->dlin = NULL;
+        return;
+    }
+    qat_i8_dnnl_conv_desc d = {.h = L->in_h, .w = L->in_w, .cin = L->in_c, .cout = L->out_c,
+                               .k = L->k, .stride = L->stride, .pad = L->pad,
+                               .groups = L->groups, .weight = L->weight, .bias = L->bias,
+                               .mult = L->mult, .zx = L->zx, .zy = L->zy, .lo = L->lo,
+                               .hi = L->hi};
+    if (qat_i8_dnnl_conv_create(&l->dconv, &d)) l->dconv = NULL;
+}
+
+static qat_status prepare_layer(rt_layer *l, const qat_q8_layer *L) {
+    snprintf(l->name, sizeof l->name, "%s", L->name);
+    l->input = L->input;
+    l->skip = L->kind == QAT_Q8_ADD ? L->skip : -2;
+    l->in_h = L->in_h, l->in_w = L->in_w, l->in_c = L->in_c;
+    l->out_h = L->out_h, l->out_w = L->out_w, l->out_c = L->out_c;
+    l->out_bytes = align_up((size_t)L->out_h * L->out_w * L->out_c);
+    l->macs = qat_q8_layer_macs(L);
+    l->cp = (qat_i8_conv_params){L->k, L->k, L->stride, L->pad};
+    switch (L->kind) {
+    case QAT_Q8_CONV:
+        if (!(l->mult = copy_floats(L->mult, L->out_c))) return qat_fail(QAT_ERR_NOMEM, "out of memory");
+        l->rq = (qat_i8_requant){l->mult, L->zy, L->lo, L->hi};
+        if (L->groups > 1) {
+            l->op = OP_DW;
+            snprintf(l->kind, sizeof l->kind, "dw%dx%d/s%d", L->k, L->k, L->stride);
+            return prepare_dw(l, L);
+        }
+        l->op = (L->k == 1 && L->stride == 1 && L->pad == 0) ? OP_GEMM : OP_CONV;
+        if (l->op == OP_GEMM)
+            snprintf(l->kind, sizeof l->kind, "pw1x1");
+        else
+            snprintf(l->kind, sizeof l->kind, "conv%dx%d/s%d", L->k, L->k, L->stride);
+        return prepare_gemm(l, L, L->k * L->k * L->in_c);
+    case QAT_Q8_ADD:
+        l->op = OP_ADD;
+        snprintf(l->kind, sizeof l->kind, "add");
+        l->ap = (qat_i8_add_params){L->sx, L->sb, 1.0f / L->sy, L->zx, L->zb, L->zy, L->lo, L->hi};
+        return QAT_OK;
+    case QAT_Q8_AVGPOOL:
+        l->op = OP_POOL;
+        snprintf(l->kind, sizeof l->kind, "avgpool");
+        l->pp = (qat_i8_pool_params){L->pool_mult, L->zx, L->zy, L->lo, L->hi};
+        return QAT_OK;
+    case QAT_Q8_LINEAR:
+        l->op = OP_LOGITS;
+        l->out_bytes = 0;
+        snprintf(l->kind, sizeof l->kind, "linear");
+        if (!(l->mult = copy_floats(L->mult, L->out_c)) ||
+            (L->fbias && !(l->fbias = copy_floats(L->fbias, L->out_c))))
+            return qat_fail(QAT_ERR_NOMEM, "out of memory");
+        return prepare_gemm(l, L, L->in_h * L->in_w * L->in_c);
+    default:
+        return qat_fail(QAT_ERR_FORMAT, "layer '%s': unknown kind", L->name);
+    }
+}
+
+/* ---- buffer plan -----------------------------------------------------------------------------
+ * Offline greedy by size (as TFLite's arena planner): values are placed largest first, each at
+ * the lowest offset where it overlaps no already placed value whose lifetime meets its own.
+ * A value lives from the layer that writes it to its last reader, inclusive: a layer's output
+ * and its inputs are alive together, so outputs never alias inputs. */
+
+typedef struct {
+    size_t size;
+    int birth, death; /* layer indices; the model input is born at -1 */
+} value_span;
+
+typedef struct {
+    size_t size;
+    int value;
+} size_key;
+
+static int cmp_size_desc(const void *a, const void *b) {
+    const size_key *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->value - y->value; /* ties in model order: a deterministic plan */
+}
+
+typedef struct {
+    size_t off, end;
+} interval;
+
+static int cmp_interval(const void *a, const void *b) {
+    const interval *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* Lowest offset of a block of `size` bytes between the (conflicting) blocks in busy. */
+static size_t first_fit(interval *busy, int nbusy, size_t size) {
+    qsort(busy, (size_t)nbusy, sizeof *busy, cmp_interval);
+    size_t at = 0;
+    for (int i = 0; i < nbusy; i++) {
+        if (busy[i].off >= at + size) break;
+        if (busy[i].end > at) at = busy[i].end;
+    }
+    return at;
+}
+
+static qat_status plan_offsets(qat_rt *rt) {
+    int nv = rt->nlayers + 1; /* value v at index v + 1 */
+    value_span *span = malloc(sizeof(value_span) * (size_t)nv);
+    size_key *order = malloc(sizeof(size_key) * (size_t)nv);
+    int *placed = malloc(sizeof(int) * (size_t)nv);
+    interval *busy = malloc(sizeof(interval) * (size_t)nv);
+    rt->off = calloc((size_t)nv, sizeof(size_t));
+    if (!span || !order || !placed || !busy || !rt->off) {
+        free(span), free(order), free(placed), free(busy);
+        return qat_fail(QAT_ERR_NOMEM, "runtime: out of memory planning buffers");
+    }
+    span[0] = (value_span){align_up((size_t)rt->in_h * rt->in_w * rt->in_c), -1, -1};
+    for (int i = 0; i < rt->nlayers; i++) span[i + 1] = (value_span){rt->layers[i].out_bytes, i, i};
+    for (int i = 0; i < rt->nlayers; i++) {
+        const rt_layer *l = &rt->layers[i];
+        span[l->input + 1].death = i;
+        if (l->skip >= -1) span[l->skip + 1].death = i;
+    }
+    rt->peak_per_img = rt->total_per_img = 0;
+    for (int v = 0; v < nv; v++) order[v] = (size_key){span[v].size, v}, rt->total_per_img += span[v].size;
+    qsort(order, (size_t)nv, sizeof *order, cmp_size_desc);
+    for (int k = 0; k < nv; k++) {
+        const value_span *s = &span[order[k].value];
+        placed[k] = order[k].value;
+        if (!s->size) continue; /* the logits go to the caller's array */
+        int nbusy = 0;
+        for (int j = 0; j < k; j++) {
+            const value_span *o = &span[placed[j]];
+            if (o->size && o->birth <= s->death && s->birth <= o->death)
+                busy[nbusy++] = (interval){rt->off[placed[j]], rt->off[placed[j]] + o->size};
+        }
+        size_t at = first_fit(busy, nbusy, s->size);
+        rt->off[order[k].value] = at;
+        if (at + s->size > rt->peak_per_img) rt->peak_per_img = at + s->size;
+    }
+    free(span), free(order), free(placed), free(busy);
+    return QAT_OK;
+}
+
+static size_t scratch_need(const qat_rt *rt, int n) {
+    size_t need = 0;
+    for (int i = 0; i < rt->nlayers; i++) {
+        const rt_layer *l = &rt->layers[i];
+        qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+        size_t s = l->op == OP_CONV ? qat_i8_conv_get_buffer_size(&d, &l->cp)
+                   : l->op == OP_DW ? qat_i8_dwconv_get_buffer_size(&d, &l->cp)
+                                    : 0;
+        if (s > need) need = s;
+    }
+    return need;
+}
+
+/* Makes the arena and scratch big enough for batch n (they only grow). */
+static qat_status ensure_batch(qat_rt *rt, int n) {
+    if (n <= rt->planned_n) return QAT_OK;
+    if ((size_t)n > SIZE_MAX / 2 / rt->peak_per_img)
+        return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
+    size_t need = rt->peak_per_img * (size_t)n, sneed = scratch_need(rt, n);
+    uint8_t *a = aligned_alloc_zero(need);
+    void *s = aligned_alloc_zero(sneed);
+    if (!a || !s) {
+        free(a), free(s);
+        return qat_fail(QAT_ERR_NOMEM, "runtime: cannot allocate %zu bytes of activations for batch %d",
+                        need + sneed, n);
+    }
+    free(rt->arena);
+    free(rt->scratch);
+    rt->arena = a, rt->arena_size = need;
+    rt->scratch = s, rt->scratch_size = sneed;
+    rt->planned_n = n;
+    return QAT_OK;
+}
+
+/* ---- execution ------------------------------------------------------------------------------- */
+
+static uint8_t *value_ptr(qat_rt *rt, int v, int n) { return rt->arena + rt->off[v + 1] * (size_t)n; }
+
+static qat_status run_layer(qat_rt *rt, rt_layer *l, int n, float *logits) {
+    const uint8_t *x = value_ptr(rt, l->input, n);
+    uint8_t *y = l->out_bytes ? value_ptr(rt, (int)(l - rt->layers), n) : NULL;
+    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+    int64_t pix = (int64_t)n * l->in_h * l->in_w;
+    if (l->use_dnnl) {
+        if (l->op == OP_LOGITS) return qat_i8_dnnl_linear_run(l->dlin, logits, x, n);
+        return qat_i8_dnnl_conv_run(l->dconv, y, x, n);
+    }
+    switch (l->op) {
+    case OP_GEMM:
+        if (pix > INT32_MAX) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
+        return qat_i8_gemm_u8(y, l->out_c, x, l->in_c, (int)pix, &l->gw, &l->rq);
+    case OP_CONV:
+        return qat_i8_conv(y, x, &d, &l->cp, &l->gw, &l->rq, rt->scratch, rt->scratch_size);
+    case OP_DW:
+        return qat_i8_dwconv(y, x, &d, &l->cp, &l->dw, &l->rq, rt->scratch, rt->scratch_size);
+    case OP_ADD:
+        return qat_i8_add(y, x, value_ptr(rt, l->skip, n), pix * l->in_c, &l->ap);
+    case OP_POOL:
+        return qat_i8_global_avgpool(y, x, &d, &l->pp);
+    case OP_LOGITS: {
+        int64_t K = (int64_t)l->in_h * l->in_w * l->in_c;
+        return qat_i8_gemm_f32(logits, l->out_c, x, K, n, &l->gw, l->mult, l->fbias);
+    }
+    }
+    return qat_fail(QAT_ERR_ARG, "runtime: bad layer");
+}
+
+static qat_status run_layers(qat_rt *rt, int n, float *logits) {
+    /* The reference backend forces the scalar kernels for this run only (process-wide). */
+    qat_i8_path prev = rt->backend == QAT_RT_BACKEND_REF ? qat_i8_set_path(QAT_I8_REF) : QAT_I8_AUTO;
+    qat_status st = QAT_OK;
+    for (int i = 0; i < rt->nlayers && !st; i++) {
+        rt_layer *l = &rt->layers[i];
+        double t0 = omp_get_wtime();
+        st = run_layer(rt, l, n, logits);
+        l->last_ms = (omp_get_wtime() - t0) * 1e3;
+        if (st) st = qat_fail(st, "runtime: layer %d '%s': %s", i, l->name, qat_last_error());
+    }
+    if (rt->backend == QAT_RT_BACKEND_REF) qat_i8_set_path(prev);
+    return st;
+}
+
+static qat_status check_run_args(qat_rt *rt, const void *x, int n, float *logits) {
+    if (!rt || !x || !logits) return qat_fail(QAT_ERR_ARG, "qat_rt_run: NULL argument");
+    if (n <= 0) return qat_fail(QAT_ERR_ARG, "qat_rt_run: batch size %d (must be >= 1)", n);
+    return ensure_batch(rt, n);
+}
+
+int qat_rt_run(qat_rt *rt, const float *x, int n, float *logits) {
+    qat_status st = check_run_args(rt, x, n, logits);
+    if (st) return st;
+    uint8_t *q = value_ptr(rt, -1, n);
+    int64_t cnt = (int64_t)n * rt->in_h * rt->in_w * rt->in_c;
+    const float inv = rt->inv_in_scale;
+#pragma omp parallel for num_threads(qat_get_threads()) if (cnt > (1 << 16)) schedule(static)
+    for (int64_t i = 0; i < cnt; i++)
+        q[i] = (uint8_t)qat_quantize(x[i], inv, rt->in_zp, rt->in_qmin, rt->in_qmax);
+    return run_layers(rt, n, logits);
+}
+
+int qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits) {
+    qat_status st = check_run_args(rt, pixels, n, logits);
+    if (st) return st;
+    uint8_t *q = value_ptr(rt, -1, n);
+    int64_t npix = (int64_t)n * rt->in_h * rt->in_w;
+    const int c = rt->in_c;
+    for (int64_t p = 0; p < npix; p++)
+        for (int k = 0; k < c; k++) q[p * c + k] = rt->lut[k][pixels[p * c + k]];
+    return run_layers(rt, n, logits);
+}
+
+/* ---- backend choice -------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median time (ms) of the layer on the planned batch with the given backend. The arena's
+ * contents are whatever is there: integer kernels take the same time on any data. */
+static qat_status time_layer(qat_rt *rt, rt_layer *l, int use_dnnl, double *ms) {
+    int n = rt->planned_n;
+    float *logits = NULL;
+    if (l->op == OP_LOGITS && !(logits = malloc(sizeof(float) * (size_t)n * l->out_c)))
+        return qat_fail(QAT_ERR_NOMEM, "out of memory");
+    l->use_dnnl = use_dnnl;
+    double t[AUTO_REPS];
+    qat_status st = run_layer(rt, l, n, logits); /* warm-up: first-touch, JIT, caches */
+    for (int r = 0; r < AUTO_REPS && !st; r++) {
+        double t0 = omp_get_wtime();
+        st = run_layer(rt, l, n, logits);
+        t[r] = omp_get_wtime() - t0;
+    }
+    free(logits);
+    if (st) return st;
+    qsort(t, AUTO_REPS, sizeof t[0], cmp_double);
+    *ms = t[AUTO_REPS / 2] * 1e3;
+    return QAT_OK;
+}
+
+static qat_status choose_backends(qat_rt *rt) {
+    for (int i = 0; i < rt->nlayers; i++) {
+        rt_layer *l = &rt->layers[i];
+        int has_dnnl = l->dconv || l->dlin;
+        if (rt->backend != QAT_RT_BACKEND_AUTO || !has_dnnl) {
+            l->use_dnnl = has_dnnl && rt->backend == QAT_RT_BACKEND_ONEDNN;
+            continue;
+        }
+        double native_ms, dnnl_ms;
+        qat_status st = time_layer(rt, l, 0, &native_ms);
+        if (!st) st = time_layer(rt, l, 1, &dnnl_ms);
+        if (st) return qat_fail(st, "runtime: timing layer '%s': %s", l->name, qat_last_error());
+        l->use_dnnl = dnnl_ms < native_ms;
+    }
+    return QAT_OK;
+}
+
+/* ---- load / free ----------------------------------------------------------------------------- */
+
+static void build_input_lut(qat_rt *rt) {
+    for (int k = 0; k < rt->in_c; k++) {
+        /* the loader's normalisation (datasets/dataset.c), value by value */
+        float sd = rt->std[k] != 0 ? rt->std[k] : 1.0f;
+        for (int v = 0; v < 256; v++)
+            rt->lut[k][v] = (uint8_t)qat_quantize((v / 255.0f - rt->mean[k]) / sd,
+                                                  rt->inv_in_scale, rt->in_zp, rt->in_qmin,
+                                                  rt->in_qmax);
+    }
+}
+
+int qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out) {
+    if (!out) return qat_fail(QAT_ERR_ARG, "qat_rt_from_model: NULL output");
+    *out = NULL;
+    qat_rt_options o;
+    if (opt)
+        o = *opt;
+    else
+        qat_rt_options_default(&o);
+    if ((unsigned)o.backend >= QAT_RT_BACKEND_COUNT)
+        return qat_fail(QAT_ERR_ARG, "runtime: unknown backend %d", (int)o.backend);
+    if (o.batch <= 0) o.batch = 1;
+    /* every invariant the executor relies on (shapes chain, values produced before use,
+     * accumulator bounds, LINEAR last) */
+    qat_status st = qat_q8_validate(m, "model");
+    if (st) return st;
+    if (o.threads > 0) qat_set_threads(o.threads);
+    qat_rt *rt = calloc(1, sizeof *rt);
+    if (!rt || !(rt->layers = calloc((size_t)m->nlayers, sizeof(rt_layer)))) {
+        free(rt);
+        return qat_fail(QAT_ERR_NOMEM, "runtime: out of memory");
+    }
+    rt->nlayers = m->nlayers;
+    rt->in_h = m->in_h, rt->in_w = m->in_w, rt->in_c = m->in_c, rt->nclasses = m->nclasses;
+    rt->inv_in_scale = 1.0f / m->in_scale; /* the float qat_quantize expects, computed once */
+    rt->in_zp = m->in_zp, rt->in_qmin = m->in_qmin, rt->in_qmax = m->in_qmax;
+    memcpy(rt->mean, m->mean, sizeof rt->mean);
+    memcpy(rt->std, m->std, sizeof rt->std);
+    rt->backend = o.backend;
+    build_input_lut(rt);
+    for (int i = 0; i < m->nlayers && !st; i++) {
+        st = prepare_layer(&rt->layers[i], &m->layers[i]);
+        if (st) st = qat_fail(st, "model: layer %d '%s': %s", i, m->layers[i].name, qat_last_error());
+        else if (o.backend == QAT_RT_BACKEND_AUTO || o.backend == QAT_RT_BACKEND_ONEDNN)
+            if (rt->layers[i].op != OP_ADD && rt->layers[i].op != OP_POOL)
+                prepare_dnnl(&rt->layers[i], &m->layers[i]);
+    }
+    if (!st) st = plan_offsets(rt);
+    if (!st) st = ensure_batch(rt, o.batch);
+    if (!st) st = choose_backends(rt);
+    if (st) {
+        qat_rt_free(rt);
+        return st;
+    }
+    *out = rt;
+    return QAT_OK;
+}
+
+int qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out) {
+    if (out) *out = NULL;
+    if (!path || !out) return qat_fail(QAT_ERR_ARG, "qat_rt_load: NULL argument");
+    qat_q8_model *m;
+    qat_status st = qat_q8_load(path, &m);
+    if (st) return st;
+    st = qat_rt_from_model(m, opt, out);
+    if (st) st = qat_fail(st, "%s: %s", path, qat_last_error());
+    qat_q8_free(m);
+    return st;
+}
+
+void qat_rt_free(qat_rt *rt) {
+    if (!rt) return;
+    for (int i = 0; rt->layers && i < rt->nlayers; i++) {
+        rt_layer *l = &rt->layers[i];
+        free(l->pack);
+        free(l->mult);
+        free(l->fbias);
+        if (l->dconv) qat_i8_dnnl_conv_free(l->dconv);
+        if (l->dlin) qat_i8_dnnl_linear_free(l->dlin);
+    }
+    free(rt->layers);
+    free(rt->off);
+    free(rt->arena);
+    free(rt->scratch);
+    free(rt);
+}
+
+/* ---- queries --------------------------------------------------------------------------------- */
+
+void qat_rt_input_shape(const qat_rt *rt, int *h, int *w, int *c) {
+    if (h) *h = rt->in_h;
+    if (w) *w = rt->in_w;
+    if (c) *c = rt->in_c;
+}
+
+int qat_rt_nclasses(const qat_rt *rt) { return rt->nclasses; }
+
+void qat_rt_input_norm(const qat_rt *rt, float *mean, float *std) {
+    for (int k = 0; k < rt->in_c; k++) {
+        if (mean) mean[k] = rt->mean[k];
+        if (std) std[k] = rt->std[k];
+    }
+}
+
+size_t qat_rt_peak_activation_bytes(const qat_rt *rt) { return rt->peak_per_img * (size_t)rt->planned_n; }
+size_t qat_rt_total_activation_bytes(const qat_rt *rt) { return rt->total_per_img * (size_t)rt->planned_n; }
+size_t qat_rt_scratch_bytes(const qat_rt *rt) { return rt->scratch_size; }
+int qat_rt_planned_batch(const qat_rt *rt) { return rt->planned_n; }
+int qat_rt_num_layers(const qat_rt *rt) { return rt->nlayers; }
+
+int qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out) {
+    if (!rt || !out || i < 0 || i >= rt->nlayers)
+        return qat_fail(QAT_ERR_ARG, "qat_rt_layer: index %d out of range", i);
+    const rt_layer *l = &rt->layers[i];
+    out->name = l->name;
+    out->kind = l->kind;
+    out->backend = l->use_dnnl ? "onednn" : rt->backend == QAT_RT_BACKEND_REF ? "ref" : "native";
+    out->macs = l->macs;
+    out->last_ms = l->last_ms;
+    out->out_h = l->out_h, out->out_w = l->out_w, out->out_c = l->out_c;
+    return QAT_OK;
+}
+
+double qat_rt_vnni_peak_gmacs(int threads) {
+    if (!qat_cpu_has_avx512_vnni()) return 0;
+    if (threads <= 0) threads = qat_get_threads();
+    /* The best of short trials on one thread, times the thread count: on a shared machine a
+     * trial (or a second thread) may lose its core, and the best one shows what a core
+     * retires when it has it. Cores are taken to be alike. */
+    double best = 0;
+    for (int t = 0; t < 10; t++) {
+        double r = qat_rt_probe_vnni512(0.01);
+        if (r > best) best = r;
+    }
+    return best * threads * 1e-9;
+}
