@@ -63,6 +63,10 @@ typedef struct {
     int freeze_bn_epoch;          /* schedule (epochs completed before freezing); -1 never */
     int freeze_observer_epoch;
     qat_tensor **trace;           /* non-NULL: forward stores each layer's output here (nlayers) */
+    /* 1 (default): in eval mode (not calibrating, no trace) a convertible model is evaluated by
+     * the integer-exact simulation of its INT8 model (layers/qint.h), so eval reports what the
+     * INT8 runtime delivers; 0: the float fake-quant graph (training's arithmetic). */
+    int exact_eval;
     /* cfg.lsq: one learned quantizer per point, used once lsq_ready (before that the observers
      * of fq[] calibrate, and qat_qmodel_lsq_start initialises the scales from them). Scales
      * and offsets live in one allocation like the model's params; lsq_segs for an optimizer. */

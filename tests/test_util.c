@@ -1,4 +1,5 @@
 #include "test_util.h"
+#include "model.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -174,4 +175,24 @@ void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint6
     }
     fclose(fi);
     fclose(fl);
+}
+
+qat_model *test_random_model(const char *spec_text, int s, qat_spec **spec, uint64_t seed) {
+    CU_ASSERT_FATAL(qat_spec_parse(spec_text, "tiny", spec) == QAT_OK);
+    qat_model *m;
+    CU_ASSERT_FATAL(qat_model_create(*spec, 0, s, s, 1, 3, &m) == QAT_OK);
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    qat_model_init(m, &r);
+    for (int i = 0; i < m->nlayers; i++) {
+        qat_layer *L = &m->layers[i];
+        if (L->kind != QAT_LAYER_CONV_BN_ACT) continue;
+        for (int c = 0; c < L->out_c; c++) {
+            L->gamma.data[c] = 0.5f + qat_rng_uniform(&r);
+            L->beta.data[c] = 0.2f * qat_rng_normal(&r);
+            L->bn.running_mean[c] = 0.3f * qat_rng_normal(&r);
+            L->bn.running_var[c] = 0.2f + qat_rng_uniform(&r);
+        }
+    }
+    return m;
 }

@@ -35,6 +35,13 @@ double test_compare(const char *what, const float *a, const float *b, int64_t n,
  * is a bright bar in row band k plus noise, deterministic by seed (the tiny training sets). */
 void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint64_t seed);
 
+/* A model of spec_text for s x s x 1 inputs and 3 classes with random weights and non-trivial
+ * BN statistics and affine parameters (deterministic by seed); *spec gets the parsed spec. */
+struct qat_model;
+struct qat_spec;
+struct qat_model *test_random_model(const char *spec_text, int s, struct qat_spec **spec,
+                                    uint64_t seed);
+
 /* Registers a CUnit suite with the given tests (NULL-terminated pairs of name, fn). */
 void test_add_suite(const char *name, ...);
 

@@ -1,0 +1,411 @@
+/* Convert (QAT/PTQ model -> qat_q8_model) and the integer-exact simulation; see qint.h. */
+#include "qint.h"
+#include "int8.h"
+#include "qint_requant.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keeps a product a separately rounded float (no FMA contraction with what follows), as the
+ * separate qat_mul / qat_add nodes of the QAT forward round it. */
+static inline float rounded(float v) {
+    __asm__("" : "+x"(v));
+    return v;
+}
+
+static int point_on(const qat_qmodel *q, int i) {
+    return q->lsq_ready ? q->lsq[i].fake_quant_enabled : q->fq[i].fake_quant_enabled;
+}
+
+int qat_qint_convertible(const qat_qmodel *q, char *why, size_t cap) {
+    char tmp[8];
+    if (!why) why = tmp, cap = sizeof tmp;
+    const qat_qscheme *a = &q->cfg.act, *w = &q->cfg.weight;
+    if (a->is_signed || a->per_channel) {
+        snprintf(why, cap, "qconfig %s: activations must be unsigned per-tensor (u8 kernels)", q->cfg.name);
+        return 0;
+    }
+    if (!w->is_signed || !w->symmetric) {
+        snprintf(why, cap, "qconfig %s: weights must be signed symmetric (s8 kernels have no weight zero point)",
+                 q->cfg.name);
+        return 0;
+    }
+    if (q->fold_bn == 0) {
+        snprintf(why, cap, "BN folding is off: the INT8 model needs BN folded into the weights");
+        return 0;
+    }
+    for (int i = 0; i < q->nfq; i++) {
+        if (!point_on(q, i)) {
+            snprintf(why, cap, "fake-quant is off at %s: the model is not quantized there", q->fq_names[i]);
+            return 0;
+        }
+        if (!q->lsq_ready && q->fq[i].obs.seen == 0) {
+            snprintf(why, cap, "observer %s saw no data (calibrate or train first)", q->fq_names[i]);
+            return 0;
+        }
+    }
+    for (int i = 0; i < q->model->nlayers; i++) {
+        const qat_layer *L = &q->model->layers[i];
+        if (L->kind == QAT_LAYER_CONV_BN_ACT && L->act == QAT_ACT_HARDSWISH) {
+            snprintf(why, cap, "layer %s: hardswish has no INT8 kernel", L->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The qparams the eval forward uses at every point (per channel for per-channel weights). */
+typedef struct {
+    float *scale;
+    int32_t *zp;
+    int n;
+} point_qp;
+
+static void free_points(point_qp *p, int n) {
+    for (int i = 0; p && i < n; i++) free(p[i].scale), free(p[i].zp);
+    free(p);
+}
+
+static qat_status gather_points(qat_qmodel *q, point_qp **out) {
+    point_qp *p = calloc((size_t)q->nfq, sizeof *p);
+    if (!p) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    for (int i = 0; i < q->nfq; i++) {
+        qat_fq *fq = &q->fq[i];
+        int n = fq->nchannels;
+        p[i].n = n;
+        p[i].scale = malloc((size_t)n * sizeof(float));
+        p[i].zp = malloc((size_t)n * sizeof(int32_t));
+        if (!p[i].scale || !p[i].zp) {
+            free_points(p, q->nfq);
+            return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+        }
+        if (q->lsq_ready) {
+            qat_lsq_qparams(&q->lsq[i], p[i].scale, p[i].zp);
+        } else {
+            qat_status st = fq->qparams_dirty ? qat_fq_compute_qparams(fq) : QAT_OK;
+            if (st) {
+                free_points(p, q->nfq);
+                return st;
+            }
+            memcpy(p[i].scale, fq->scale, (size_t)n * sizeof(float));
+            memcpy(p[i].zp, fq->zero_point, (size_t)n * sizeof(int32_t));
+        }
+        for (int c = 0; c < n; c++)
+            if (!(p[i].scale[c] > 0) || !isfinite(p[i].scale[c])) {
+                free_points(p, q->nfq);
+                return qat_fail(QAT_ERR_NUMERIC, "convert: %s has scale %g", q->fq_names[i], p[i].scale[c]);
+            }
+    }
+    *out = p;
+    return QAT_OK;
+}
+
+/* Output qparams and clamp of a layer whose output point is op, with activation act. */
+static void set_output(qat_q8_layer *Y, const qat_qmodel *q, const point_qp *op, qat_act act) {
+    int32_t qmin, qmax;
+    qat_qscheme_range(&q->cfg.act, &qmin, &qmax);
+    Y->sy = op->scale[0];
+    Y->zy = op->zp[0];
+    Y->lo = qmin, Y->hi = qmax;
+    float inv = 1.0f / Y->sy; /* as qat_fq_consts_fill computes it */
+    if (act == QAT_ACT_RELU || act == QAT_ACT_RELU6) Y->lo = qat_quantize(0.0f, inv, Y->zy, qmin, qmax);
+    if (act == QAT_ACT_RELU6) Y->hi = qat_quantize(6.0f, inv, Y->zy, qmin, qmax);
+    Y->act = act == QAT_ACT_RELU ? QAT_Q8_ACT_RELU : act == QAT_ACT_RELU6 ? QAT_Q8_ACT_RELU6 : QAT_Q8_ACT_NONE;
+}
+
+/* Weight codes of a conv (BN folded with s[c]; s == NULL: linear, no folding), its weight scales
+ * and, for convs, the int32 bias and multipliers. */
+static qat_status quantize_weights(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
+                                   const point_qp *wp, const float *s) {
+    int C = Y->out_c;
+    int64_t R = L->weight.numel / C;
+    int32_t qmin, qmax;
+    qat_qscheme_range(&q->cfg.weight, &qmin, &qmax);
+    Y->weight = malloc((size_t)L->weight.numel);
+    Y->wscale = malloc((size_t)C * sizeof(float));
+    Y->mult = malloc((size_t)C * sizeof(float));
+    if (!Y->weight || !Y->wscale || !Y->mult) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    Y->wbits = q->cfg.weight.bits;
+    for (int c = 0; c < C; c++) {
+        int pc = wp->n > 1 ? c : 0;
+        float sw = wp->scale[pc], inv = 1.0f / sw;
+        if (wp->zp[pc] != 0)
+            return qat_fail(QAT_ERR_ARG, "convert: layer %s: weight zero point %d (s8 kernels need 0)",
+                            L->name, (int)wp->zp[pc]);
+        Y->wscale[c] = sw;
+        const float *w = L->weight.data + c * R;
+        for (int64_t k = 0; k < R; k++) {
+            float v = s ? rounded(w[k] * s[c]) : w[k];
+            Y->weight[c * R + k] = (int8_t)qat_quantize(v, inv, 0, qmin, qmax);
+        }
+        Y->mult[c] = s ? qat_requant_mult(Y->sx, sw, Y->sy) : rounded(Y->sx * sw);
+    }
+    return QAT_OK;
+}
+
+static qat_status build_conv(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
+                             const point_qp *wp, const point_qp *op) {
+    int C = L->out_c;
+    Y->kind = QAT_Q8_CONV;
+    Y->k = L->k, Y->stride = L->stride, Y->pad = L->pad, Y->groups = L->groups;
+    set_output(Y, q, op, L->act);
+    /* BN folded as the eval forward folds it (qmodel.c conv_bn, running statistics):
+     * w' = w * (gamma * istd), b = beta + gamma * (-mean * istd), each product rounded */
+    float *s = malloc((size_t)C * sizeof(float));
+    Y->bias = malloc((size_t)C * sizeof(int32_t));
+    if (!s || !Y->bias) {
+        free(s);
+        return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    }
+    for (int c = 0; c < C; c++) s[c] = rounded(L->gamma.data[c] * (1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps)));
+    qat_status st = quantize_weights(Y, q, L, wp, s);
+    for (int c = 0; !st && c < C; c++) {
+        float istd = 1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps);
+        float nb = rounded(-L->bn.running_mean[c] * istd);
+        float b = L->beta.data[c] + rounded(L->gamma.data[c] * nb);
+        if (!isfinite(b)) st = qat_fail(QAT_ERR_NUMERIC, "convert: layer %s: folded bias is not finite", L->name);
+        Y->bias[c] = qat_bias_quantize(b, Y->sx, Y->wscale[c]);
+    }
+    free(s);
+    return st;
+}
+
+static qat_status build_linear(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
+                               const point_qp *wp) {
+    Y->kind = QAT_Q8_LINEAR;
+    Y->in_h = Y->in_w = Y->out_h = Y->out_w = 1;
+    Y->in_c = L->weight.shape[1];
+    Y->out_c = L->weight.shape[0];
+    Y->fbias = malloc((size_t)Y->out_c * sizeof(float));
+    if (!Y->fbias) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    memcpy(Y->fbias, L->bias.data, (size_t)Y->out_c * sizeof(float));
+    return quantize_weights(Y, q, L, wp, NULL);
+}
+
+qat_status qat_qint_build(qat_qmodel *q, const float mean[4], const float std[4],
+                          qat_q8_model **out) {
+    *out = NULL;
+    char why[256];
+    if (!qat_qint_convertible(q, why, sizeof why)) return qat_fail(QAT_ERR_ARG, "convert: %s", why);
+    const qat_model *M = q->model;
+    point_qp *pts = NULL;
+    qat_status st = gather_points(q, &pts);
+    if (st) return st;
+    qat_q8_model *m = calloc(1, sizeof *m);
+    int *val = malloc((size_t)M->nlayers * sizeof(int)); /* model layer -> value index */
+    if (m) m->layers = calloc((size_t)M->nlayers, sizeof *m->layers);
+    if (!m || !val || !m->layers) {
+        free(val);
+        free_points(pts, q->nfq);
+        if (m) free(m->layers);
+        free(m);
+        return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    }
+    m->in_h = M->in_h, m->in_w = M->in_w, m->in_c = M->in_c, m->nclasses = M->nclasses;
+    m->in_scale = pts[0].scale[0];
+    m->in_zp = pts[0].zp[0];
+    qat_qscheme_range(&q->cfg.act, &m->in_qmin, &m->in_qmax);
+    for (int i = 0; i < 4; i++) m->mean[i] = mean ? mean[i] : 0.0f, m->std[i] = std ? std[i] : 1.0f;
+    snprintf(m->qconfig, sizeof m->qconfig, "%s", q->cfg.name);
+    snprintf(m->arch, sizeof m->arch, "%s", qat_spec_name(M->spec));
+    for (int li = 0; li < M->nlayers && !st; li++) {
+        const qat_layer *L = &M->layers[li];
+        int in_v = L->input < 0 ? -1 : val[L->input];
+        if (L->kind == QAT_LAYER_DROPOUT) { /* identity at inference */
+            val[li] = in_v;
+            continue;
+        }
+        int yi = m->nlayers++;
+        qat_q8_layer *Y = &m->layers[yi];
+        val[li] = yi;
+        snprintf(Y->name, sizeof Y->name, "%s", L->name);
+        Y->input = in_v, Y->skip = -1;
+        Y->in_h = L->in_h, Y->in_w = L->in_w, Y->in_c = L->in_c;
+        Y->out_h = L->out_h, Y->out_w = L->out_w, Y->out_c = L->out_c;
+        const qat_q8_layer *P = in_v < 0 ? NULL : &m->layers[in_v];
+        Y->sx = P ? P->sy : m->in_scale;
+        Y->zx = P ? P->zy : m->in_zp;
+        const point_qp *op = q->out_fq[li] >= 0 ? &pts[q->out_fq[li]] : NULL;
+        const point_qp *wp = q->weight_fq[li] >= 0 ? &pts[q->weight_fq[li]] : NULL;
+        switch (L->kind) {
+        case QAT_LAYER_CONV_BN_ACT: st = build_conv(Y, q, L, wp, op); break;
+        case QAT_LAYER_ADD: {
+            int sk = L->skip < 0 ? -1 : val[L->skip];
+            const qat_q8_layer *S = sk < 0 ? NULL : &m->layers[sk];
+            Y->kind = QAT_Q8_ADD;
+            Y->skip = sk;
+            Y->sb = S ? S->sy : m->in_scale;
+            Y->zb = S ? S->zy : m->in_zp;
+            set_output(Y, q, op, QAT_ACT_NONE);
+            break;
+        }
+        case QAT_LAYER_GLOBAL_AVGPOOL:
+            Y->kind = QAT_Q8_AVGPOOL;
+            Y->out_h = Y->out_w = 1;
+            set_output(Y, q, op, QAT_ACT_NONE);
+            Y->pool_mult = qat_i8_avgpool_mult(Y->sx, Y->sy, L->in_h * L->in_w);
+            break;
+        case QAT_LAYER_LINEAR: st = build_linear(Y, q, L, wp); break;
+        default: st = qat_fail(QAT_ERR_ARG, "convert: layer %s: no INT8 form", L->name);
+        }
+    }
+    free(val);
+    free_points(pts, q->nfq);
+    if (!st) st = qat_q8_validate(m, "convert");
+    if (st) {
+        qat_q8_free(m);
+        return st;
+    }
+    *out = m;
+    return QAT_OK;
+}
+
+/* ---- the integer-exact simulation ---------------------------------------------------------- */
+
+/* Largest |partial sum| a float conv/linear can form on this layer's inputs (|x - zx| <= 255):
+ * below 2^24 every float partial sum is an exact integer, in any summation order. */
+static int float_exact(const qat_q8_layer *Y) {
+    int64_t R = (int64_t)Y->k * Y->k * (Y->in_c / (Y->groups > 0 ? Y->groups : 1));
+    if (Y->kind == QAT_Q8_LINEAR) R = Y->in_c;
+    for (int c = 0; c < Y->out_c; c++) {
+        int64_t s = 0;
+        for (int64_t k = 0; k < R; k++) s += abs(Y->weight[c * R + k]);
+        if (255 * s >= (1 << 24)) return 0;
+    }
+    return 1;
+}
+
+/* acc of one conv output element with integer arithmetic (layers beyond float_exact). */
+static int32_t conv_acc_int(const qat_q8_layer *Y, const uint8_t *x, int n, int oh, int ow, int c) {
+    int cpg = Y->in_c / Y->groups, g = c / (Y->out_c / Y->groups);
+    int64_t acc = Y->bias[c];
+    for (int i = 0; i < Y->k; i++)
+        for (int j = 0; j < Y->k; j++) {
+            int ih = oh * Y->stride - Y->pad + i, iw = ow * Y->stride - Y->pad + j;
+            if (ih < 0 || ih >= Y->in_h || iw < 0 || iw >= Y->in_w) continue;
+            const uint8_t *px = x + (((int64_t)n * Y->in_h + ih) * Y->in_w + iw) * Y->in_c + (int64_t)g * cpg;
+            const int8_t *w = Y->weight + (((int64_t)c * Y->k + i) * Y->k + j) * cpg;
+            for (int ci = 0; ci < cpg; ci++) acc += (int64_t)((int32_t)px[ci] - Y->zx) * w[ci];
+        }
+    return (int32_t)acc;
+}
+
+/* x - zx as a float tensor of the given shape. */
+static qat_tensor *centered(qat_ctx *ctx, const uint8_t *x, int32_t zx, int ndim, const int *shape) {
+    qat_tensor *t = qat_tensor_new(ctx, ndim, shape);
+    float *d = t->data;
+    const int64_t n = t->numel;
+#pragma omp parallel for num_threads(qat_get_threads()) if (n > 65536) schedule(static)
+    for (int64_t i = 0; i < n; i++) d[i] = (float)((int32_t)x[i] - zx);
+    return t;
+}
+
+QAT_QINT_REQUANT_ROWS(qat_qint_requant_rows_ref)
+
+void qat_qint_requant_rows(uint8_t *y, const float *acc, int64_t rows, int C, const int32_t *bias,
+                           const float *mult, int32_t zy, int32_t lo, int32_t hi) {
+    void (*f)(uint8_t *, const float *, int64_t, int, const int32_t *, const float *, int32_t, int32_t, int32_t) =
+        qat_cpu_isa() >= QAT_ISA_AVX2 ? qat_qint_requant_rows_avx2 : qat_qint_requant_rows_ref;
+    f(y, acc, rows, C, bias, mult, zy, lo, hi);
+}
+
+static qat_tensor *weights_f(qat_ctx *ctx, const qat_q8_layer *Y) {
+    qat_tensor *t;
+    if (Y->kind == QAT_Q8_LINEAR) {
+        int ls[2] = {Y->out_c, Y->in_c};
+        t = qat_tensor_new(ctx, 2, ls);
+    } else {
+        int ws[4] = {Y->out_c, Y->k, Y->k, Y->in_c / Y->groups};
+        t = qat_tensor_new(ctx, 4, ws);
+    }
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)Y->weight[i];
+    return t;
+}
+
+static void sim_conv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int N, uint8_t *y) {
+    int64_t HWo = (int64_t)Y->out_h * Y->out_w;
+    const int C = Y->out_c;
+    if (!float_exact(Y)) {
+        for (int n = 0; n < N; n++)
+            for (int64_t p = 0; p < HWo; p++)
+                for (int c = 0; c < C; c++)
+                    y[((int64_t)n * HWo + p) * C + c] = (uint8_t)qat_requantize(
+                        conv_acc_int(Y, x, n, (int)(p / Y->out_w), (int)(p % Y->out_w), c), Y->mult[c], Y->zy, Y->lo, Y->hi);
+        return;
+    }
+    int xs[4] = {N, Y->in_h, Y->in_w, Y->in_c};
+    qat_tensor *acc = qat_conv2d(ctx, centered(ctx, x, Y->zx, 4, xs), weights_f(ctx, Y), NULL, Y->stride, Y->pad, Y->groups);
+    qat_qint_requant_rows(y, acc->data, acc->numel / C, C, Y->bias, Y->mult, Y->zy, Y->lo, Y->hi);
+}
+
+static void sim_linear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int N, float *y) {
+    const int O = Y->out_c, I = Y->in_c;
+    if (!float_exact(Y)) {
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < O; o++) {
+                int64_t acc = 0;
+                for (int k = 0; k < I; k++) acc += (int64_t)((int32_t)x[(int64_t)n * I + k] - Y->zx) * Y->weight[(int64_t)o * I + k];
+                y[(int64_t)n * O + o] = qat_i8_dequant_f32((int32_t)acc, Y->mult[o], Y->fbias, o);
+            }
+        return;
+    }
+    int xs[2] = {N, I};
+    qat_tensor *acc = qat_linear(ctx, centered(ctx, x, Y->zx, 2, xs), weights_f(ctx, Y), NULL);
+    for (int64_t i = 0; i < acc->numel; i++)
+        y[i] = qat_i8_dequant_f32((int32_t)acc->data[i], Y->mult[i % O], Y->fbias, (int)(i % O));
+}
+
+static void sim_add(const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b, int64_t n, uint8_t *y) {
+    qat_i8_add_params p = {Y->sx, Y->sb, 1.0f / Y->sy, Y->zx, Y->zb, Y->zy, Y->lo, Y->hi};
+    for (int64_t i = 0; i < n; i++) y[i] = qat_i8_add_one(a[i], b[i], &p);
+}
+
+static void sim_avgpool(const qat_q8_layer *Y, const uint8_t *x, int N, uint8_t *y) {
+    const int HW = Y->in_h * Y->in_w, C = Y->in_c;
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            int32_t s = 0;
+            for (int p = 0; p < HW; p++) s += x[((int64_t)n * HW + p) * C + c];
+            y[(int64_t)n * C + c] = (uint8_t)qat_requantize(s - HW * Y->zx, Y->pool_mult, Y->zy, Y->lo, Y->hi);
+        }
+}
+
+qat_tensor *qat_qint_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,
+                             uint8_t **codes) {
+    if (!x || x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != m->in_h || x->shape[2] != m->in_w ||
+        x->shape[3] != m->in_c) {
+        qat_fail(QAT_ERR_SHAPE, "INT8 simulation: input must be (N, %d, %d, %d)", (int)m->in_h,
+                 (int)m->in_w, (int)m->in_c);
+        return NULL;
+    }
+    const int N = x->shape[0];
+    int grad = ctx->grad_enabled;
+    ctx->grad_enabled = 0; /* nothing here is differentiated */
+    uint8_t *in = qat_arena_alloc(&ctx->arena, (size_t)x->numel);
+    const float inv = 1.0f / m->in_scale;
+    for (int64_t i = 0; i < x->numel; i++)
+        in[i] = (uint8_t)qat_quantize(x->data[i], inv, m->in_zp, m->in_qmin, m->in_qmax);
+    uint8_t **val = qat_arena_alloc(&ctx->arena, (size_t)m->nlayers * sizeof *val);
+    qat_tensor *logits = NULL;
+    for (int li = 0; li < m->nlayers; li++) {
+        const qat_q8_layer *Y = &m->layers[li];
+        const uint8_t *a = Y->input < 0 ? in : val[Y->input];
+        int64_t n_out = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
+        val[li] = NULL;
+        if (Y->kind != QAT_Q8_LINEAR) val[li] = qat_arena_alloc(&ctx->arena, (size_t)n_out);
+        switch (Y->kind) {
+        case QAT_Q8_CONV: sim_conv(ctx, Y, a, N, val[li]); break;
+        case QAT_Q8_ADD: sim_add(Y, a, Y->skip < 0 ? in : val[Y->skip], n_out, val[li]); break;
+        case QAT_Q8_AVGPOOL: sim_avgpool(Y, a, N, val[li]); break;
+        case QAT_Q8_LINEAR:
+            logits = qat_tensor_2d(ctx, N, Y->out_c);
+            sim_linear(ctx, Y, a, N, logits->data);
+            break;
+        default: break;
+        }
+        if (codes) codes[li] = val[li];
+    }
+    ctx->grad_enabled = grad;
+    return logits;
+}

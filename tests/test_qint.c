@@ -1,0 +1,269 @@
+/* Convert and the integer-exact simulation (layers/qint.c): the simulation's codes equal the
+ * INT8 kernels' on every layer, eval uses it, it stays close to the float fake-quant graph, and
+ * models without an INT8 form are refused with a reason. */
+#include "int8.h"
+#include "qint.h"
+#include "qint_requant.h"
+#include "test_util.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *tiny_spec =
+    "name tiny\n"
+    "stem conv k=3 c=8 s=1 act=relu6\n"
+    "block ir t=2 c=8 n=2 s=1\n"
+    "block ir t=3 c=13 n=1 s=2\n"
+    "head conv k=1 c=24 act=relu\n"
+    "pool avg\n"
+    "classifier\n";
+
+/* A calibrated PTQ (x86) qmodel of a random tiny model, observers frozen. */
+static qat_qmodel *calibrated(const char *spec_text, const char *qconfig, qat_model **m,
+                              qat_spec **spec, qat_ctx *ctx, qat_tensor **x) {
+    *m = test_random_model(spec_text, 11, spec, 7);
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get(qconfig, &cfg) == QAT_OK);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(*m, &cfg, QAT_QMODEL_PTQ, QAT_OBS_MINMAX, &q) == QAT_OK);
+    qat_ctx_init(ctx, 1 << 22);
+    ctx->training = 0;
+    ctx->grad_enabled = 0;
+    qat_rng r;
+    qat_rng_seed(&r, 3);
+    *x = qat_tensor_4d(ctx, 5, 11, 11, 1);
+    for (int64_t i = 0; i < (*x)->numel; i++) (*x)->data[i] = qat_rng_normal(&r);
+    q->calibrating = 1;
+    qat_qmodel_forward(q, ctx, *x);
+    q->calibrating = 0;
+    CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
+    return q;
+}
+
+/* Runs layer Y of the INT8 model with the int8 kernels (path p) on input codes a (and b for
+ * ADD); compares with the simulation's output codes (or logits). Returns 1 when identical. */
+static int kernel_matches(const qat_q8_layer *Y, int N, const uint8_t *a, const uint8_t *b,
+                          const uint8_t *sim_codes, const float *sim_logits) {
+    int64_t nout = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
+    uint8_t *y = malloc((size_t)nout);
+    float *yf = malloc((size_t)nout * sizeof(float));
+    qat_i8_dims in = {N, Y->in_h, Y->in_w, Y->in_c};
+    qat_i8_requant rq = {Y->mult, Y->zy, Y->lo, Y->hi};
+    qat_status st = QAT_OK;
+    void *pk = NULL, *buf = NULL;
+    if (Y->kind == QAT_Q8_CONV && Y->groups == 1) {
+        int K = Y->k * Y->k * Y->in_c;
+        size_t sz = qat_i8_gemm_packed_size(Y->out_c, K);
+        pk = aligned_alloc(64, (sz + 63) / 64 * 64);
+        qat_i8_gemm_weights pw;
+        st = qat_i8_gemm_pack(&pw, pk, sz, Y->weight, Y->bias, Y->out_c, K, Y->zx);
+        qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+        size_t bs = qat_i8_conv_get_buffer_size(&in, &p);
+        buf = malloc(bs + 1);
+        if (!st) st = qat_i8_conv(y, a, &in, &p, &pw, &rq, buf, bs);
+    } else if (Y->kind == QAT_Q8_CONV) {
+        size_t sz = qat_i8_dw_packed_size(Y->out_c, Y->k, Y->k);
+        pk = aligned_alloc(64, (sz + 63) / 64 * 64);
+        qat_i8_dw_weights pw;
+        st = qat_i8_dw_pack(&pw, pk, sz, Y->weight, Y->bias, Y->out_c, Y->k, Y->k, Y->zx);
+        qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+        size_t bs = qat_i8_dwconv_get_buffer_size(&in, &p);
+        buf = malloc(bs + 1);
+        if (!st) st = qat_i8_dwconv(y, a, &in, &p, &pw, &rq, buf, bs);
+    } else if (Y->kind == QAT_Q8_ADD) {
+        qat_i8_add_params p = {Y->sx, Y->sb, 1.0f / Y->sy, Y->zx, Y->zb, Y->zy, Y->lo, Y->hi};
+        st = qat_i8_add(y, a, b, nout, &p);
+    } else if (Y->kind == QAT_Q8_AVGPOOL) {
+        qat_i8_pool_params p = {Y->pool_mult, Y->zx, Y->zy, Y->lo, Y->hi};
+        st = qat_i8_global_avgpool(y, a, &in, &p);
+    } else {
+        size_t sz = qat_i8_gemm_packed_size(Y->out_c, Y->in_c);
+        pk = aligned_alloc(64, (sz + 63) / 64 * 64);
+        qat_i8_gemm_weights pw;
+        st = qat_i8_gemm_pack(&pw, pk, sz, Y->weight, NULL, Y->out_c, Y->in_c, Y->zx);
+        if (!st) st = qat_i8_gemm_f32(yf, Y->out_c, a, Y->in_c, N, &pw, Y->mult, Y->fbias);
+    }
+    CU_ASSERT(st == QAT_OK);
+    int same = Y->kind == QAT_Q8_LINEAR ? !memcmp(yf, sim_logits, (size_t)nout * sizeof(float))
+                                        : !memcmp(y, sim_codes, (size_t)nout);
+    if (!same) printf("\n  layer %s (%s): kernel output differs from the simulation\n", Y->name,
+                      qat_i8_path_name(qat_i8_active_path()));
+    free(y), free(yf), free(pk), free(buf);
+    return same;
+}
+
+/* Every layer of the simulation equals the int8 kernels (reference and the best SIMD path) fed
+ * with the simulation's own input codes; the qmodel's eval forward is the simulation. */
+static void check_model_against_kernels(const char *spec_text, const char *qconfig) {
+    qat_model *m;
+    qat_spec *spec;
+    qat_ctx ctx;
+    qat_tensor *x;
+    qat_qmodel *q = calibrated(spec_text, qconfig, &m, &spec, &ctx, &x);
+    qat_q8_model *im;
+    CU_ASSERT_FATAL(qat_qint_build(q, NULL, NULL, &im) == QAT_OK);
+    uint8_t **codes = malloc((size_t)im->nlayers * sizeof *codes);
+    qat_tensor *logits = qat_qint_forward(im, &ctx, x, codes);
+    CU_ASSERT_FATAL(logits != NULL);
+    /* input codes as the runtime quantizes them */
+    uint8_t *in = malloc((size_t)x->numel);
+    for (int64_t i = 0; i < x->numel; i++)
+        in[i] = (uint8_t)qat_quantize(x->data[i], 1.0f / im->in_scale, im->in_zp, im->in_qmin, im->in_qmax);
+    qat_i8_path paths[2] = {QAT_I8_REF, QAT_I8_AUTO};
+    for (int pi = 0; pi < 2; pi++) {
+        qat_i8_path saved = qat_i8_set_path(paths[pi]);
+        for (int li = 0; li < im->nlayers; li++) {
+            const qat_q8_layer *Y = &im->layers[li];
+            const uint8_t *a = Y->input < 0 ? in : codes[Y->input];
+            const uint8_t *b = Y->kind == QAT_Q8_ADD ? (Y->skip < 0 ? in : codes[Y->skip]) : NULL;
+            CU_ASSERT(kernel_matches(Y, x->shape[0], a, b, codes[li], logits->data));
+        }
+        qat_i8_set_path(saved);
+    }
+    /* eval forward = simulation, bit for bit; the float graph is close but not the same thing */
+    qat_tensor *ye = qat_qmodel_forward(q, &ctx, x);
+    CU_ASSERT(ye && !memcmp(ye->data, logits->data, (size_t)logits->numel * sizeof(float)));
+    q->exact_eval = 0;
+    qat_tensor *yg = qat_qmodel_forward(q, &ctx, x);
+    double sig = 0, noise = 0;
+    for (int64_t i = 0; i < yg->numel; i++) {
+        double d = (double)yg->data[i] - logits->data[i];
+        sig += (double)yg->data[i] * yg->data[i], noise += d * d;
+    }
+    CU_ASSERT(10 * log10(sig / fmax(noise, 1e-30)) > 30);
+    free(in);
+    free(codes);
+    qat_q8_free(im);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+static void test_sim_equals_kernels(void) { check_model_against_kernels(tiny_spec, "x86"); }
+static void test_sim_equals_kernels_w4a8(void) { check_model_against_kernels(tiny_spec, "w4a8"); }
+static void test_sim_equals_kernels_per_tensor(void) { check_model_against_kernels(tiny_spec, "per-tensor"); }
+
+/* A layer whose float partial sums could pass 2^24 (255 * 127 * 900 taps) takes the integer
+ * loop: still identical, zero-point padding included. */
+static void test_wide_layer_integer_path(void) {
+    const int N = 2, H = 9, CIN = 4, K = 15, COUT = 5, CLS = 3; /* K*K*CIN = 900 taps */
+    qat_q8_model m;
+    memset(&m, 0, sizeof m);
+    m.in_h = H, m.in_w = H, m.in_c = CIN, m.nclasses = CLS;
+    m.in_scale = 0.02f, m.in_zp = 3, m.in_qmin = 0, m.in_qmax = 255;
+    for (int i = 0; i < 4; i++) m.std[i] = 1.0f;
+    qat_q8_layer L[3];
+    memset(L, 0, sizeof L);
+    int8_t *w = malloc((size_t)COUT * K * K * CIN), *wl = malloc((size_t)CLS * COUT);
+    int32_t bias[5] = {100, -7, 0, 123456, -99999};
+    float mult[5] = {1e-6f, 2e-6f, 5e-7f, 1e-6f, 3e-6f}, ws[5] = {0.01f, 0.01f, 0.01f, 0.01f, 0.01f};
+    float lm[3] = {0.01f, 0.02f, 0.03f}, lb[3] = {0.5f, -0.25f, 0}, lws[3] = {0.1f, 0.1f, 0.1f};
+    for (int i = 0; i < CLS * COUT; i++) wl[i] = (int8_t)(i * 37 % 255 - 127);
+    L[0] = (qat_q8_layer){.kind = QAT_Q8_CONV, .name = "wide", .input = -1, .skip = -1, .in_h = H, .in_w = H,
+                          .in_c = CIN, .out_h = H, .out_w = H, .out_c = COUT, .k = K, .stride = 1, .pad = 7, .groups = 1,
+                          .weight = w, .bias = bias, .mult = mult, .wbits = 8, .wscale = ws, .sx = 0.02f,
+                          .zx = 3, .sy = 0.05f, .zy = 10, .lo = 0, .hi = 255};
+    L[1] = (qat_q8_layer){.kind = QAT_Q8_AVGPOOL, .name = "pool", .input = 0, .skip = -1, .in_h = H, .in_w = H,
+                          .in_c = COUT, .out_h = 1, .out_w = 1, .out_c = COUT, .sx = 0.05f, .zx = 10,
+                          .sy = 0.04f, .zy = 9, .lo = 0, .hi = 255, .pool_mult = qat_i8_avgpool_mult(0.05f, 0.04f, H * H)};
+    L[2] = (qat_q8_layer){.kind = QAT_Q8_LINEAR, .name = "fc", .input = 1, .skip = -1, .in_h = 1, .in_w = 1,
+                          .in_c = COUT, .out_h = 1, .out_w = 1, .out_c = CLS, .weight = wl, .mult = lm, .fbias = lb,
+                          .wbits = 8, .wscale = lws, .sx = 0.04f, .zx = 9};
+    m.nlayers = 3, m.layers = L;
+    if (qat_q8_validate(&m, "wide")) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(qat_q8_validate(&m, "wide") == QAT_OK);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 22);
+    qat_tensor *x = qat_tensor_4d(&ctx, N, H, H, CIN);
+    qat_rng r;
+    qat_rng_seed(&r, 9);
+    for (int i = 0; i < COUT * K * K * CIN; i++) w[i] = (int8_t)(qat_rng_uniform(&r) < 0.5f ? 127 : -128);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = 3.0f * qat_rng_uniform(&r);
+    uint8_t *codes[3];
+    qat_tensor *y = qat_qint_forward(&m, &ctx, x, codes);
+    CU_ASSERT_FATAL(y != NULL);
+    uint8_t *in = malloc((size_t)x->numel);
+    for (int64_t i = 0; i < x->numel; i++) in[i] = (uint8_t)qat_quantize(x->data[i], 1.0f / m.in_scale, 3, 0, 255);
+    CU_ASSERT(kernel_matches(&L[0], N, in, NULL, codes[0], NULL));
+    CU_ASSERT(kernel_matches(&L[1], N, codes[0], NULL, codes[1], NULL));
+    CU_ASSERT(kernel_matches(&L[2], N, codes[1], NULL, NULL, y->data));
+    /* not all codes saturated: the test exercises the arithmetic */
+    int distinct = 0;
+    for (int i = 1; i < N * H * H * COUT; i++) distinct += codes[0][i] != codes[0][0];
+    CU_ASSERT(distinct > 0);
+    free(in), free(w), free(wl);
+    qat_ctx_free(&ctx);
+}
+
+/* The AVX2 requantization loop equals the scalar reference on odd widths, ties and extremes. */
+static void test_requant_rows_simd(void) {
+    if (qat_cpu_isa() < QAT_ISA_AVX2) return;
+    const int C = 37, R = 9;
+    float acc[37 * 9], mult[37];
+    int32_t bias[37];
+    qat_rng r;
+    qat_rng_seed(&r, 4);
+    for (int c = 0; c < C; c++) {
+        mult[c] = c % 4 == 0 ? 0.5f : c % 4 == 1 ? 0.25f : 1e-3f + qat_rng_uniform(&r) * 0.05f;
+        bias[c] = c % 5 == 0 ? 2000000000 : (int32_t)(qat_rng_normal(&r) * 5000);
+    }
+    for (int i = 0; i < C * R; i++)
+        acc[i] = i % 11 == 0 ? -16777215.0f : (float)(int32_t)(qat_rng_normal(&r) * 3000);
+    int32_t cfg[3][3] = {{0, 0, 255}, {128, 128, 255}, {255, 17, 200}};
+    for (int k = 0; k < 3; k++) {
+        uint8_t a[37 * 9], b[37 * 9];
+        qat_qint_requant_rows_ref(a, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
+        qat_qint_requant_rows_avx2(b, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
+        CU_ASSERT(!memcmp(a, b, sizeof a));
+    }
+}
+
+static void expect_refused(const char *spec_text, const char *qconfig, const char *needle, int fq_off) {
+    qat_model *m;
+    qat_spec *spec;
+    qat_ctx ctx;
+    qat_tensor *x;
+    qat_qmodel *q = calibrated(spec_text, qconfig, &m, &spec, &ctx, &x);
+    if (fq_off) q->fq[2].fake_quant_enabled = 0;
+    qat_q8_model *im = (qat_q8_model *)1;
+    char why[256];
+    CU_ASSERT(!qat_qint_convertible(q, why, sizeof why));
+    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG && im == NULL);
+    if (!strstr(qat_last_error(), needle)) printf("\n  message: %s\n", qat_last_error());
+    CU_ASSERT(strstr(qat_last_error(), needle) != NULL);
+    /* eval falls back to the float graph instead of failing */
+    CU_ASSERT(qat_qmodel_forward(q, &ctx, x) != NULL);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+static void test_refusals(void) {
+    const char *hs = "name hs\nstem conv k=3 c=8 s=1 act=hardswish\npool avg\nclassifier\n";
+    expect_refused(hs, "x86", "hardswish", 0);
+    expect_refused(tiny_spec, "x86", "fake-quant is off", 1);
+    /* no calibration at all */
+    qat_spec *spec;
+    qat_model *m = test_random_model(tiny_spec, 11, &spec, 1);
+    qat_qconfig cfg;
+    qat_qconfig_get("x86", &cfg);
+    qat_qmodel *q;
+    CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, QAT_OBS_MINMAX, &q) == QAT_OK);
+    qat_q8_model *im;
+    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG && strstr(qat_last_error(), "saw no data"));
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+void register_qint_tests(void) {
+    test_add_suite("qint", "simulation equals the int8 kernels on every layer (x86)", test_sim_equals_kernels,
+                   "simulation equals the int8 kernels (w4a8)", test_sim_equals_kernels_w4a8,
+                   "simulation equals the int8 kernels (per-tensor)", test_sim_equals_kernels_per_tensor,
+                   "wide layer takes the integer path", test_wide_layer_integer_path,
+                   "AVX2 requantization equals the reference", test_requant_rows_simd,
+                   "models without an INT8 form are refused", test_refusals, NULL);
+}
