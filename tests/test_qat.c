@@ -100,25 +100,8 @@ static void test_qconfig_presets(void) {
     CU_ASSERT(strstr(qat_last_error(), "x87") && strstr(qat_last_error(), "w4a8"));
 }
 
-/* A tiny model with random weights and non-trivial BN statistics and affine parameters. */
 static qat_model *random_model(qat_spec **spec, uint64_t seed) {
-    CU_ASSERT_FATAL(qat_spec_parse(tiny_spec, "tiny", spec) == QAT_OK);
-    qat_model *m;
-    CU_ASSERT_FATAL(qat_model_create(*spec, 0, 12, 12, 1, 3, &m) == QAT_OK);
-    qat_rng r;
-    qat_rng_seed(&r, seed);
-    qat_model_init(m, &r);
-    for (int i = 0; i < m->nlayers; i++) {
-        qat_layer *L = &m->layers[i];
-        if (L->kind != QAT_LAYER_CONV_BN_ACT) continue;
-        for (int c = 0; c < L->out_c; c++) {
-            L->gamma.data[c] = 0.5f + qat_rng_uniform(&r);
-            L->beta.data[c] = 0.2f * qat_rng_normal(&r);
-            L->bn.running_mean[c] = 0.3f * qat_rng_normal(&r);
-            L->bn.running_var[c] = 0.2f + qat_rng_uniform(&r);
-        }
-    }
-    return m;
+    return test_random_model(tiny_spec, 12, spec, seed);
 }
 
 static qat_tensor *input(qat_ctx *ctx, int n, uint64_t seed) {
@@ -203,6 +186,7 @@ static void test_fold_matches_eval(void) {
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
     qat_qmodel_enable_fake_quant(q, 1);
+    q->exact_eval = 0; /* the float graph, whose trace qat_qmodel_sqnr compares below */
     qat_tensor *yq = qat_qmodel_forward(q, &ctx, x);
     /* signal-to-quantization-noise ratio of the logits of a random 8-layer network */
     double sig = 0, noise = 0;
@@ -311,6 +295,13 @@ static void test_ptq_close_to_fp32(void) {
             while (p > row && p[-1] != ' ') p--;
             CU_ASSERT(eol && strtod(p, NULL) > 10);
         }
+        qat_layer_sqnr ls;
+        char *rep2 = NULL;
+        CU_ASSERT_FATAL(qat_inspect_with_sqnr(out, data_dir, 0, 16, &rep2, &ls) == QAT_OK);
+        CU_ASSERT(ls.n > 0 && !strcmp(ls.names[ls.n - 1], "fc") && ls.sqnr_db[ls.n - 1] > 10);
+        CU_ASSERT(rep2 && !strcmp(rep2, report));
+        free(rep2);
+        qat_layer_sqnr_free(&ls);
         free(report);
         qat_run r = load(out);
         CU_ASSERT(r.qmodel && r.qmodel->observers_frozen && !r.has_opt);

@@ -1,6 +1,8 @@
 /* Post-training quantization (`qat ptq`): calibrate the observers of a qat_qmodel on training
  * batches in eval mode, fix the qparams and evaluate the fake-quant model. */
 #include "train.h"
+#include "plot.h"
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,9 +154,54 @@ static void qparams_of(const qat_qmodel *q, int i, float *scale, int32_t *zp) {
     memcpy(zp, q->fq[i].zero_point, (size_t)q->fq[i].nchannels * sizeof(int32_t));
 }
 
+/* The names and SQNR of every layer, for callers that draw them (qat inspect --plot). */
+static qat_status copy_layer_sqnr(const qat_model *m, const double *sqnr, qat_layer_sqnr *out) {
+    out->names = malloc((size_t)m->nlayers * sizeof *out->names);
+    out->sqnr_db = malloc((size_t)m->nlayers * sizeof *out->sqnr_db);
+    if (!out->names || !out->sqnr_db) {
+        qat_layer_sqnr_free(out);
+        return qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        snprintf(out->names[i], sizeof out->names[i], "%s", m->layers[i].name);
+        out->sqnr_db[i] = sqnr[i];
+    }
+    out->n = m->nlayers;
+    return QAT_OK;
+}
+
+void qat_layer_sqnr_free(qat_layer_sqnr *s) {
+    free(s->names);
+    free(s->sqnr_db);
+    memset(s, 0, sizeof *s);
+}
+
+qat_status qat_plot_layer_sqnr(const char *path, const char *ckpt, const qat_layer_sqnr *s) {
+    const char **labels = malloc((size_t)(s->n > 0 ? s->n : 1) * sizeof *labels);
+    if (!labels) return qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+    for (int i = 0; i < s->n; i++) labels[i] = s->names[i];
+    size_t len = strlen(ckpt);
+    char title[160];
+    /* the end of a long path names the run */
+    snprintf(title, sizeof title, "SQNR per layer: %s%s", len > 56 ? ".." : "", ckpt + (len > 56 ? len - 56 : 0));
+    int exact = 0;
+    for (int i = 0; i < s->n; i++) exact += isinf(s->sqnr_db[i]) != 0;
+    qat_plot_opts o = {title, exact ? "layer   (inf: the fake-quant output equals the FP32 output)" : "layer",
+                       "SQNR (dB)", 0, 0, NULL, 1};
+    qat_status st = qat_plot_bars(path, labels, s->sqnr_db, s->n, &o, NULL);
+    free(labels);
+    return st;
+}
+
 qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
                        char **report) {
+    return qat_inspect_with_sqnr(ckpt, data, val_split, batch, report, NULL);
+}
+
+qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_split, int batch,
+                                 char **report, qat_layer_sqnr *layers) {
     *report = NULL;
+    if (layers) memset(layers, 0, sizeof *layers);
     qat_run run;
     qat_status st = qat_checkpoint_load(ckpt, &run);
     if (st) return st;
@@ -245,6 +292,10 @@ qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int 
     if (b.oom) {
         free(b.buf);
         st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
+        goto done;
+    }
+    if (layers && (st = copy_layer_sqnr(m, sqnr, layers))) {
+        free(b.buf);
         goto done;
     }
     *report = b.buf;
