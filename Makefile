@@ -40,7 +40,7 @@ TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 HDRS := $(wildcard include/*.h */*.h autograd/ops/*.h)
 
-.PHONY: all test demo asan bench deps deps-data clean libqat.a libqat_rt.a
+.PHONY: all test demo asan bench deps deps-data clean libqat.a libqat_rt.a install
 all: qat
 
 deps:
@@ -75,6 +75,13 @@ $(BUILD)/libqat_rt.a: $(RT_OBJS)
 libqat_rt.a: $(BUILD)/libqat_rt.a
 	cp $< $@
 
+# The deploy example, built as a user would: include/qat_rt.h, libqat_rt.a and libpng only.
+.PHONY: examples
+examples: examples/classify
+examples/classify: examples/classify.c include/qat_rt.h $(BUILD)/libqat_rt.a
+	$(CC) $(CFLAGS) $(SAN) -std=gnu11 -Wall -Wextra -Iinclude -o $@ $< $(BUILD)/libqat_rt.a \
+	  $(RT_LDLIBS) -lpng $(ALL_LDFLAGS)
+
 qat: $(CLI_OBJS) $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -87,6 +94,9 @@ test: deps
 
 $(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/libqat_rt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 bench: deps-data
 	$(MAKE) $(BUILD)/bench_train
@@ -106,4 +116,37 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_qat
 
 clean:
-	rm -rf build build-asan qat libqat.a
+	rm -rf build build-asan build-fuzz qat libqat.a libqat_rt.a examples/classify
+
+# make install PREFIX=... [DESTDIR=...]: the CLI, both libraries, the public headers and qat.pc
+# (pkg-config for the deploy runtime: cc app.c $$(pkg-config --cflags --libs qat)).
+PREFIX  ?= /usr/local
+VERSION  = 0.3.0
+.PHONY: install
+install: qat $(BUILD)/libqat.a $(BUILD)/libqat_rt.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 qat $(DESTDIR)$(PREFIX)/bin/qat
+	install -m 644 $(BUILD)/libqat.a $(BUILD)/libqat_rt.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/qat.h include/qat_rt.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/qat.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qat.pc
+
+# libFuzzer + ASan/UBSan on the .q8 loader (tests/fuzz/fuzz_q8.c): builds the harness and its seed
+# generator from only the sources the loader needs, writes the seeds, fuzzes FUZZ_SECONDS.
+FUZZ_SECONDS ?= 600
+FUZZ_DIR     ?= build-fuzz
+FUZZ_SRCS    = tests/fuzz/fuzz_q8.c export/q8_file.c export/container.c autograd/error.c
+FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Iexport \
+               -Ikernels -Ifakequant -Iautograd
+.PHONY: fuzz
+fuzz:
+	@command -v clang >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq clang libclang-rt-14-dev zlib1g-dev; }
+	@mkdir -p $(FUZZ_DIR)/corpus
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8 -lz -lm
+	clang $(FUZZ_CFLAGS) -fsanitize=address,undefined -DQAT_FUZZ_SEEDGEN \
+	  $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8_seed -lz -lm
+	$(FUZZ_DIR)/fuzz_q8_seed $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/fuzz_q8 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus

@@ -107,6 +107,7 @@ typedef struct {
     int json;                /* final summary as one JSON object on stdout */
     int qat_from_epoch;      /* > 0: from this epoch (1-based) on, train with fake-quant */
     const char *qconfig;     /* qconfig of that QAT phase (NULL: "x86") */
+    float stop_at_accuracy;  /* > 0: stop after the first epoch whose test accuracy reaches it */
 } qat_train_opts;
 
 /* Defaults that train mbv2-tiny on Fashion-MNIST to >92.5% test accuracy. */

@@ -35,5 +35,6 @@ int cmd_bench(int argc, char **argv);     /* train/cli_int8.c */
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
                   const char *backend, int json);
 int cmd_plot(int argc, char **argv);      /* train/cli_plot.c */
+int cmd_quantize(int argc, char **argv);  /* train/cli_quantize.c */
 
 #endif

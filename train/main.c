@@ -150,7 +150,7 @@ static int cmd_qat(int argc, char **argv) {
 }
 
 static int cmd_inspect(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL;
+    const char *ckpt = NULL, *data = NULL, *plot = NULL;
     int batch = 128, threads = 0;
     float val_split = 0;
     const cli_opt opts[] = {
@@ -159,14 +159,24 @@ static int cmd_inspect(int argc, char **argv) {
         {"batch", OPT_INT, &batch, "images for the SQNR column [128]"},
         {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &threads, "threads [all cores]"},
+        {"plot", OPT_STR, &plot, "also draw the per-layer SQNR as a bar chart to this PNG"},
     };
-    if (parse_opts("inspect", "--ckpt X.ckpt --data PATH", opts, NOPTS(opts), argc, argv)) return 0;
+    if (parse_opts("inspect", "--ckpt X.ckpt --data PATH [--plot sqnr.png]", opts, NOPTS(opts), argc, argv)) return 0;
     if (!ckpt || !data) usage_error("inspect", "%s", "--ckpt and --data are required");
     if (threads > 0) qat_set_threads(threads);
     char *report;
-    if (qat_inspect(ckpt, data, val_split, batch, &report)) die(qat_last_error());
+    qat_layer_sqnr layers;
+    if (qat_inspect_with_sqnr(ckpt, data, val_split, batch, &report, plot ? &layers : NULL))
+        die(qat_last_error());
     fputs(report, stdout);
     free(report);
+    fflush(stdout);
+    if (plot) {
+        qat_status st = qat_plot_layer_sqnr(plot, ckpt, &layers);
+        qat_layer_sqnr_free(&layers);
+        if (st) die(qat_last_error());
+        fprintf(stderr, "wrote %s\n", plot);
+    }
     return 0;
 }
 
@@ -207,6 +217,7 @@ static const cli_cmd commands[] = {
     {"ptq", cmd_ptq, "post-training quantization of an FP32 checkpoint (calibrate, evaluate)"},
     {"qat", cmd_qat, "quantization-aware fine-tuning of an FP32 checkpoint"},
     {"inspect", cmd_inspect, "per-layer quantization parameters and SQNR of a PTQ/QAT checkpoint"},
+    {"quantize", cmd_quantize, "FP32 checkpoint to INT8 model within an accuracy budget (PTQ, QAT if needed)"},
     {"convert", cmd_convert, "turn a PTQ/QAT checkpoint into an INT8 model file (.q8)"},
     {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
     {"bench", cmd_bench, "benchmark an INT8 model: img/s, latency, per-layer time and backend"},

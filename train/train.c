@@ -35,7 +35,6 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-typedef qat_tensor *(*forward_fn)(void *net, qat_ctx *ctx, qat_tensor *x);
 
 static qat_tensor *model_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
     return qat_model_forward(net, ctx, x);
@@ -49,8 +48,8 @@ static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
     return qat_run_forward(net, ctx, x);
 }
 
-static qat_status evaluate_net(forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
-                               const float *std, int eval_batch, qat_eval_result *res) {
+qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
+                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out) {
     double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
@@ -87,6 +86,7 @@ static qat_status evaluate_net(forward_fn fwd, void *net, const qat_dataset *d, 
         loss_sum += (double)loss->data[0] * B;
         int K = logits->shape[1];
         for (int i = 0; i < B; i++) correct += argmax(logits->data + (size_t)i * K, K) == y[i];
+        if (logits_out) memcpy(logits_out + (size_t)n * K, logits->data, (size_t)B * K * sizeof(float));
         n += B;
     }
     qat_ctx_free(&ctx);
@@ -101,11 +101,11 @@ static qat_status evaluate_net(forward_fn fwd, void *net, const qat_dataset *d, 
 
 qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
                         int eval_batch, qat_eval_result *res) {
-    return evaluate_net(model_fwd, m, d, mean, std, eval_batch, res);
+    return qat_evaluate_net(model_fwd, m, d, mean, std, eval_batch, res, NULL);
 }
 
 qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res) {
-    return evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res);
+    return qat_evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL);
 }
 
 qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
@@ -421,6 +421,12 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         if (best) run.best_acc = ev.accuracy;
         if ((st = qat_checkpoint_save(last_path, &run))) goto done;
         if (best && (st = qat_checkpoint_save(best_path, &run))) goto done;
+        if (o->stop_at_accuracy > 0 && ev.accuracy >= o->stop_at_accuracy && epoch_done) {
+            if (!o->quiet)
+                fprintf(stderr, "test accuracy %.2f%% reached the target %.2f%%: stopping\n",
+                        100.0 * ev.accuracy, 100.0 * o->stop_at_accuracy);
+            stopped_early = 1;
+        }
     }
     if (o->json)
         printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"best_accuracy\": %.4f, \"epochs\": %d, "

@@ -8,6 +8,7 @@
 #include "optim.h"
 #include "spec.h"
 #include "ops.h"
+#include "qint.h"
 
 /* Everything one training run holds; also what a checkpoint restores. */
 typedef struct {
@@ -38,6 +39,12 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
 
 /* The network a run trains or evaluates: qat_qmodel_forward when r->qmodel, else the model. */
 qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x);
+/* The evaluation loop of every network kind: fwd(net, ctx, x) gives logits (NULL with the
+ * error set on failure) for normalised test batches of d. logits_out (optional) gets the
+ * logits of every image in dataset order (d->n * classes floats). */
+typedef qat_tensor *(*qat_forward_fn)(void *net, qat_ctx *ctx, qat_tensor *x);
+qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
+                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out);
 /* qat_evaluate of the run's network (fake-quant when r->qmodel). */
 qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res);
 
@@ -69,6 +76,20 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
  * images. *report is a malloc'd table (free it). */
 qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
                        char **report);
+/* Per layer (model order, the rows of the report): module path and SQNR in dB, +inf for a
+ * layer whose fake-quant output equals the FP32 one. */
+typedef struct {
+    int n;
+    char (*names)[QAT_LAYER_NAME_MAX];
+    double *sqnr_db;
+} qat_layer_sqnr;
+/* qat_inspect that also fills *layers (when not NULL; free with qat_layer_sqnr_free). */
+qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_split, int batch,
+                                 char **report, qat_layer_sqnr *layers);
+void qat_layer_sqnr_free(qat_layer_sqnr *s);
+/* The SQNR of each layer as a bar chart PNG (layer names below, dB up; +inf bars capped and
+ * marked "inf"); ckpt only names the chart. */
+qat_status qat_plot_layer_sqnr(const char *path, const char *ckpt, const qat_layer_sqnr *s);
 
 typedef struct {
     qat_train_opts train;       /* data, out_dir, epochs, batch, lr, opt, sched, resume, ... */
@@ -84,5 +105,49 @@ void qat_qat_opts_default(qat_qat_opts *o);
 /* Quantization-aware fine-tuning with the training loop of qat_train_run; metrics.jsonl lines
  * have phase "qat", checkpoints carry the "quant" section. */
 qat_status qat_qat_run(const qat_qat_opts *o);
+
+/* ---- stage 3: `qat convert` (train/convert.c) -------------------------------------------------- */
+
+/* Loads a PTQ/QAT checkpoint and builds its INT8 model (layers/qint.h) with the run's input
+ * normalisation; writes it to out (atomically, .q8 format) when out != NULL, and hands the
+ * model over in *model when model != NULL (free with qat_q8_free). An FP32 checkpoint gets
+ * QAT_ERR_ARG saying to run ptq/qat first. */
+qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_model **model);
+
+/* ---- stage 4: `qat quantize` (train/quantize.c) --------------------------------------------------- */
+
+typedef struct {
+    const char *ckpt;        /* FP32 checkpoint */
+    const char *data;
+    const char *out;         /* INT8 model file to write */
+    const char *work_dir;    /* PTQ checkpoint and QAT run go here [<out>.work] */
+    const char *qconfig;     /* [x86] */
+    const char *observer;    /* PTQ activation observer [histogram] */
+    const char *backend;     /* INT8 runtime backend of the verification [auto] */
+    float max_drop;          /* accepted accuracy drop vs FP32, in points [0.5] */
+    int qat_epochs;          /* most QAT epochs when PTQ falls short [3] */
+    int calib_batches;       /* [32] */
+    int threads;
+    float val_split;
+    int quiet;
+} qat_quantize_opts;
+
+typedef struct {
+    qat_eval_result fp32, ptq, qat, int8;
+    int qat_ran;             /* PTQ fell short and QAT fine-tuning ran */
+    int qat_epochs;          /* epochs it ran */
+    const char *chosen;      /* "ptq" or "qat": what was converted */
+    float sim_accuracy;      /* the chosen model's accuracy (integer-exact simulation) */
+    int agree, same_logits;  /* images whose INT8-runtime prediction / logits (bitwise) equal the simulation's */
+    int64_t fp32_bytes, int8_bytes; /* FP32 parameters + BN buffers; the .q8 file */
+    float target;            /* accuracy needed: fp32 - max_drop */
+    int met;                 /* INT8 runtime accuracy >= target */
+} qat_quantize_report;
+
+void qat_quantize_opts_default(qat_quantize_opts *o);
+/* PTQ; QAT when the PTQ accuracy is below FP32 - max_drop (stopping once within it); convert;
+ * verify with the INT8 runtime on the test split. Returns QAT_OK also when the target was
+ * missed (r->met says); errors only for failures. */
+qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r);
 
 #endif

@@ -1,0 +1,151 @@
+/* `qat quantize`: the accuracy-driven flow in one call — PTQ; QAT fine-tuning when PTQ loses
+ * more than the allowed drop; convert; verify the INT8 model with the INT8 runtime. */
+#include "rt_internal.h"
+#include "train.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void qat_quantize_opts_default(qat_quantize_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->qconfig = "x86";
+    o->observer = "histogram";
+    o->backend = "auto";
+    o->max_drop = 0.5f;
+    o->qat_epochs = 3;
+    o->calib_batches = 32;
+}
+
+static qat_tensor *rt_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
+    qat_rt *rt = net;
+    qat_tensor *y = qat_tensor_2d(ctx, x->shape[0], qat_rt_nclasses(rt));
+    return qat_rt_run(rt, x->data, x->shape[0], y->data) ? NULL : y;
+}
+
+static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) { return qat_run_forward(net, ctx, x); }
+
+static int argmax(const float *v, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* Accuracy of the chosen checkpoint by the integer-exact simulation and of its INT8 model on
+ * the runtime, with the per-image agreement of the two. */
+static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat_q8_model *m,
+                         qat_quantize_report *r) {
+    qat_run run;
+    qat_status st = qat_checkpoint_load(ckpt, &run);
+    if (st) return st;
+    qat_data_opts dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = o->val_split;
+    dopt.seed = run.seed;
+    qat_dataset *train = NULL, *test = NULL;
+    qat_rt *rt = NULL;
+    float *ls = NULL, *li = NULL;
+    if ((st = qat_dataset_open(o->data, &dopt, &train, &test))) goto done;
+    int K = m->nclasses;
+    ls = malloc((size_t)test->n * K * sizeof(float));
+    li = malloc((size_t)test->n * K * sizeof(float));
+    if (!ls || !li) {
+        st = qat_fail(QAT_ERR_NOMEM, "quantize: out of memory");
+        goto done;
+    }
+    qat_eval_result sim;
+    if ((st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, 500, &sim, ls))) goto done;
+    r->sim_accuracy = sim.accuracy;
+    qat_rt_options ro;
+    qat_rt_options_default(&ro);
+    ro.batch = 500;
+    if (qat_rt_backend_parse(o->backend, &ro.backend)) {
+        st = qat_fail(QAT_ERR_ARG, "quantize: unknown backend '%s' (auto, native, onednn, ref)", o->backend);
+        goto done;
+    }
+    if ((st = (qat_status)qat_rt_from_model(m, &ro, &rt))) goto done;
+    if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, 500, &r->int8, li))) goto done;
+    r->agree = r->same_logits = 0;
+    for (int i = 0; i < r->int8.n; i++) {
+        const float *a = ls + (size_t)i * K, *b = li + (size_t)i * K;
+        r->agree += argmax(a, K) == argmax(b, K);
+        r->same_logits += !memcmp(a, b, (size_t)K * sizeof(float));
+    }
+done:
+    free(ls), free(li);
+    qat_rt_free(rt);
+    qat_dataset_free(train);
+    qat_dataset_free(test);
+    qat_run_free(&run);
+    return st;
+}
+
+static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quantize_report *r,
+                          char *best, size_t cap) {
+    qat_qat_opts qo;
+    qat_qat_opts_default(&qo);
+    qo.ckpt = o->ckpt;
+    qo.qconfig = o->qconfig;
+    qo.train.data = o->data;
+    qo.train.out_dir = dir;
+    qo.train.epochs = o->qat_epochs;
+    qo.train.threads = o->threads;
+    qo.train.val_split = o->val_split;
+    qo.train.quiet = o->quiet;
+    qo.train.stop_at_accuracy = r->target;
+    qat_status st = qat_qat_run(&qo);
+    if (st) return st;
+    snprintf(best, cap, "%s/best.ckpt", dir);
+    qat_run run;
+    if ((st = qat_checkpoint_load(best, &run))) return st;
+    r->qat_epochs = run.epoch;
+    qat_run_free(&run);
+    r->qat_ran = 1;
+    return qat_checkpoint_evaluate_split(best, o->data, o->val_split, 500, &r->qat);
+}
+
+qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) {
+    memset(r, 0, sizeof *r);
+    if (!o->ckpt || !o->data || !o->out) return qat_fail(QAT_ERR_ARG, "quantize: --ckpt, --data and -o are required");
+    if (!(o->max_drop >= 0) || o->qat_epochs < 0)
+        return qat_fail(QAT_ERR_ARG, "quantize: --max-drop must be >= 0 and --qat-epochs >= 0");
+    if (o->threads > 0) qat_set_threads(o->threads);
+    char dir[1024], ptq_path[1100], qat_dir[1100], best[1200];
+    snprintf(dir, sizeof dir, "%s", o->work_dir ? o->work_dir : o->out);
+    if (!o->work_dir) strncat(dir, ".work", sizeof dir - strlen(dir) - 1);
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return qat_fail(QAT_ERR_IO, "quantize: cannot create %s", dir);
+    snprintf(ptq_path, sizeof ptq_path, "%s/ptq.ckpt", dir);
+    snprintf(qat_dir, sizeof qat_dir, "%s/qat", dir);
+
+    qat_ptq_opts po;
+    qat_ptq_opts_default(&po);
+    po.ckpt = o->ckpt, po.data = o->data, po.out = ptq_path;
+    po.qconfig = o->qconfig, po.observer = o->observer;
+    po.calib_batches = o->calib_batches, po.threads = o->threads, po.val_split = o->val_split;
+    qat_status st = qat_ptq_run(&po, &r->fp32, &r->ptq);
+    if (st) return st;
+    r->target = r->fp32.accuracy - o->max_drop / 100.0f;
+    const char *chosen = ptq_path;
+    r->chosen = "ptq";
+    if (r->ptq.accuracy < r->target && o->qat_epochs > 0) {
+        if ((st = run_qat(o, qat_dir, r, best, sizeof best))) return st;
+        if (r->qat.accuracy > r->ptq.accuracy) chosen = best, r->chosen = "qat";
+    }
+    qat_q8_model *m;
+    if ((st = qat_convert_checkpoint(chosen, o->out, &m))) return st;
+    st = verify(o, chosen, m, r);
+    qat_q8_free(m);
+    if (st) return st;
+    struct stat sb;
+    r->int8_bytes = stat(o->out, &sb) ? 0 : (int64_t)sb.st_size;
+    qat_run run;
+    if (!qat_checkpoint_load(o->ckpt, &run)) {
+        r->fp32_bytes = (run.model->nparams + run.model->nbuffers) * (int64_t)sizeof(float);
+        qat_run_free(&run);
+    }
+    r->met = r->int8.accuracy >= r->target;
+    return QAT_OK;
+}
