@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "qat_rt.h"
+#include "train.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -175,6 +176,32 @@ static double bench_batch(const bench_cfg *cfg, int bs, char **js, size_t *jlen)
     return img_s;
 }
 
+/* FP32 inference img/s of a checkpoint's model at batch bs (eval mode, no tape): what INT8 is
+ * compared with. Iterations as bench_batch, on the same pseudo-random pixels normalised. */
+static double bench_fp32(const char *ckpt, int bs, int iters) {
+    qat_run r;
+    if (qat_checkpoint_load(ckpt, &r)) die(qat_last_error());
+    qat_model *m = r.model;
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 64u << 20);
+    ctx.training = 0;
+    ctx.grad_enabled = 0;
+    if (iters <= 0) iters = bs == 1 ? 2000 : 50 > 4000 / bs ? 50 : 4000 / bs;
+    double total = 0;
+    for (int k = -3; k < iters; k++) { /* 3 warm-up runs */
+        qat_ctx_reset(&ctx);
+        qat_tensor *x = qat_tensor_4d(&ctx, bs, m->in_h, m->in_w, m->in_c);
+        for (int64_t i = 0; i < x->numel; i++)
+            x->data[i] = ((uint8_t)(i * 2654435761u >> 24) / 255.0f - r.mean[i % m->in_c]) / r.std[i % m->in_c];
+        double t0 = omp_get_wtime();
+        if (!qat_model_forward(m, &ctx, x)) die(qat_last_error());
+        if (k >= 0) total += omp_get_wtime() - t0;
+    }
+    qat_ctx_free(&ctx);
+    qat_run_free(&r);
+    return bs * iters / total;
+}
+
 /* "1,64" -> sizes; returns the count (usage error on anything else). */
 static int parse_batches(const char *s, int *out, int max) {
     int n = 0;
@@ -192,16 +219,17 @@ static int parse_batches(const char *s, int *out, int max) {
 
 int cmd_bench(int argc, char **argv) {
     bench_cfg cfg = {.backend = "auto"};
-    const char *batches = "1,64";
+    const char *batches = "1,64", *ckpt = NULL;
     const cli_opt opts[] = {
         {"int8", OPT_STR, &cfg.model, "INT8 model (.q8) to benchmark"},
+        {"ckpt", OPT_STR, &ckpt, "also time this FP32 checkpoint's model and print the INT8/FP32 ratio"},
         {"batch", OPT_STR, &batches, "batch sizes, comma separated [1,64]"},
         {"threads", OPT_INT, &cfg.threads, "threads [all cores]"},
         {"backend", OPT_STR, &cfg.backend, "kernels: auto, native, onednn or ref [auto]"},
         {"iters", OPT_INT, &cfg.iters, "timed runs per batch size [2000 at batch 1, 4000/batch, >= 50]"},
         {"json", OPT_FLAG, &cfg.json, "print one JSON object"},
     };
-    if (parse_opts("bench", "--int8 MODEL.q8 [--batch 1,64] [--threads T] [--backend X] [--iters N] [--json]",
+    if (parse_opts("bench", "--int8 MODEL.q8 [--ckpt FP32.ckpt] [--batch 1,64] [--threads T] [--backend X] [--iters N] [--json]",
                    opts, NOPTS(opts), argc, argv))
         return 0;
     if (!cfg.model) usage_error("bench", "%s", "--int8 MODEL.q8 is required");
@@ -218,12 +246,21 @@ int cmd_bench(int argc, char **argv) {
     if (!cfg.json)
         printf("%s: %d threads, backend %s; int8 peak (vpdpbusd probe) %.1f GMAC/s\n", cfg.model,
                cfg.threads, cfg.backend, cfg.peak_gmacs);
-    for (int i = 0; i < nb; i++) img_s[i] = bench_batch(&cfg, bs[i], &js, &jlen);
+    double fp32[16] = {0};
+    for (int i = 0; i < nb; i++) {
+        img_s[i] = bench_batch(&cfg, bs[i], &js, &jlen);
+        if (ckpt) fp32[i] = bench_fp32(ckpt, bs[i], cfg.iters);
+    }
+    if (ckpt && !cfg.json) {
+        printf("\n%-8s %14s %14s %8s\n", "batch", "FP32 img/s", "INT8 img/s", "INT8/FP32");
+        for (int i = 0; i < nb; i++) printf("%-8d %14.1f %14.1f %7.2fx\n", bs[i], fp32[i], img_s[i], img_s[i] / fp32[i]);
+    }
     if (cfg.json) {
         /* flat int8_infer_bN_img_s keys first: what bench/compare_int8.sh reads */
         printf("{\"model\": \"%s\", \"threads\": %d, \"backend\": \"%s\", \"vnni_peak_gmac_s\": %.1f",
                cfg.model, cfg.threads, cfg.backend, cfg.peak_gmacs);
         for (int i = 0; i < nb; i++) printf(", \"int8_infer_b%d_img_s\": %.1f", bs[i], img_s[i]);
+        for (int i = 0; ckpt && i < nb; i++) printf(", \"fp32_infer_b%d_img_s\": %.1f", bs[i], fp32[i]);
         printf(", \"batches\": %s]}\n", js);
     }
     free(js);
