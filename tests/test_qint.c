@@ -2,8 +2,10 @@
  * INT8 kernels' on every layer, eval uses it, it stays close to the float fake-quant graph, and
  * models without an INT8 form are refused with a reason. */
 #include "int8.h"
+#include "int8_onednn.h"
 #include "qint.h"
 #include "qint_requant.h"
+#include "rt_internal.h"
 #include "test_util.h"
 #include <math.h>
 #include <stdio.h>
@@ -121,6 +123,45 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
         }
         qat_i8_set_path(saved);
     }
+    /* the runtime on the converted model: every native path this CPU has (ref, AVX2, AVX-512,
+     * AVX-VNNI, AVX512-VNNI), oneDNN and auto give the simulation's logits bit for bit */
+    float *yr = malloc((size_t)logits->numel * sizeof(float));
+    for (int p = QAT_I8_REF; p < QAT_I8_PATH_COUNT; p++) {
+        if (!qat_i8_path_available((qat_i8_path)p)) continue;
+        qat_i8_path saved = qat_i8_set_path((qat_i8_path)p);
+        qat_rt_options ro;
+        qat_rt_options_default(&ro);
+        ro.backend = QAT_RT_BACKEND_NATIVE;
+        qat_rt *rt;
+        CU_ASSERT_FATAL(qat_rt_from_model(im, &ro, &rt) == 0);
+        CU_ASSERT(qat_rt_run(rt, x->data, x->shape[0], yr) == 0);
+        if (memcmp(yr, logits->data, (size_t)logits->numel * sizeof(float)))
+            printf("\n  runtime path %s differs from the simulation\n", qat_i8_path_name((qat_i8_path)p));
+        CU_ASSERT(!memcmp(yr, logits->data, (size_t)logits->numel * sizeof(float)));
+        qat_rt_free(rt);
+        qat_i8_set_path(saved);
+    }
+    qat_rt_backend backends[3] = {QAT_RT_BACKEND_ONEDNN, QAT_RT_BACKEND_AUTO, QAT_RT_BACKEND_REF};
+    for (int b = 0; b < 3; b++) {
+        qat_rt_options ro;
+        qat_rt_options_default(&ro);
+        ro.backend = backends[b];
+        qat_rt *rt;
+        CU_ASSERT_FATAL(qat_rt_from_model(im, &ro, &rt) == 0);
+        CU_ASSERT(qat_rt_run(rt, x->data, x->shape[0], yr) == 0);
+        CU_ASSERT(!memcmp(yr, logits->data, (size_t)logits->numel * sizeof(float)));
+        if (backends[b] == QAT_RT_BACKEND_ONEDNN && qat_i8_dnnl_available()) {
+            int on = 0; /* oneDNN really ran some layers */
+            for (int i = 0; i < qat_rt_num_layers(rt); i++) {
+                qat_rt_layer_info li;
+                qat_rt_layer(rt, i, &li);
+                on += !strcmp(li.backend, "onednn");
+            }
+            CU_ASSERT(on > 0);
+        }
+        qat_rt_free(rt);
+    }
+    free(yr);
     /* eval forward = simulation, bit for bit; the float graph is close but not the same thing */
     qat_tensor *ye = qat_qmodel_forward(q, &ctx, x);
     CU_ASSERT(ye && !memcmp(ye->data, logits->data, (size_t)logits->numel * sizeof(float)));
