@@ -43,25 +43,8 @@ static char *tpath(const char *name) {
     return p;
 }
 
-static unsigned char *slurp(const char *path, long *len) {
-    FILE *f = fopen(path, "rb");
-    *len = -1;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)*len + 1);
-    if (fread(b, 1, (size_t)*len, f) != (size_t)*len) *len = -1;
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *b, long len) {
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    CU_ASSERT_EQUAL(fwrite(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-}
+#define slurp test_slurp
+#define spit(p, b, n) test_spit(p, b, (size_t)(n))
 
 static int has(const char *s) { return strstr(qat_last_error(), s) != NULL; }
 

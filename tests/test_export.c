@@ -35,24 +35,13 @@ static char *tpath(const char *name) {
 }
 
 static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    *len = 0;
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) == (size_t)n) *len = (size_t)n;
-    fclose(f);
+    long n;
+    unsigned char *b = test_slurp(path, &n);
+    *len = n < 0 ? 0 : (size_t)n;
     return b;
 }
 
-static void spit(const char *path, const void *b, size_t len) {
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    CU_ASSERT_EQUAL(fwrite(b, 1, len, f), len);
-    fclose(f);
-}
+#define spit test_spit
 
 static int has(const char *s) {
     if (strstr(qat_last_error(), s)) return 1;

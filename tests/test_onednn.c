@@ -11,12 +11,7 @@
 #include <string.h>
 
 static uint64_t rng_state = 0x0de1ce;
-static uint32_t rnd(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (uint32_t)((z ^ (z >> 31)) >> 32);
-}
+static uint32_t rnd(void) { return test_splitmix32(&rng_state); }
 static int rnd_int(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
 static float rnd_unit(void) { return (float)(rnd() >> 8) / 16777216.0f; }
 

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 qat_tensor *test_leaf(int ndim, const int *shape, float scale, uint64_t seed) {
@@ -195,4 +196,31 @@ qat_model *test_random_model(const char *spec_text, int s, qat_spec **spec, uint
         }
     }
     return m;
+}
+
+unsigned char *test_slurp(const char *path, long *len) {
+    FILE *f = fopen(path, "rb");
+    *len = -1;
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) == (size_t)n) *len = n;
+    fclose(f);
+    return b;
+}
+
+void test_spit(const char *path, const void *b, size_t len) {
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
+uint32_t test_splitmix32(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
 }

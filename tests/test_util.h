@@ -42,6 +42,13 @@ struct qat_spec;
 struct qat_model *test_random_model(const char *spec_text, int s, struct qat_spec **spec,
                                     uint64_t seed);
 
+/* Whole file into a malloc'd buffer (one spare byte); *len = its size, -1 when unreadable. */
+unsigned char *test_slurp(const char *path, long *len);
+/* Writes len bytes to path (asserts it worked). */
+void test_spit(const char *path, const void *b, size_t len);
+/* splitmix64 step on *state, upper 32 bits: the tests' small deterministic generator. */
+uint32_t test_splitmix32(uint64_t *state);
+
 /* Registers a CUnit suite with the given tests (NULL-terminated pairs of name, fn). */
 void test_add_suite(const char *name, ...);
 
