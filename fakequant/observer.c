@@ -234,20 +234,10 @@ void qat_observer_reset(qat_observer *o) {
     o->hist_lo = o->hist_width = o->zeros = 0;
 }
 
-qat_status qat_observer_update(qat_observer *o, const float *x, int ndim, const int *shape) {
-    if (!o->enabled || o->frozen) return QAT_OK;
-    qat_qscheme lay = {.bits = 8, .per_channel = o->per_channel, .axis = o->axis};
-    qat_qlayout l;
-    qat_status st = qat_qlayout_of(&lay, ndim, shape, &l);
-    if (st) return qat_fail(st, "observer %s: %s", obs_name(o), qat_last_error());
-    if (l.channels != o->nchannels)
-        return qat_fail(QAT_ERR_SHAPE, "fakequant/observer.c: observer %s: %d channels, expected %d",
-                        obs_name(o), l.channels, o->nchannels);
-    if (l.outer * l.channels * l.inner == 0) return QAT_OK;
+/* A batch's per-channel range (bmin, bmax: C floats, nan NaN values) into the observed range:
+ * the part of an update that does not need the data. */
+static qat_status range_update(qat_observer *o, const float *bmin, const float *bmax, int64_t nan) {
     const int C = o->nchannels;
-    float *bmin = o->min_val + 2 * C, *bmax = o->min_val + 3 * C;
-    int64_t nan;
-    qat_minmax(bmin, bmax, &nan, x, &l);
     if (nan)
         return qat_fail(QAT_ERR_NUMERIC,
                         "fakequant/observer.c: observer %s: batch has %lld NaN values (ignored)",
@@ -279,10 +269,46 @@ qat_status qat_observer_update(qat_observer *o, const float *x, int ndim, const 
     }
     default: QAT_ASSERT(0);
     }
+    return QAT_OK;
+}
+
+qat_status qat_observer_update(qat_observer *o, const float *x, int ndim, const int *shape) {
+    if (!o->enabled || o->frozen) return QAT_OK;
+    qat_qscheme lay = {.bits = 8, .per_channel = o->per_channel, .axis = o->axis};
+    qat_qlayout l;
+    qat_status st = qat_qlayout_of(&lay, ndim, shape, &l);
+    if (st) return qat_fail(st, "observer %s: %s", obs_name(o), qat_last_error());
+    if (l.channels != o->nchannels)
+        return qat_fail(QAT_ERR_SHAPE, "fakequant/observer.c: observer %s: %d channels, expected %d",
+                        obs_name(o), l.channels, o->nchannels);
+    if (l.outer * l.channels * l.inner == 0) return QAT_OK;
+    const int C = o->nchannels;
+    float *bmin = o->min_val + 2 * C, *bmax = o->min_val + 3 * C;
+    int64_t nan;
+    qat_minmax(bmin, bmax, &nan, x, &l);
+    st = range_update(o, bmin, bmax, nan);
+    if (st) return st;
     if (o->kind == QAT_OBS_HISTOGRAM) {
         st = qat_hist_update(o, x, l.inner, bmin[0], bmax[0]);
         if (st) return st;
     }
+    o->seen++;
+    return QAT_OK;
+}
+
+/* qat_observer_update of a non-empty batch whose per-channel min, max and NaN count the caller
+ * computed exactly as qat_minmax does (NaN skipped; on a tie of -0.0 and +0.0 the same zero
+ * kept): lets a fused pass observe a tensor it never stores. Histogram observers need the
+ * data itself. */
+qat_status qat_observer_update_minmax(qat_observer *o, const float *bmin, const float *bmax,
+                                      int64_t nan) {
+    if (!o->enabled || o->frozen) return QAT_OK;
+    if (o->kind == QAT_OBS_HISTOGRAM)
+        return qat_fail(QAT_ERR_ARG,
+                        "fakequant/observer.c: observer %s: a histogram observer needs the data",
+                        obs_name(o));
+    qat_status st = range_update(o, bmin, bmax, nan);
+    if (st) return st;
     o->seen++;
     return QAT_OK;
 }

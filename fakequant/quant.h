@@ -113,6 +113,10 @@ void qat_observer_reset(qat_observer *o);
 /* Observes one batch x of `shape`. NaN/inf in x -> QAT_ERR_NUMERIC and the batch is ignored;
  * channel count != nchannels -> QAT_ERR_SHAPE. No-op when disabled or frozen. */
 qat_status qat_observer_update(qat_observer *o, const float *x, int ndim, const int *shape);
+/* qat_observer_update of a batch whose per-channel min, max and NaN count the caller computed
+ * as qat_minmax does (fused passes that never store the observed tensor); not for histograms. */
+qat_status qat_observer_update_minmax(qat_observer *o, const float *bmin, const float *bmax,
+                                      int64_t nan);
 /* The chosen range per channel (min/max; histogram: the MSE or percentile search). An observer
  * that saw nothing -> QAT_ERR_ARG "observer <name> saw no data". */
 qat_status qat_observer_range(const qat_observer *o, const qat_qscheme *s, float *lo, float *hi);

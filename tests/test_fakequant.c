@@ -5,6 +5,7 @@
 #include "test_util.h"
 #include "quant.h"
 #include "kernels.h"
+#include "qmodel.h" /* qat_batchnorm2d_act_fq, qat_qconfig_get */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -993,6 +994,130 @@ static void test_fakequant_flags(void) {
     test_leaf_free(x);
 }
 
+/* The AVX-512 variants of the QAT batchnorm passes (input scale, output fake-quant fused
+ * without storing y, straight-through masks in the backward) against the scalar reference:
+ * the same op under QAT_ISA_SCALAR and QAT_ISA_AVX512, bit for bit in outputs, gradients of
+ * x, gamma and beta, running statistics, observer range, qparams and skip count, over two
+ * steps (the moving average moves and the second range clips), in training (y's range from
+ * the statistics pass) and eval (a range pass), on channel counts that leave
+ * a partial 16-lane block, a row count that is no multiple of anything and one large enough
+ * for the parallel passes. */
+typedef struct {
+    float rm[64], rv[64], isc[64];
+    qat_bn_state st;
+    qat_bn_act act;
+    int scaled;
+    qat_fq fq;
+    int with_fq;
+} bnq_fixture;
+
+static void bnq_init(bnq_fixture *f, int C, qat_bn_act act, int scaled, int with_fq,
+                     const qat_qconfig *cfg) {
+    qat_rng r;
+    qat_rng_seed(&r, 95);
+    for (int c = 0; c < C; c++) {
+        f->rm[c] = 0.3f * qat_rng_normal(&r);
+        f->rv[c] = 0.5f + (float)qat_rng_below(&r, 100) / 50.0f;
+        f->isc[c] = (c % 3 == 0 ? -1.0f : 1.0f) * (0.05f + (float)qat_rng_below(&r, 1000) / 100.0f);
+    }
+    f->st = (qat_bn_state){f->rm, f->rv, 0.1f, 1e-5f, 1};
+    f->act = act, f->scaled = scaled, f->with_fq = with_fq;
+    CU_ASSERT_FATAL(qat_fq_init(&f->fq, &cfg->act, cfg->act_obs_qat, 1, "bnq") == QAT_OK);
+}
+
+static qat_tensor *build_bnq(qat_ctx *ctx, qat_tensor **in, void *user) {
+    bnq_fixture *f = user;
+    const float *isc = f->scaled ? f->isc : NULL;
+    if (f->with_fq) return qat_batchnorm2d_act_fq(ctx, in[0], isc, in[1], in[2], &f->st, f->act, &f->fq);
+    return qat_batchnorm2d_scaled_act(ctx, in[0], isc, in[1], in[2], &f->st, f->act);
+}
+
+/* Runs the fixture under `isa` for two steps; the outputs and grads of the last step. */
+static void bnq_run(bnq_fixture *f, qat_isa isa, int training, qat_tensor **in, const float *w,
+                    float *y, float *g) {
+    qat_set_isa(isa);
+    for (int step = 0; step < 2; step++) test_run_backward(build_bnq, 3, in, f, training, w, y, g);
+}
+
+static int bnq_same(const bnq_fixture *a, const bnq_fixture *b, int C) {
+    return !memcmp(a->rm, b->rm, (size_t)C * sizeof(float)) &&
+           !memcmp(a->rv, b->rv, (size_t)C * sizeof(float)) &&
+           !memcmp(a->fq.obs.min_val, b->fq.obs.min_val, sizeof(float)) &&
+           !memcmp(a->fq.obs.max_val, b->fq.obs.max_val, sizeof(float)) &&
+           !memcmp(a->fq.scale, b->fq.scale, sizeof(float)) &&
+           a->fq.zero_point[0] == b->fq.zero_point[0] && a->fq.obs.seen == b->fq.obs.seen &&
+           a->fq.skipped == b->fq.skipped;
+}
+
+static void test_bn_qat_simd(void) {
+    if (qat_cpu_isa_hw() < QAT_ISA_AVX512) return; /* no variant to compare on this CPU */
+    qat_isa saved = qat_cpu_isa();
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get("x86", &cfg) == QAT_OK);
+    /* {N, H, W, C}: odd rows and partial lane blocks; the last is above the parallel threshold */
+    static const int shapes[][4] = {{3, 5, 7, 1}, {3, 5, 7, 3}, {3, 5, 7, 17}, {1, 3, 3, 24},
+                                    {3, 5, 7, 40}, {2, 9, 11, 64}, {4, 16, 16, 40}};
+    int cases = 0, bad = 0, ties = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int C = shapes[si][3], cs[1] = {C};
+        qat_tensor *in[3] = {test_leaf(4, shapes[si], 2.0f, 301 + si), test_leaf(1, cs, 1.0f, 302),
+                             test_leaf(1, cs, 1.0f, 303)};
+        const int64_t n = in[0]->numel, ng = n + 2 * C;
+        float *w = malloc((size_t)n * sizeof(float)), *y[2], *g[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = malloc((size_t)n * sizeof(float));
+            g[k] = malloc((size_t)ng * sizeof(float));
+        }
+        qat_rng r;
+        qat_rng_seed(&r, 304);
+        for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+        for (int c = 0; c < C; c++) { /* ReLU6 outputs on both sides of 6; the widest */
+            in[2]->data[c] += 1.0f;  /* channels (the tensor's range) scaled by either sign */
+            if (c % 4 == 0) in[1]->data[c] = 4.0f;
+            if (c % 4 == 1 || C == 1) in[1]->data[c] = -5.0f;
+        }
+        /* tie: gamma 0 and beta -0.0 make an unclamped output of -0.0 and +0.0 only, the batch
+         * the fused range leaves to qat_minmax */
+        for (int tie = 0; tie <= 1; tie++)
+            for (int act = QAT_BN_ACT_NONE; act <= QAT_BN_ACT_RELU6; act++)
+                for (int v = 1; v < 8; v++) { /* bit 0: scaled, 1: output fake-quant, 2: eval */
+                    if (!(v & 3) || (tie && (act != QAT_BN_ACT_NONE || !(v & 2)))) continue;
+                    const int training = !(v & 4);
+                    float gsave[64], bsave[64];
+                    memcpy(gsave, in[1]->data, (size_t)C * sizeof(float));
+                    memcpy(bsave, in[2]->data, (size_t)C * sizeof(float));
+                    if (tie)
+                        for (int c = 0; c < C; c++) in[1]->data[c] = 0.0f, in[2]->data[c] = -0.0f;
+                    bnq_fixture f[2];
+                    for (int k = 0; k < 2; k++) bnq_init(&f[k], C, (qat_bn_act)act, v & 1, (v >> 1) & 1, &cfg);
+                    bnq_run(&f[0], QAT_ISA_SCALAR, training, in, w, y[0], g[0]);
+                    bnq_run(&f[1], QAT_ISA_AVX512, training, in, w, y[1], g[1]);
+                    int ok = !memcmp(y[0], y[1], (size_t)n * sizeof(float)) &&
+                             !memcmp(g[0], g[1], (size_t)ng * sizeof(float)) && bnq_same(&f[0], &f[1], C);
+                    if (!ok) {
+                        printf("\n  QAT BN shape %dx%dx%dx%d act %d scaled %d fq %d training %d tie %d differs\n",
+                               shapes[si][0], shapes[si][1], shapes[si][2], C, act, v & 1, (v >> 1) & 1,
+                               training, tie);
+                        test_compare("bn y", y[1], y[0], n, 0);
+                        test_compare("bn grads", g[1], g[0], ng, 0);
+                        bad++;
+                    }
+                    ties += tie && training && f[0].fq.obs.seen == 2;
+                    cases++;
+                    for (int k = 0; k < 2; k++) qat_fq_free(&f[k].fq);
+                    memcpy(in[1]->data, gsave, (size_t)C * sizeof(float));
+                    memcpy(in[2]->data, bsave, (size_t)C * sizeof(float));
+                }
+        for (int k = 0; k < 3; k++) test_leaf_free(in[k]);
+        for (int k = 0; k < 2; k++) free(y[k]), free(g[k]);
+        free(w);
+    }
+    qat_set_isa(saved);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(cases > 0);
+    CU_ASSERT(ties > 0);
+}
+
 void register_fakequant_tests(void) {
     test_add_suite("fakequant",
                    "qscheme ranges", test_qscheme_ranges,
@@ -1010,5 +1135,6 @@ void register_fakequant_tests(void) {
                    "histogram MSE clips outliers", test_histogram_mse,
                    "histogram percentile and growth", test_histogram_percentile,
                    "fake-quant flags and state", test_fakequant_flags,
+                   "QAT batchnorm passes, AVX-512 vs scalar", test_bn_qat_simd,
                    NULL);
 }
