@@ -116,17 +116,17 @@ static void set_output(qat_q8_layer *Y, const qat_qmodel *q, const point_qp *op,
 
 /* Weight codes of a conv (BN folded with s[c]; s == NULL: linear, no folding), its weight scales
  * and, for convs, the int32 bias and multipliers. */
-static qat_status quantize_weights(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
+static qat_status quantize_weights(qat_q8_layer *Y, const qat_qscheme *ws, const qat_layer *L,
                                    const point_qp *wp, const float *s) {
     int C = Y->out_c;
     int64_t R = L->weight.numel / C;
     int32_t qmin, qmax;
-    qat_qscheme_range(&q->cfg.weight, &qmin, &qmax);
+    qat_qscheme_range(ws, &qmin, &qmax);
     Y->weight = malloc((size_t)L->weight.numel);
     Y->wscale = malloc((size_t)C * sizeof(float));
     Y->mult = malloc((size_t)C * sizeof(float));
     if (!Y->weight || !Y->wscale || !Y->mult) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
-    Y->wbits = q->cfg.weight.bits;
+    Y->wbits = ws->bits; /* the qconfig's, or the spec's wbits= for this stage */
     for (int c = 0; c < C; c++) {
         int pc = wp->n > 1 ? c : 0;
         float sw = wp->scale[pc], inv = 1.0f / sw;
@@ -145,7 +145,7 @@ static qat_status quantize_weights(qat_q8_layer *Y, const qat_qmodel *q, const q
 }
 
 static qat_status build_conv(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
-                             const point_qp *wp, const point_qp *op) {
+                             const qat_qscheme *ws, const point_qp *wp, const point_qp *op) {
     int C = L->out_c;
     Y->kind = QAT_Q8_CONV;
     Y->k = L->k, Y->stride = L->stride, Y->pad = L->pad, Y->groups = L->groups;
@@ -159,7 +159,7 @@ static qat_status build_conv(qat_q8_layer *Y, const qat_qmodel *q, const qat_lay
         return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
     }
     for (int c = 0; c < C; c++) s[c] = rounded(L->gamma.data[c] * (1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps)));
-    qat_status st = quantize_weights(Y, q, L, wp, s);
+    qat_status st = quantize_weights(Y, ws, L, wp, s);
     for (int c = 0; !st && c < C; c++) {
         float istd = 1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps);
         float nb = rounded(-L->bn.running_mean[c] * istd);
@@ -171,7 +171,7 @@ static qat_status build_conv(qat_q8_layer *Y, const qat_qmodel *q, const qat_lay
     return st;
 }
 
-static qat_status build_linear(qat_q8_layer *Y, const qat_qmodel *q, const qat_layer *L,
+static qat_status build_linear(qat_q8_layer *Y, const qat_qscheme *ws, const qat_layer *L,
                                const point_qp *wp) {
     Y->kind = QAT_Q8_LINEAR;
     Y->in_h = Y->in_w = Y->out_h = Y->out_w = 1;
@@ -180,7 +180,7 @@ static qat_status build_linear(qat_q8_layer *Y, const qat_qmodel *q, const qat_l
     Y->fbias = malloc((size_t)Y->out_c * sizeof(float));
     if (!Y->fbias) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
     memcpy(Y->fbias, L->bias.data, (size_t)Y->out_c * sizeof(float));
-    return quantize_weights(Y, q, L, wp, NULL);
+    return quantize_weights(Y, ws, L, wp, NULL);
 }
 
 qat_status qat_qint_build(qat_qmodel *q, const float mean[4], const float std[4],
@@ -229,7 +229,7 @@ qat_status qat_qint_build(qat_qmodel *q, const float mean[4], const float std[4]
         const point_qp *op = q->out_fq[li] >= 0 ? &pts[q->out_fq[li]] : NULL;
         const point_qp *wp = q->weight_fq[li] >= 0 ? &pts[q->weight_fq[li]] : NULL;
         switch (L->kind) {
-        case QAT_LAYER_CONV_BN_ACT: st = build_conv(Y, q, L, wp, op); break;
+        case QAT_LAYER_CONV_BN_ACT: st = build_conv(Y, q, L, &q->fq[q->weight_fq[li]].scheme, wp, op); break;
         case QAT_LAYER_ADD: {
             int sk = L->skip < 0 ? -1 : val[L->skip];
             const qat_q8_layer *S = sk < 0 ? NULL : &m->layers[sk];
@@ -246,7 +246,7 @@ qat_status qat_qint_build(qat_qmodel *q, const float mean[4], const float std[4]
             set_output(Y, q, op, QAT_ACT_NONE);
             Y->pool_mult = qat_i8_avgpool_mult(Y->sx, Y->sy, L->in_h * L->in_w);
             break;
-        case QAT_LAYER_LINEAR: st = build_linear(Y, q, L, wp); break;
+        case QAT_LAYER_LINEAR: st = build_linear(Y, &q->fq[q->weight_fq[li]].scheme, L, wp); break;
         default: st = qat_fail(QAT_ERR_ARG, "convert: layer %s: no INT8 form", L->name);
         }
     }

@@ -81,8 +81,9 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
         q->fq_names = calloc((size_t)cap, sizeof *q->fq_names);
         q->weight_fq = malloc((size_t)m->nlayers * sizeof(int));
         q->out_fq = malloc((size_t)m->nlayers * sizeof(int));
+        q->keep_float = calloc((size_t)cap, 1);
     }
-    if (!q || !q->fq || !q->fq_names || !q->weight_fq || !q->out_fq) {
+    if (!q || !q->fq || !q->fq_names || !q->weight_fq || !q->out_fq || !q->keep_float) {
         qat_qmodel_free(q);
         return qat_fail(QAT_ERR_NOMEM, "qmodel: out of memory");
     }
@@ -95,7 +96,9 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
     q->freeze_bn_epoch = q->freeze_observer_epoch = -1;
     /* Name the points first (fq->name points into fq_names), then initialise them. */
     int *wch = malloc((size_t)cap * sizeof(int)); /* channels of each point, 0 = activation */
-    if (!wch) {
+    int *wbits = calloc((size_t)cap, sizeof(int)); /* per point: the spec's wbits override, 0 none */
+    if (!wch || !wbits) {
+        free(wch), free(wbits);
         qat_qmodel_free(q);
         return qat_fail(QAT_ERR_NOMEM, "qmodel: out of memory");
     }
@@ -109,6 +112,11 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
             q->weight_fq[i] = add_point(q, L->name, ".weight_fq");
             wch[q->weight_fq[i]] = L->kind == QAT_LAYER_LINEAR ? L->weight.shape[0] : L->out_c;
             if (L->kind == QAT_LAYER_CONV_BN_ACT) wch[q->out_fq[i] = add_point(q, L->name, ".out_fq")] = 0;
+            if (L->stage >= 0) { /* per-stage overrides of the spec (wbits=, quant=) */
+                const qat_spec_stage *st = &m->spec->stages[L->stage];
+                wbits[q->weight_fq[i]] = st->wbits;
+                if (!st->quant) q->keep_float[q->weight_fq[i]] = q->keep_float[q->out_fq[i]] = 1;
+            }
             break;
         case QAT_LAYER_ADD:
         case QAT_LAYER_GLOBAL_AVGPOOL: wch[q->out_fq[i] = add_point(q, L->name, ".out_fq")] = 0; break;
@@ -117,21 +125,24 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
     }
     for (int i = 0; i < q->nfq; i++) {
         int w = wch[i] > 0;
-        const qat_qscheme *s = w ? &cfg->weight : &cfg->act;
-        int nch = w && s->per_channel ? wch[i] : 1;
-        if ((st = qat_fq_init(&q->fq[i], s, w ? cfg->weight_obs : q->act_obs, nch, q->fq_names[i]))) {
+        qat_qscheme s = w ? cfg->weight : cfg->act;
+        if (wbits[i]) s.bits = wbits[i];
+        int nch = w && s.per_channel ? wch[i] : 1;
+        if ((st = qat_fq_init(&q->fq[i], &s, w ? cfg->weight_obs : q->act_obs, nch, q->fq_names[i]))) {
             q->nfq = i; /* free only what was initialised */
-            free(wch);
+            free(wch), free(wbits);
             qat_qmodel_free(q);
             return st;
         }
     }
     if (cfg->lsq && (st = lsq_alloc(q, wch))) {
-        free(wch);
+        free(wch), free(wbits);
         qat_qmodel_free(q);
         return st;
     }
-    free(wch);
+    free(wch), free(wbits);
+    for (int i = 0; i < q->nfq; i++)
+        if (q->keep_float[i]) q->fq[i].fake_quant_enabled = 0;
     *out = q;
     return QAT_OK;
 }
@@ -143,6 +154,7 @@ void qat_qmodel_free(qat_qmodel *q) {
     free(q->fq_names);
     free(q->weight_fq);
     free(q->out_fq);
+    free(q->keep_float);
     free(q->lsq);
     free(q->lsq_t);
     free(q->lsq_params);
@@ -159,8 +171,9 @@ static int is_weight(const qat_qmodel *q, int i) {
 
 void qat_qmodel_enable_fake_quant(qat_qmodel *q, int on) {
     for (int i = 0; i < q->nfq; i++) {
-        q->fq[i].fake_quant_enabled = on != 0;
-        if (q->lsq) q->lsq[i].fake_quant_enabled = on != 0;
+        int e = on != 0 && !q->keep_float[i];
+        q->fq[i].fake_quant_enabled = e;
+        if (q->lsq) q->lsq[i].fake_quant_enabled = e;
     }
 }
 

@@ -54,6 +54,7 @@ typedef struct {
     qat_fq *fq;                   /* all quantization points: [0] is the model input */
     char (*fq_names)[QAT_QPOINT_NAME_MAX];
     int *weight_fq, *out_fq;      /* per layer: index into fq, or -1 */
+    unsigned char *keep_float;    /* per point: 1 = a spec's quant=0 stage, fake-quant stays off */
     /* 1 (default): fold BN into the weight when the weight fake-quant is on, else plain conv+BN;
      * 2: always fold (tests); 0: never. */
     int fold_bn;

@@ -49,12 +49,14 @@ typedef struct {
 #define KEY_N {"n", KEY_INT, STAGE(n), 1, 1, 64, 0}
 #define KEY_T {"t", KEY_INT, STAGE(t), 1, 1, 32, 0}
 #define KEY_ACT_DEF {"act", KEY_ACT, STAGE(act), QAT_ACT_RELU6, 0, 0, 0}
+#define KEY_WBITS {"wbits", KEY_INT, STAGE(wbits), 0, 0, 8, 0}
+#define KEY_QUANT {"quant", KEY_INT, STAGE(quant), 1, 0, 1, 0}
 
 /* Canonical text writes keys in table order. */
-static const key_desc stem_keys[] = {KEY_K(3), KEY_C, KEY_S, KEY_ACT_DEF, {0}};
-static const key_desc head_keys[] = {KEY_K(1), KEY_C, KEY_S, KEY_ACT_DEF, {0}};
-static const key_desc ir_keys[] = {KEY_T, KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, {0}};
-static const key_desc ds_keys[] = {KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, {0}};
+static const key_desc stem_keys[] = {KEY_K(3), KEY_C, KEY_S, KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc head_keys[] = {KEY_K(1), KEY_C, KEY_S, KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc ir_keys[] = {KEY_T, KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc ds_keys[] = {KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc classifier_keys[] = {
     {"dropout", KEY_FLOAT, offsetof(qat_spec, dropout), 0.0, 0.0, 0.99, 0},
     {0},
@@ -336,6 +338,7 @@ static qat_status parse_line(parser *p, char **tok, int ntok) {
     snprintf(what, sizeof what, "%s %s", word, tok[1]);
     qat_status st = parse_keys(p, tok + 2, ntok - 2, stage_lines[kind].keys, &stage, what);
     if (st) return st;
+    if (stage.wbits == 1) return perr(p, "%s: wbits=1: weights take 2 to 8 bits (0: the qconfig's)", what);
     if ((st = add_stage(p, &stage))) return st;
     if (kind == QAT_STAGE_STEM) {
         p->stem_line = p->line;

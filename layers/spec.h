@@ -49,6 +49,9 @@ typedef struct {
     int s;        /* stride of the first repeat */
     int k;        /* kernel size of the spatial conv (odd) */
     qat_act act;
+    /* Quantization overrides of this stage's convs (stage 2): */
+    int wbits;    /* weight bits 2..8 instead of the qconfig's (0: the qconfig's) */
+    int quant;    /* 0: leave these convs in float (no fake-quant; not convertible to INT8) */
 } qat_spec_stage;
 
 typedef enum { QAT_POOL_AVG = 0, QAT_POOL_COUNT } qat_pool_kind;

@@ -564,10 +564,10 @@ static void test_spec_defaults_and_canonical(void) {
     CU_ASSERT_EQUAL(s->width, 1.0f);
     const char *expect = "name my-net\n"
                          "width 1\n"
-                         "stem conv k=3 c=16 s=1 act=relu6\n"
-                         "block ir t=6 c=24 n=1 s=2 k=3 act=relu6\n"
-                         "block ds c=32 n=1 s=1 k=3 act=relu6\n"
-                         "head conv k=1 c=64 s=1 act=hardswish\n"
+                         "stem conv k=3 c=16 s=1 act=relu6 wbits=0 quant=1\n"
+                         "block ir t=6 c=24 n=1 s=2 k=3 act=relu6 wbits=0 quant=1\n"
+                         "block ds c=32 n=1 s=1 k=3 act=relu6 wbits=0 quant=1\n"
+                         "head conv k=1 c=64 s=1 act=hardswish wbits=0 quant=1\n"
                          "pool avg\n"
                          "classifier dropout=0.2\n";
     CU_ASSERT_STRING_EQUAL(qat_spec_text(s), expect);

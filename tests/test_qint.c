@@ -300,11 +300,71 @@ static void test_refusals(void) {
     qat_spec_free(spec);
 }
 
+/* Per-stage overrides of the spec: wbits=8 keeps the stem at 8 bits under w4a8 (and convert
+ * stores it so), quant=0 leaves a block in float (fake-quant stays off there, convert refuses). */
+static void test_spec_overrides(void) {
+    const char *mixed = "name mixed\n"
+                        "stem conv k=3 c=8 s=1 act=relu6 wbits=8\n"
+                        "block ir t=2 c=8 n=1 s=1\n"
+                        "head conv k=1 c=16 act=relu\n"
+                        "pool avg\n"
+                        "classifier\n";
+    qat_model *m;
+    qat_spec *spec;
+    qat_ctx ctx;
+    qat_tensor *x;
+    qat_qmodel *q = calibrated(mixed, "w4a8", &m, &spec, &ctx, &x);
+    qat_q8_model *im;
+    CU_ASSERT_FATAL(qat_qint_build(q, NULL, NULL, &im) == QAT_OK);
+    int wide = 0, narrow_ok = 1;
+    for (int li = 0; li < im->nlayers; li++) {
+        const qat_q8_layer *Y = &im->layers[li];
+        if (Y->kind != QAT_Q8_CONV) continue;
+        int64_t nw = (int64_t)Y->out_c * Y->k * Y->k * (Y->in_c / Y->groups);
+        if (li == 0) {
+            CU_ASSERT(Y->wbits == 8);
+            for (int64_t i = 0; i < nw; i++) wide |= Y->weight[i] > 7 || Y->weight[i] < -8;
+        } else {
+            CU_ASSERT(Y->wbits == 4);
+            for (int64_t i = 0; i < nw; i++) narrow_ok &= Y->weight[i] <= 7 && Y->weight[i] >= -8;
+        }
+    }
+    CU_ASSERT(wide && narrow_ok);
+    qat_q8_free(im);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+
+    const char *floaty = "name floaty\n"
+                         "stem conv k=3 c=8 s=1 act=relu6\n"
+                         "block ir t=2 c=8 n=1 s=1 quant=0\n"
+                         "pool avg\n"
+                         "classifier\n";
+    q = calibrated(floaty, "x86", &m, &spec, &ctx, &x);
+    qat_qmodel_enable_fake_quant(q, 1);
+    int off = 0;
+    for (int i = 0; i < q->nfq; i++) off += !q->fq[i].fake_quant_enabled;
+    CU_ASSERT(off == 3 * 2); /* expand, depthwise, project: a weight and an output point each */
+    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "fake-quant is off at features.1") != NULL);
+    CU_ASSERT(qat_qmodel_forward(q, &ctx, x) != NULL);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+
+    qat_spec *bad = NULL;
+    CU_ASSERT(qat_spec_parse("name b\nstem conv c=8 wbits=1\npool avg\nclassifier\n", "b.spec", &bad) == QAT_ERR_SPEC);
+    CU_ASSERT(bad == NULL && strstr(qat_last_error(), "wbits=1") != NULL);
+}
+
 void register_qint_tests(void) {
     test_add_suite("qint", "simulation equals the int8 kernels on every layer (x86)", test_sim_equals_kernels,
                    "simulation equals the int8 kernels (w4a8)", test_sim_equals_kernels_w4a8,
                    "simulation equals the int8 kernels (per-tensor)", test_sim_equals_kernels_per_tensor,
                    "wide layer takes the integer path", test_wide_layer_integer_path,
                    "AVX2 requantization equals the reference", test_requant_rows_simd,
-                   "models without an INT8 form are refused", test_refusals, NULL);
+                   "models without an INT8 form are refused", test_refusals,
+                   "spec overrides: wbits= and quant=0", test_spec_overrides, NULL);
 }
