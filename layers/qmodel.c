@@ -260,6 +260,48 @@ static qat_tensor *fold_scale(qat_ctx *ctx, qat_layer *L, const float *istd) {
     return qat_mul(ctx, g, channel_const(ctx, L->weight.ndim, L->weight.shape, 0, istd, C));
 }
 
+/* The quantization point that holds the value layer `li` produces (-1: the model input, point
+ * 0); dropout passes its input through. */
+static int value_point(const qat_qmodel *q, int li) {
+    while (li >= 0 && q->out_fq[li] < 0) li = q->model->layers[li].input;
+    return li < 0 ? 0 : q->out_fq[li];
+}
+
+/* Point i's qparams as the forward uses them now (learned quantizers: their current values). */
+static void point_qparams(qat_qmodel *q, qat_ctx *ctx, int i, const float **scale) {
+    if (!q->lsq_ready) {
+        *scale = q->fq[i].scale;
+        return;
+    }
+    int C = q->lsq[i].nchannels;
+    float *sc = qat_arena_floats(&ctx->arena, C);
+    int32_t *zp = qat_arena_alloc(&ctx->arena, (size_t)C * sizeof(int32_t));
+    qat_lsq_qparams(&q->lsq[i], sc, zp);
+    *scale = sc;
+}
+
+/* The folded bias as the INT8 model stores it: round(b / (sx * sw_c)) in accumulator units
+ * (qat_bias_quantize, what convert computes), times sx * sw_c; the gradient passes straight
+ * through (b + a constant correction). Without this the fake-quant graph would differ from the
+ * INT8 arithmetic by up to mult/2 output steps per layer. */
+static qat_tensor *bias_fq(qat_qmodel *q, qat_ctx *ctx, const qat_layer *L, qat_tensor *b, int wi) {
+    int xp = value_point(q, L->input);
+    int on = q->lsq_ready ? q->lsq[xp].fake_quant_enabled : q->fq[xp].fake_quant_enabled;
+    if (!on || q->keep_float[xp]) return b;
+    const float *sx, *sw;
+    point_qparams(q, ctx, xp, &sx);
+    point_qparams(q, ctx, wi, &sw);
+    int C = (int)b->numel, pc = q->fq[wi].nchannels > 1;
+    float *d = qat_arena_floats(&ctx->arena, C);
+    for (int c = 0; c < C; c++) {
+        double step = (double)sx[0] * (double)sw[pc ? c : 0];
+        float bq = (float)((double)qat_bias_quantize(b->data[c], sx[0], sw[pc ? c : 0]) * step);
+        d[c] = isfinite(bq) ? bq - b->data[c] : 0.0f;
+    }
+    int cs[1] = {C};
+    return qat_add(ctx, b, channel_const(ctx, 1, cs, 0, d, C));
+}
+
 /* Conv + BN with the weight fake-quantized after folding (Krishnamoorthi 2018; PyTorch's
  * ConvBn2d), s = gamma / std_running per output channel:
  *  - running statistics (eval, or BN frozen): the fully folded layer the INT8 model computes,
@@ -301,6 +343,7 @@ static qat_tensor *conv_bn(qat_qmodel *q, qat_ctx *ctx, qat_layer *L, qat_tensor
         for (int c = 0; c < C; c++) nb[c] = -L->bn.running_mean[c] * istd[c];
         int cs[1] = {C};
         qat_tensor *b = qat_add(ctx, &L->beta, qat_mul(ctx, &L->gamma, channel_const(ctx, 1, cs, 0, nb, C)));
+        b = bias_fq(q, ctx, L, b, wi);
         y = qat_conv2d(ctx, in, w, b, L->stride, L->pad, L->groups);
         return activation(ctx, y, L->act);
     } else {

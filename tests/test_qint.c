@@ -172,7 +172,11 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
         double d = (double)yg->data[i] - logits->data[i];
         sig += (double)yg->data[i] * yg->data[i], noise += d * d;
     }
-    CU_ASSERT(10 * log10(sig / fmax(noise, 1e-30)) > 30);
+    /* with the bias fake-quantized as convert stores it, the graph differs from the INT8
+     * arithmetic only at float rounding near ties */
+    double sqnr = 10 * log10(sig / fmax(noise, 1e-30));
+    if (!(sqnr > 50)) printf("\n  float graph vs simulation: SQNR %.1f dB\n", sqnr);
+    CU_ASSERT(sqnr > 50); /* 137-139 dB x86/w4a8, 60 dB per-tensor; 40 dB without the bias fake-quant */
     free(in);
     free(codes);
     qat_q8_free(im);
