@@ -501,7 +501,9 @@ qat_status qat_i8_dwconv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
                        .mult = rq->mult, .zy = rq->zy, .lo = rq->lo, .hi = rq->hi, .zx_row = buf};
     qat_i8_dw_fn fn = i8_active()->dw;
     int rows = in->n * oh;
-    int nt = i8_threads((int64_t)rows * ow * in->c * p->kh * p->kw, rows);
+    /* A depthwise MAC costs ~4 GEMM MACs of time (no VNNI, widening, an epilogue per 9 taps), and
+     * i8_threads' cut-off is meant as time: at batch 1 the 28x28 layers then get both threads. */
+    int nt = i8_threads((int64_t)rows * ow * in->c * p->kh * p->kw * 4, rows);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         /* contiguous slices of output rows, one per thread */

@@ -372,8 +372,7 @@ static void test_conv_dense(void) {
 
 /* ---- depthwise ------------------------------------------------------------------------------ */
 
-static void check_dw(int n, int h, int wd, int C, int k, int stride, int zx) {
-    int pad = k / 2;
+static void check_dw_pad(int n, int h, int wd, int C, int k, int stride, int pad, int zx) {
     qat_i8_dims in = {n, h, wd, C}, out;
     qat_i8_conv_params p = {k, k, stride, pad};
     CU_ASSERT_EQUAL_FATAL(qat_i8_conv_out_dims(&in, &p, C, &out), QAT_OK);
@@ -417,7 +416,7 @@ static void check_dw(int n, int h, int wd, int C, int k, int stride, int zx) {
     void *scratch = xmalloc(bsz);
     qat_i8_requant rq = {mult, zy, lo, hi};
     char what[128];
-    snprintf(what, sizeof what, "dwconv %dx%dx%dx%d k%d s%d zx=%d", n, h, wd, C, k, stride, zx);
+    snprintf(what, sizeof what, "dwconv %dx%dx%dx%d k%d s%d p%d zx=%d", n, h, wd, C, k, stride, pad, zx);
     qat_i8_path paths[QAT_I8_PATH_COUNT];
     int np = paths_available(paths);
     for (int i = 0; i < np; i++) {
@@ -430,6 +429,10 @@ static void check_dw(int n, int h, int wd, int C, int k, int stride, int zx) {
     free(x); free(w); free(bias); free(mult); free(exp); free(got); free(pbuf); free(scratch);
 }
 
+static void check_dw(int n, int h, int wd, int C, int k, int stride, int zx) {
+    check_dw_pad(n, h, wd, C, k, stride, k / 2, zx);
+}
+
 static void test_dwconv(void) {
     static const int chans[] = {1, 7, 16, 17, 33, 96}, sizes[] = {7, 5, 1};
     int idx = 0;
@@ -439,6 +442,33 @@ static void test_dwconv(void) {
                 for (int s = 0; s < 3; s++, idx++)
                     check_dw(2, sizes[s], sizes[s], chans[c], k, stride, idx % 2 ? 128 : rnd_int(0, 255));
     check_dw(1, 14, 9, 40, 3, 1, 0); /* larger, threads split the rows */
+}
+
+/* The AVX-512 depthwise paths: C <= 16 packs two pixels per vector and steps 4 pixels (row
+ * tails repeat the last pixel), pixels of the inner columns read taps from a per-row table plus
+ * a column offset (rows above and below the image: a row of zx) while border columns use tap
+ * arrays; widths 1..9 and paddings 0..2 put the inner/border split and the row tail at every
+ * position, C 13 / 40 / 101 exercise the masked channel tails, k = 2 an even tap count. */
+static void test_dwconv_paths(void) {
+    static const int chans[] = {13, 16, 40, 101};
+    for (size_t c = 0; c < sizeof chans / sizeof *chans; c++)
+        for (int stride = 1; stride <= 2; stride++)
+            for (int pad = 0; pad <= 2; pad++) {
+                check_dw_pad(1, 6, 9, chans[c], 3, stride, pad, rnd_int(0, 255));
+                check_dw_pad(3, 5, 4 + pad, chans[c], 3, stride, pad, 128);
+                check_dw_pad(1, 3, 3, chans[c], 3, stride, pad, rnd_int(0, 255));
+            }
+    for (int wd = 1; wd <= 8; wd++) check_dw_pad(1, 4, wd, 16, 3, 1, 1, rnd_int(0, 255));
+    check_dw_pad(3, 8, 7, 16, 2, 1, 0, 17);   /* even tap count: no padding tap */
+    check_dw_pad(3, 8, 7, 16, 2, 2, 1, 200);
+    check_dw_pad(2, 9, 9, 13, 5, 1, 2, 5);    /* 5x5 with C <= 16: run-time pair count */
+    check_dw_pad(2, 9, 9, 16, 5, 2, 2, 250);
+    check_dw_pad(3, 28, 28, 16, 3, 1, 1, 9);  /* mbv2 shapes, large enough to use threads */
+    check_dw_pad(1, 14, 14, 96, 3, 2, 1, 77);
+    /* rows wider than the AVX-512 kernel's on-stack zx row (8 KiB): top and bottom rows fall
+     * back to tap arrays */
+    check_dw_pad(1, 3, 600, 16, 3, 1, 1, 3);
+    check_dw_pad(1, 4, 90, 101, 3, 2, 1, 251);
 }
 
 /* ---- add --------------------------------------------------------------------------------------- */
@@ -590,6 +620,8 @@ void register_int8_tests(void) {
                    "gemm rounding ties to even", test_gemm_rounding_ties,
                    "gemm requant of inf/NaN/huge products", test_gemm_requant_extremes,
                    "dense conv vs zx-padded naive conv", test_conv_dense,
-                   "depthwise conv", test_dwconv, "add", test_add,
+                   "depthwise conv", test_dwconv,
+                   "depthwise conv: C <= 16, interior/border, pad, tails", test_dwconv_paths,
+                   "add", test_add,
                    "global average pool", test_avgpool, NULL);
 }
