@@ -195,26 +195,10 @@ static unsigned char *valid_bytes(size_t *len) {
 
 /* ---- container surgery: recompute every CRC so a mutation reaches the q8 parser -------------- */
 
-static uint32_t rd32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const unsigned char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static void wr32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void fix_crcs(unsigned char *b, size_t len) {
-    if (len < 20) return;
-    const uint64_t count = rd32(b + 12), head = 16 + 36 * count + 4;
-    if (head > len) return;
-    for (uint64_t i = 0; i < count; i++) {
-        unsigned char *e = b + 16 + 36 * i;
-        const uint64_t off = rd64(e + 16), size = rd64(e + 24);
-        if (off <= len && size <= len - off)
-            wr32(e + 32, (uint32_t)crc32(0L, b + off, (uInt)size));
-    }
-    wr32(b + head - 4, (uint32_t)crc32(0L, b, (uInt)(head - 4)));
-}
+#include "fuzz/container_crc.h"
+#define rd32 crcfix_rd32
+#define rd64 crcfix_rd64
+#define wr32 crcfix_wr32
 
 /* Offset and size of a section of a well-formed file. */
 static int find_section(const unsigned char *b, size_t len, const char *name, size_t *off,

@@ -14,28 +14,7 @@
 #include <string.h>
 #include <zlib.h>
 
-static uint32_t rd32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const unsigned char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static void wr32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/* Recomputes the CRCs of the container layout (export/container.h) wherever the table lets us:
- * entries whose range lies inside the buffer get their data CRC, then the header gets its CRC. */
-static void fix_crcs(unsigned char *b, size_t len) {
-    if (len < 20) return;
-    const uint64_t count = rd32(b + 12), head = 16 + 36 * count + 4;
-    if (head > len) return;
-    for (uint64_t i = 0; i < count; i++) {
-        unsigned char *e = b + 16 + 36 * i;
-        const uint64_t off = rd64(e + 16), size = rd64(e + 24);
-        if (off <= len && size <= len - off && size <= UINT32_MAX)
-            wr32(e + 32, (uint32_t)crc32(0L, b + off, (uInt)size));
-    }
-    wr32(b + head - 4, (uint32_t)crc32(0L, b, (uInt)(head - 4)));
-}
+#include "container_crc.h"
 
 static void try_load(const uint8_t *data, size_t size) {
     qat_q8_model *m = (qat_q8_model *)1;
