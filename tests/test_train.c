@@ -129,6 +129,14 @@ static void test_deterministic_and_resume(void) {
     qat_run_free(&mid);
     char resume[600];
     snprintf(resume, sizeof resume, "%s/last.ckpt", c);
+    /* a --model that contradicts the checkpoint is refused, and the checkpoint stays as it was */
+    base_opts(&o, c);
+    o.resume = resume;
+    o.model = "mbv1-tiny";
+    CU_ASSERT(qat_train_run(&o) == QAT_ERR_MISMATCH && strstr(qat_last_error(), "another network"));
+    qat_run still = load(c, "last.ckpt");
+    CU_ASSERT(still.step == 17);
+    qat_run_free(&still);
     base_opts(&o, c);
     o.resume = resume;
     qat_status st = qat_train_run(&o);

@@ -18,7 +18,7 @@ static int cmd_train(int argc, char **argv) {
         {"data", OPT_STR, &o.data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"model", OPT_STR, &o.model, "preset name (mbv2-tiny, mbv1-tiny) or spec file [mbv2-tiny]"},
-        {"width", OPT_FLOAT, &o.width, "width multiplier for the spec's channels [1.0]"},
+        {"width", OPT_FLOAT, &o.width, "width multiplier for the spec's channels [the spec's, 1]"},
         {"epochs", OPT_INT, &o.epochs, "epochs [15]"},
         {"batch", OPT_INT, &o.batch, "batch size [128]"},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate [0.1]"},

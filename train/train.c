@@ -9,7 +9,7 @@
 
 void qat_train_opts_default(qat_train_opts *o) {
     memset(o, 0, sizeof *o);
-    o->model = "mbv2-tiny";
+    o->model = NULL; /* mbv2-tiny; NULL so that --resume can tell a --model given on purpose */
     o->out_dir = "runs/train";
     o->epochs = 15;
     o->batch = 128;
@@ -18,7 +18,7 @@ void qat_train_opts_default(qat_train_opts *o) {
     o->weight_decay = 5e-5f;
     o->momentum = 0.9f;
     o->label_smoothing = 0.05f;
-    o->width = 1.0f;
+    o->width = 0.0f; /* the spec's width line (1 when absent) */
     o->opt = QAT_OPT_SGD;
     o->sched = QAT_SCHED_ONECYCLE;
     o->warmup_epochs = 1.0f;
@@ -171,11 +171,34 @@ static qat_status append_metrics(const char *dir, const char *phase, int epoch, 
     return QAT_OK;
 }
 
+/* --resume rebuilds the model from the spec stored in the checkpoint; a --model (or --width)
+ * given as well must describe the same network, else the user meant another run. */
+static qat_status check_same_model(const qat_train_opts *o, const qat_run *r) {
+    if (!o->model && !(o->width > 0)) return QAT_OK;
+    qat_spec *s;
+    qat_status st = qat_spec_load(o->model ? o->model : qat_spec_name(r->spec), &s);
+    if (st) return st;
+    qat_model *m = NULL;
+    if (!(st = qat_model_create(s, o->width, r->model->in_h, r->model->in_w, r->model->in_c,
+                                r->model->nclasses, &m))) {
+        int same = m->nparams == r->model->nparams && m->nlayers == r->model->nlayers &&
+                   !strcmp(qat_spec_text(s), qat_spec_text(r->spec));
+        if (!same)
+            st = qat_fail(QAT_ERR_MISMATCH, "%s: the checkpoint is a %s (%lld parameters); --model %s%s "
+                          "describes another network (drop --model/--width to resume it)",
+                          o->resume, qat_spec_name(r->spec), (long long)r->model->nparams,
+                          o->model ? o->model : qat_spec_name(r->spec), o->width > 0 ? " --width" : "");
+    }
+    qat_model_free(m);
+    qat_spec_free(s);
+    return st;
+}
+
 /* A fresh run from options: spec, model, init, optimizer and schedule. */
 static qat_status new_run(const qat_train_opts *o, const qat_dataset *train, int steps_per_epoch,
                           qat_run *r) {
     memset(r, 0, sizeof *r);
-    qat_status st = qat_spec_load(o->model, &r->spec);
+    qat_status st = qat_spec_load(o->model ? o->model : "mbv2-tiny", &r->spec);
     if (st) return st;
     st = qat_model_create(r->spec, o->width, train->h, train->w, train->c, train->nclasses, &r->model);
     if (st) return st;
@@ -309,6 +332,7 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     if (o->resume) {
         if ((st = qat_checkpoint_load(o->resume, &run))) goto done;
         if ((st = check_shape(o->resume, run.model, train))) goto done;
+        if ((st = check_same_model(o, &run))) goto done;
         if (!qo != !run.qmodel && !(o->qat_from_epoch > 0 && run.qmodel)) {
             st = qat_fail(QAT_ERR_ARG, qo ? "%s: not a QAT checkpoint (resume it with qat train)"
                                           : "%s: a PTQ/QAT checkpoint (resume it with qat qat)",
