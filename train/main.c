@@ -49,14 +49,14 @@ static int cmd_train(int argc, char **argv) {
 
 static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *int8 = NULL, *backend = "auto";
-    int json = 0, threads = 0, batch = 500;
+    int json = 0, threads = 0, batch = QAT_EVAL_BATCH;
     float val_split = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate"},
         {"int8", OPT_STR, &int8, "INT8 model (.q8, from qat convert) to evaluate with the INT8 runtime"},
         {"backend", OPT_STR, &backend, "--int8: kernels auto, native, onednn or ref [auto]"},
         {"data", OPT_STR, &data, "dataset (its test split is evaluated)"},
-        {"batch", OPT_INT, &batch, "evaluation batch size [500]"},
+        {"batch", OPT_INT, &batch, "evaluation batch size [128]"},
         {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &threads, "threads [all cores]"},
         {"json", OPT_FLAG, &json, "print one JSON object"},

@@ -14,7 +14,7 @@ void qat_ptq_opts_default(qat_ptq_opts *o) {
     o->observer = "minmax";
     o->calib_batches = 32;
     o->batch = 128;
-    o->eval_batch = 500;
+    o->eval_batch = QAT_EVAL_BATCH;
 }
 
 /* Runs up to n batches of `d` through q with the observers on (eval mode: BN running stats, no

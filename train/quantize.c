@@ -56,17 +56,17 @@ static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat
         goto done;
     }
     qat_eval_result sim;
-    if ((st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, 500, &sim, ls))) goto done;
+    if ((st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, QAT_EVAL_BATCH, &sim, ls))) goto done;
     r->sim_accuracy = sim.accuracy;
     qat_rt_options ro;
     qat_rt_options_default(&ro);
-    ro.batch = 500;
+    ro.batch = QAT_EVAL_BATCH;
     if (qat_rt_backend_parse(o->backend, &ro.backend)) {
         st = qat_fail(QAT_ERR_ARG, "quantize: unknown backend '%s' (auto, native, onednn, ref)", o->backend);
         goto done;
     }
     if ((st = (qat_status)qat_rt_from_model(m, &ro, &rt))) goto done;
-    if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, 500, &r->int8, li))) goto done;
+    if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, QAT_EVAL_BATCH, &r->int8, li))) goto done;
     r->agree = r->same_logits = 0;
     for (int i = 0; i < r->int8.n; i++) {
         const float *a = ls + (size_t)i * K, *b = li + (size_t)i * K;
@@ -103,7 +103,7 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
     r->qat_epochs = run.epoch;
     qat_run_free(&run);
     r->qat_ran = 1;
-    return qat_checkpoint_evaluate_split(best, o->data, o->val_split, 500, &r->qat);
+    return qat_checkpoint_evaluate_split(best, o->data, o->val_split, QAT_EVAL_BATCH, &r->qat);
 }
 
 qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) {

@@ -25,7 +25,7 @@ void qat_train_opts_default(qat_train_opts *o) {
     o->seed = 1;
     o->crop_pad = 2;
     o->hflip = 1;
-    o->eval_batch = 500;
+    o->eval_batch = QAT_EVAL_BATCH;
 }
 
 static int argmax(const float *v, int n) {
@@ -53,7 +53,7 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
     double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
-    lo.batch = eval_batch > 0 ? eval_batch : 500;
+    lo.batch = eval_batch > 0 ? eval_batch : QAT_EVAL_BATCH;
     lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */
     for (int c = 0; c < 4; c++) lo.mean[c] = mean[c], lo.std[c] = std[c];
     qat_loader *l;
@@ -136,7 +136,7 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
 }
 
 qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_result *res) {
-    return qat_checkpoint_evaluate_split(ckpt, data, 0.0f, 500, res);
+    return qat_checkpoint_evaluate_split(ckpt, data, 0.0f, QAT_EVAL_BATCH, res);
 }
 
 static qat_status make_dir(const char *dir) {

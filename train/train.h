@@ -10,6 +10,11 @@
 #include "ops.h"
 #include "qint.h"
 
+/* Default evaluation batch: every op output of a batch lives in the eval arena, so 128 images
+ * keep evaluation under ~0.3 GB where 500 took ~1 GB, and run faster (measured: 1.7 s vs 2.3 s
+ * for the 10,000 Fashion-MNIST test images, 2 threads). */
+#define QAT_EVAL_BATCH 128
+
 /* Everything one training run holds; also what a checkpoint restores. */
 typedef struct {
     qat_spec *spec;
