@@ -13,8 +13,8 @@ awk '
 function op(dso, sym) {
   if (dso ~ /JIT|dnnl/) return "gemm (oneDNN)";
   if (dso ~ /kernel/) return "kernel (page faults, scheduling)";
-  if (sym ~ /batchnorm2d_backward|grad_chunk/) return "batchnorm+act backward";
-  if (sym ~ /batchnorm2d|stats_chunk|column_sums/) return "batchnorm+act forward";
+  if (sym ~ /batchnorm2d_backward|grad_chunk|dx_flat/) return "batchnorm+act backward";
+  if (sym ~ /batchnorm2d|stats_chunk|column_sums|fwd_flat|fwd_fq_rows|fwd_range_avx512/) return "batchnorm+act forward";
   if (sym ~ /fwd_range|dwconv_fwd/) return "depthwise forward";
   if (sym ~ /bwd_weight_range|bwd_data_range|dwconv_bwd/) return "depthwise backward";
   if (sym ~ /im2col|col2im|gather|scatter/) return "im2col / strided gather";

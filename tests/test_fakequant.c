@@ -1118,6 +1118,90 @@ static void test_bn_qat_simd(void) {
     CU_ASSERT(ties > 0);
 }
 
+/* The FP32 batchnorm passes (no input scale, no fake-quant: qat_batchnorm2d_act) run the same
+ * AVX-512 loops with every QAT flag off: bit for bit the scalar reference under
+ * QAT_ISA_SCALAR vs QAT_ISA_AVX512 in outputs, gradients of x, gamma and beta and running
+ * statistics over two steps, with ReLU, ReLU6 and no activation, training and eval, on channel
+ * counts with partial 16-lane blocks and shapes above the parallel threshold (64x7x7x17: row
+ * blocks of the flat element-wise passes that start mid-way through the repeated channel
+ * vectors). BN of the leaf x adds into its existing grad; BN of x + x stores a fresh one. */
+typedef struct {
+    bnq_fixture bn;
+    int inner;
+} bnf_fixture;
+
+static qat_tensor *build_bnf(qat_ctx *ctx, qat_tensor **in, void *user) {
+    bnf_fixture *f = user;
+    qat_tensor *x = f->inner ? qat_add(ctx, in[0], in[0]) : in[0];
+    return qat_batchnorm2d_act(ctx, x, in[1], in[2], &f->bn.st, f->bn.act);
+}
+
+static void bnf_run(bnf_fixture *f, qat_isa isa, int training, qat_tensor **in, const float *w,
+                    float *y, float *g) {
+    qat_set_isa(isa);
+    for (int step = 0; step < 2; step++) test_run_backward(build_bnf, 3, in, f, training, w, y, g);
+}
+
+static void test_bn_fp32_simd(void) {
+    if (qat_cpu_isa_hw() < QAT_ISA_AVX512) return; /* no variant to compare on this CPU */
+    qat_isa saved = qat_cpu_isa();
+    qat_qconfig cfg;
+    CU_ASSERT_FATAL(qat_qconfig_get("x86", &cfg) == QAT_OK);
+    static const int shapes[][4] = {{3, 5, 7, 1},  {3, 5, 7, 3},    {3, 5, 7, 17},
+                                    {1, 3, 3, 24}, {3, 5, 7, 40},   {2, 9, 11, 64},
+                                    {4, 16, 16, 40}, {8, 15, 17, 64}, {64, 7, 7, 17}};
+    int cases = 0, bad = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int C = shapes[si][3], cs[1] = {C};
+        qat_tensor *in[3] = {test_leaf(4, shapes[si], 2.0f, 401 + si), test_leaf(1, cs, 1.0f, 402),
+                             test_leaf(1, cs, 1.0f, 403)};
+        const int64_t n = in[0]->numel, ng = n + 2 * C;
+        float *w = malloc((size_t)n * sizeof(float)), *y[2], *g[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = malloc((size_t)n * sizeof(float));
+            g[k] = malloc((size_t)ng * sizeof(float));
+        }
+        qat_rng r;
+        qat_rng_seed(&r, 404);
+        for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+        for (int c = 0; c < C; c++) { /* ReLU6 outputs on both sides of 6, gammas of both signs */
+            in[2]->data[c] += 1.0f;
+            if (c % 4 == 0) in[1]->data[c] = 4.0f;
+            if (c % 4 == 1 || C == 1) in[1]->data[c] = -5.0f;
+        }
+        for (int act = QAT_BN_ACT_NONE; act <= QAT_BN_ACT_RELU6; act++)
+            for (int v = 0; v < 4; v++) { /* bit 0: eval, 1: BN of the intermediate x + x */
+                const int training = !(v & 1);
+                bnf_fixture f[2];
+                for (int k = 0; k < 2; k++) {
+                    bnq_init(&f[k].bn, C, (qat_bn_act)act, 0, 0, &cfg);
+                    f[k].inner = (v >> 1) & 1;
+                }
+                bnf_run(&f[0], QAT_ISA_SCALAR, training, in, w, y[0], g[0]);
+                bnf_run(&f[1], QAT_ISA_AVX512, training, in, w, y[1], g[1]);
+                int ok = !memcmp(y[0], y[1], (size_t)n * sizeof(float)) &&
+                         !memcmp(g[0], g[1], (size_t)ng * sizeof(float)) &&
+                         !memcmp(f[0].bn.rm, f[1].bn.rm, (size_t)C * sizeof(float)) &&
+                         !memcmp(f[0].bn.rv, f[1].bn.rv, (size_t)C * sizeof(float));
+                if (!ok) {
+                    printf("\n  FP32 BN shape %dx%dx%dx%d act %d training %d inner %d differs\n",
+                           shapes[si][0], shapes[si][1], shapes[si][2], C, act, training, (v >> 1) & 1);
+                    test_compare("bn y", y[1], y[0], n, 0);
+                    test_compare("bn grads", g[1], g[0], ng, 0);
+                    bad++;
+                }
+                cases++;
+                for (int k = 0; k < 2; k++) qat_fq_free(&f[k].bn.fq);
+            }
+        for (int k = 0; k < 3; k++) test_leaf_free(in[k]);
+        for (int k = 0; k < 2; k++) free(y[k]), free(g[k]);
+        free(w);
+    }
+    qat_set_isa(saved);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(cases, 9 * 3 * 4);
+}
+
 void register_fakequant_tests(void) {
     test_add_suite("fakequant",
                    "qscheme ranges", test_qscheme_ranges,
@@ -1136,5 +1220,6 @@ void register_fakequant_tests(void) {
                    "histogram percentile and growth", test_histogram_percentile,
                    "fake-quant flags and state", test_fakequant_flags,
                    "QAT batchnorm passes, AVX-512 vs scalar", test_bn_qat_simd,
+                   "FP32 batchnorm(+ReLU/ReLU6) passes, AVX-512 vs scalar", test_bn_fp32_simd,
                    NULL);
 }

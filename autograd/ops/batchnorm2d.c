@@ -199,7 +199,12 @@ typedef void (*bn_chunk_fn)(const float *restrict a, const float *restrict b,
  * these passes ran slower than the scalar ones on tensors that do not fit in cache (backward
  * of a 64x28x28x64 batch: 5.1 ms against 3.4 ms scalar; with the prefetch 1.6 ms). Prefetches
  * past the end of an array are harmless (they never fault).
- * The plain FP32 passes (grad_chunk, stats_chunk, unscaled forward) are left as they are. */
+ * The plain FP32 passes are the same loops with no input scale and no codes (every flag off),
+ * so they run these variants too: in the FP32 training step the BN passes were a third of the
+ * time. */
+/* C rounded up to whole 16-lane blocks: the width of a row of the chunk scratch. */
+static inline int bn_pad(int C) { return (C + 15) & ~15; }
+
 #define BN512_ATTR                                                                                \
     __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512dq"),                             \
                    optimize("fp-contract=off")))
@@ -248,16 +253,19 @@ BN512_INLINE __m512 bn512_ste_act_grad(__mmask16 m, const float *dy, const uint8
 /* stats_scaled_chunk: d = t - ref (t = x * isc, or x unscaled), f1 += d, f2 += d * d over
  * each BN_SUB_ROWS block. Rows in memory order (a column-block-major walk defeats the
  * prefetcher), the float partials in the f1/f2 scratch (C floats each, in L1). With range,
- * also the per-column min and max of t (NaN skipped) in f2 + C and f2 + 2C (column_sums). */
+ * also the per-column min and max of t (NaN skipped) in f2 + Cp and f2 + 2Cp (column_sums).
+ * The scratch rows are padded to whole lane blocks (bn_pad), so the partials are updated with
+ * plain stores: a masked store per row was slower than the scalar pass for C = 24. */
 BN512_INLINE void stats_body_avx512(const float *restrict a, const float *restrict ref,
                                     const float *restrict isc, int64_t rows, int C,
                                     float *restrict f1, float *restrict f2, double *restrict s1,
                                     double *restrict s2, const int scaled, const int range) {
-    float *restrict rmin = f2 + C, *restrict rmax = f2 + 2 * C;
+    const int Cp = bn_pad(C);
+    float *restrict rmin = f2 + Cp, *restrict rmax = f2 + 2 * Cp;
     for (int64_t r0 = 0; r0 < rows; r0 += BN_SUB_ROWS) {
         const int64_t r1 = r0 + BN_SUB_ROWS < rows ? r0 + BN_SUB_ROWS : rows;
-        memset(f1, 0, (size_t)C * sizeof *f1);
-        memset(f2, 0, (size_t)C * sizeof *f2);
+        memset(f1, 0, (size_t)Cp * sizeof *f1);
+        memset(f2, 0, (size_t)Cp * sizeof *f2);
         for (int64_t r = r0; r < r1; r++)
             for (int c0 = 0; c0 < C; c0 += 16) {
                 const __mmask16 m = bn512_mask(C - c0);
@@ -265,17 +273,18 @@ BN512_INLINE void stats_body_avx512(const float *restrict a, const float *restri
                 __m512 t = bn512_ld(m, a + r * C + c0);
                 if (scaled) t = _mm512_mul_ps(t, bn512_ld(m, isc + c0));
                 __m512 d = _mm512_sub_ps(t, bn512_ld(m, ref + c0));
-                bn512_st(m, f1 + c0, _mm512_add_ps(bn512_ld(m, f1 + c0), d));
-                bn512_st(m, f2 + c0, _mm512_add_ps(bn512_ld(m, f2 + c0), _mm512_mul_ps(d, d)));
+                _mm512_storeu_ps(f1 + c0, _mm512_add_ps(_mm512_loadu_ps(f1 + c0), d));
+                _mm512_storeu_ps(f2 + c0,
+                                 _mm512_add_ps(_mm512_loadu_ps(f2 + c0), _mm512_mul_ps(d, d)));
                 if (range) {
-                    bn512_st(m, rmin + c0, _mm512_min_ps(t, bn512_ld(m, rmin + c0)));
-                    bn512_st(m, rmax + c0, _mm512_max_ps(t, bn512_ld(m, rmax + c0)));
+                    _mm512_storeu_ps(rmin + c0, _mm512_min_ps(t, _mm512_loadu_ps(rmin + c0)));
+                    _mm512_storeu_ps(rmax + c0, _mm512_max_ps(t, _mm512_loadu_ps(rmax + c0)));
                 }
             }
         for (int c0 = 0; c0 < C; c0 += 16) {
             const __mmask16 m = bn512_mask(C - c0);
-            bn512_fold(s1 + c0, bn512_ld(m, f1 + c0), m);
-            bn512_fold(s2 + c0, bn512_ld(m, f2 + c0), m);
+            bn512_fold(s1 + c0, _mm512_loadu_ps(f1 + c0), m);
+            bn512_fold(s2 + c0, _mm512_loadu_ps(f2 + c0), m);
         }
     }
 }
@@ -290,6 +299,7 @@ BN512_INLINE void stats_body_avx512(const float *restrict a, const float *restri
         (void)b, (void)y, (void)code, (void)aff, (void)lo, (void)hi;                              \
         stats_body_avx512(a, ref, isc, rows, C, f1, f2, s1, s2, scaled, range);                   \
     }
+STATS_CHUNK_AVX512(stats_chunk_avx512, 0, 0)
 STATS_CHUNK_AVX512(stats_scaled_chunk_avx512, 1, 0)
 STATS_CHUNK_AVX512(stats_range_chunk_avx512, 0, 1)
 STATS_CHUNK_AVX512(stats_scaled_range_chunk_avx512, 1, 1)
@@ -303,10 +313,11 @@ BN512_INLINE void grad_body_avx512(const float *restrict a, const float *restric
                                    double *restrict s1, double *restrict s2, const int scaled,
                                    const int has_code) {
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const int Cp = bn_pad(C);
     for (int64_t r0 = 0; r0 < rows; r0 += BN_SUB_ROWS) {
         const int64_t r1 = r0 + BN_SUB_ROWS < rows ? r0 + BN_SUB_ROWS : rows;
-        memset(f1, 0, (size_t)C * sizeof *f1);
-        memset(f2, 0, (size_t)C * sizeof *f2);
+        memset(f1, 0, (size_t)Cp * sizeof *f1);
+        memset(f2, 0, (size_t)Cp * sizeof *f2);
         for (int64_t r = r0; r < r1; r++)
             for (int c0 = 0; c0 < C; c0 += 16) {
                 const __mmask16 m = bn512_mask(C - c0);
@@ -323,13 +334,14 @@ BN512_INLINE void grad_body_avx512(const float *restrict a, const float *restric
                                          _mm512_add_ps(_mm512_mul_ps(d, bn512_ld(m, aff + c0)),
                                                        bn512_ld(m, aff + C + c0)), vlo, vhi)
                     : bn512_act_grad(m, a + o, bn512_ld(m, yo + o), vlo, vhi);
-                bn512_st(m, f1 + c0, _mm512_add_ps(bn512_ld(m, f1 + c0), g));
-                bn512_st(m, f2 + c0, _mm512_add_ps(bn512_ld(m, f2 + c0), _mm512_mul_ps(g, d)));
+                _mm512_storeu_ps(f1 + c0, _mm512_add_ps(_mm512_loadu_ps(f1 + c0), g));
+                _mm512_storeu_ps(f2 + c0,
+                                 _mm512_add_ps(_mm512_loadu_ps(f2 + c0), _mm512_mul_ps(g, d)));
             }
         for (int c0 = 0; c0 < C; c0 += 16) {
             const __mmask16 m = bn512_mask(C - c0);
-            bn512_fold(s1 + c0, bn512_ld(m, f1 + c0), m);
-            bn512_fold(s2 + c0, bn512_ld(m, f2 + c0), m);
+            bn512_fold(s1 + c0, _mm512_loadu_ps(f1 + c0), m);
+            bn512_fold(s2 + c0, _mm512_loadu_ps(f2 + c0), m);
         }
     }
 }
@@ -344,6 +356,7 @@ BN512_INLINE void grad_body_avx512(const float *restrict a, const float *restric
         grad_body_avx512(a, b, ref, yo, isc, code, aff, lo, hi, rows, C, f1, f2, s1, s2, scaled,  \
                          has_code);                                                               \
     }
+GRAD_CHUNK_AVX512(grad_chunk_avx512, 0, 0)
 GRAD_CHUNK_AVX512(grad_scaled_chunk_avx512, 1, 0)
 GRAD_CHUNK_AVX512(grad_fq_chunk_avx512, 0, 1)
 GRAD_CHUNK_AVX512(grad_scaled_fq_chunk_avx512, 1, 1)
@@ -352,27 +365,75 @@ GRAD_CHUNK_AVX512(grad_scaled_fq_chunk_avx512, 1, 1)
  * [lo, hi] when clamp: max_ps and min_ps return their second operand unless the first
  * compares greater/less, which is the scalar v > lo ? v : lo and v < hi ? v : hi, NaN
  * included. */
-BN512_INLINE __m512 bn512_y(__mmask16 m, const float *xr, const float *is, const float *mu,
-                            const float *sc, const float *sh, __m512 vlo, __m512 vhi, int c0,
-                            const int clamp) {
-    __m512 t = bn512_ld(m, xr + c0);
+BN512_INLINE __m512 bn512_y_of(__mmask16 m, __m512 t, const float *is, const float *mu,
+                               const float *sc, const float *sh, __m512 vlo, __m512 vhi, int c0,
+                               const int clamp) {
     if (is) t = _mm512_mul_ps(t, bn512_ld(m, is + c0));
     __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(t, bn512_ld(m, mu + c0)),
                                            bn512_ld(m, sc + c0)),
                              bn512_ld(m, sh + c0));
     return clamp ? _mm512_min_ps(_mm512_max_ps(v, vlo), vhi) : v;
 }
+BN512_INLINE __m512 bn512_y(__mmask16 m, const float *xr, const float *is, const float *mu,
+                            const float *sc, const float *sh, __m512 vlo, __m512 vhi, int c0,
+                            const int clamp) {
+    return bn512_y_of(m, bn512_ld(m, xr + c0), is, mu, sc, sh, vlo, vhi, c0, clamp);
+}
 
-BN512_ATTR static void fwd_scaled_row_avx512(float *restrict yr, const float *restrict xr,
-                                             const float *restrict is, const float *restrict mu,
-                                             const float *restrict sc, const float *restrict sh,
-                                             float lo, float hi, int C, int clamp) {
+/* The element-wise passes (the stored forward y, dx) walk a block of whole rows as one flat
+ * array, 16 elements at a time, so only the block's last vector is partial: per row, a
+ * channel count that is no multiple of 16 (24, 40) left a masked store per row, slow on AMD
+ * Zen, and a row of 16 channels a call per row. The per-channel vectors are repeated over
+ * P = lcm(C, 16) floats plus one vector (bn_rep) and read at the phase (element index mod P),
+ * a vector at a time: a block starting mid-period reads past P into the repeat. With C a
+ * multiple of 16, P = C, every phase is a multiple of 16 and the vectors are used as they
+ * are. Each element still goes through the same float operations as in dx_row and the scalar
+ * forward. */
+typedef struct {
+    int P;                /* lcm(C, 16) */
+    const float *mu, *is; /* is NULL: unscaled */
+    const float *sc, *sh; /* forward: y = (t - mu) * sc + sh */
+    const float *A, *B, *D, *afs, *afh; /* dx; with codes the forward's scale and shift */
+} bn_flat;
+
+static int bn_period(int C) {
+    const int low = C & -C; /* gcd(C, 16) is min(low, 16) */
+    return low >= 16 ? C : C * (16 / low);
+}
+
+static const float *bn_rep(qat_ctx *ctx, const float *v, int C, int P) {
+    if (!v || P == C) return v;
+    float *r = qat_arena_floats(&ctx->arena, P + 16);
+    for (int i = 0; i < P + 16; i++) r[i] = v[i % C];
+    return r;
+}
+
+BN512_INLINE __mmask16 bn512_mask_n(int64_t left) {
+    return bn512_mask(left >= 16 ? 16 : (int)left);
+}
+
+/* y over n elements of whole rows starting at phase ph (is and clamp constant per copy). */
+BN512_INLINE void fwd_flat_body_avx512(float *restrict y, const float *restrict x, int64_t n,
+                                       int ph, const bn_flat *f, const float *is, float lo,
+                                       float hi, const int clamp) {
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = bn512_mask(C - c0);
-        bn512_st(m, yr + c0, clamp ? bn512_y(m, xr, is, mu, sc, sh, vlo, vhi, c0, 1)
-                                   : bn512_y(m, xr, is, mu, sc, sh, vlo, vhi, c0, 0));
+    const float *restrict mu = f->mu, *restrict sc = f->sc, *restrict sh = f->sh;
+    const int P = f->P;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = bn512_mask_n(n - i);
+        _mm_prefetch((const char *)(x + i + BN512_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(y + i + BN512_PF), _MM_HINT_T0);
+        bn512_st(m, y + i, bn512_y_of(m, bn512_ld(m, x + i), is, mu, sc, sh, vlo, vhi, ph, clamp));
+        ph = ph + 16 >= P ? ph + 16 - P : ph + 16;
     }
+}
+
+BN512_ATTR static void fwd_flat_avx512(float *restrict y, const float *restrict x, int64_t n,
+                                       int ph, const bn_flat *f, float lo, float hi, int clamp) {
+    if (f->is && clamp) fwd_flat_body_avx512(y, x, n, ph, f, f->is, lo, hi, 1);
+    else if (f->is) fwd_flat_body_avx512(y, x, n, ph, f, f->is, lo, hi, 0);
+    else if (clamp) fwd_flat_body_avx512(y, x, n, ph, f, NULL, lo, hi, 1);
+    else fwd_flat_body_avx512(y, x, n, ph, f, NULL, lo, hi, 0);
 }
 
 /* With a per-tensor output fake-quant the forward never stores y: one pass takes its range
@@ -446,8 +507,9 @@ BN512_ATTR static void fwd_fq_rows_avx512(float *restrict out, uint8_t *restrict
     }
 }
 
-/* Row blocks of the fused forward passes: about BN_CHUNK_ELEMS elements each (the result
- * does not depend on the split: min and max are exact and the tie case is excluded). */
+/* Row blocks of the fused forward passes and the flat element-wise ones: about BN_CHUNK_ELEMS
+ * elements each (the result does not depend on the split: min and max are exact and the tie
+ * case is excluded; the element-wise passes compute each element alone). */
 static int64_t fwd_blocks(int64_t M, int C) {
     int64_t n = M * C / BN_CHUNK_ELEMS;
     return n < 1 ? 1 : n > M ? M : n;
@@ -483,8 +545,8 @@ static int bn_use_avx512(void) { return qat_cpu_isa() >= QAT_ISA_AVX512; }
 
 /* Column sums s1, s2 (C doubles each) over M rows of a (and b, y), chunked as described above.
  * With tmin/tmax (C floats each, else NULL) also the per-column range a range-taking fn
- * (stats_range_chunk_avx512) leaves in the chunk scratch after f2: rmin at f2 + C, rmax at
- * f2 + 2C, set to +inf/-inf here first. */
+ * (stats_range_chunk_avx512) leaves in the chunk scratch after f2: rmin at f2 + Cp, rmax at
+ * f2 + 2Cp (Cp = bn_pad(C)), set to +inf/-inf here first. */
 static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const float *b,
                         const float *ref, const float *y, const float *isc, const uint8_t *code,
                         const float *aff, float lo, float hi, int64_t M, int C, double *s1,
@@ -495,13 +557,14 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
     if (nch < 1) nch = 1;
     int64_t rows_per = (M + nch - 1) / nch;
     double *part = qat_arena_alloc(&ctx->arena, (size_t)nch * 2 * C * sizeof(double));
-    const int64_t stride = (tmin ? 4 : 2) * (int64_t)C; /* scratch floats per chunk */
+    const int Cp = bn_pad(C);
+    const int64_t stride = (tmin ? 4 : 2) * (int64_t)Cp; /* scratch floats per chunk */
     float *scratch = qat_arena_floats(&ctx->arena, nch * stride);
     memset(part, 0, (size_t)nch * 2 * C * sizeof(double));
     for (int64_t k = 0; tmin && k < nch; k++)
-        for (int c = 0; c < C; c++) {
-            scratch[k * stride + 2 * C + c] = INFINITY;
-            scratch[k * stride + 3 * C + c] = -INFINITY;
+        for (int c = 0; c < Cp; c++) {
+            scratch[k * stride + 2 * Cp + c] = INFINITY;
+            scratch[k * stride + 3 * Cp + c] = -INFINITY;
         }
 #pragma omp parallel for schedule(static) if (nch > 1 && M * C >= BN_PAR_ELEMS)
     for (int64_t k = 0; k < nch; k++) {
@@ -510,7 +573,7 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
         fn(a + r0 * C, b ? b + r0 * C : NULL, ref, y ? y + r0 * C : NULL, isc,
            code ? code + r0 * C : NULL, aff, lo, hi, r1 - r0, C,
            scratch + k * stride,
-           scratch + k * stride + C, part + k * 2 * C, part + k * 2 * C + C);
+           scratch + k * stride + Cp, part + k * 2 * C, part + k * 2 * C + C);
     }
     for (int c = 0; c < C; c++) s1[c] = s2[c] = 0;
     for (int64_t k = 0; k < nch; k++)
@@ -522,7 +585,7 @@ static void column_sums(qat_ctx *ctx, bn_chunk_fn fn, const float *a, const floa
     for (int c = 0; c < C; c++) tmin[c] = INFINITY, tmax[c] = -INFINITY;
     for (int64_t k = 0; k < nch; k++)
         for (int c = 0; c < C; c++) {
-            const float a0 = scratch[k * stride + 2 * C + c], a1 = scratch[k * stride + 3 * C + c];
+            const float a0 = scratch[k * stride + 2 * Cp + c], a1 = scratch[k * stride + 3 * Cp + c];
             tmin[c] = a0 < tmin[c] ? a0 : tmin[c];
             tmax[c] = a1 > tmax[c] ? a1 : tmax[c];
         }
@@ -603,7 +666,7 @@ qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_
         float *ref = qat_arena_floats(&ctx->arena, C); /* first row: a sample of each channel */
         for (int c = 0; c < C; c++) ref[c] = isc ? x->data[c] * isc[c] : x->data[c];
         bn_chunk_fn fn = trange ? (isc ? stats_scaled_range_chunk_avx512 : stats_range_chunk_avx512)
-                       : !isc ? stats_chunk
+                       : !isc ? (bn_use_avx512() ? stats_chunk_avx512 : stats_chunk)
                        : bn_use_avx512() ? stats_scaled_chunk_avx512 : stats_scaled_chunk;
         column_sums(ctx, fn, x->data, NULL, ref, NULL, isc, NULL, NULL, lo, hi, M, C, s1, s2,
                     trange, trange ? trange + C : NULL);
@@ -665,33 +728,43 @@ qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_
     float *restrict y = NULL; /* the stored y: the output, or with fq unfused its input */
     if (!fused) {
         y = fq ? qat_arena_floats(&ctx->arena, x->numel) : out->data;
-        const int fwd512 = is && bn_use_avx512();
+        if (bn_use_avx512()) {
+            const int P = bn_period(C);
+            const bn_flat f = {.P = P, .mu = bn_rep(ctx, mu, C, P), .is = bn_rep(ctx, is, C, P),
+                               .sc = bn_rep(ctx, sc, C, P), .sh = bn_rep(ctx, sh, C, P)};
+            const int64_t nblk = fwd_blocks(M, C);
+#pragma omp parallel for schedule(static) if (nblk > 1 && x->numel >= BN_PAR_ELEMS)
+            for (int64_t b = 0; b < nblk; b++) {
+                const int64_t r0 = b * M / nblk, r1 = (b + 1) * M / nblk;
+                fwd_flat_avx512(y + r0 * C, xd + r0 * C, (r1 - r0) * C, (int)(r0 * C % P), &f,
+                                lo, hi, clamp);
+            }
+        } else {
 #pragma omp parallel for schedule(static) if (x->numel >= BN_PAR_ELEMS)
-        for (int64_t r = 0; r < M; r++) {
-            const float *restrict xr = xd + r * C;
-            float *restrict yr = y + r * C;
-            if (fwd512) {
-                fwd_scaled_row_avx512(yr, xr, is, mu, sc, sh, lo, hi, C, clamp);
-            } else if (is && act == QAT_BN_ACT_NONE) {
+            for (int64_t r = 0; r < M; r++) {
+                const float *restrict xr = xd + r * C;
+                float *restrict yr = y + r * C;
+                if (is && act == QAT_BN_ACT_NONE) {
 #pragma omp simd
-                for (int c = 0; c < C; c++) yr[c] = (xr[c] * is[c] - mu[c]) * sc[c] + sh[c];
-            } else if (is) {
+                    for (int c = 0; c < C; c++) yr[c] = (xr[c] * is[c] - mu[c]) * sc[c] + sh[c];
+                } else if (is) {
 #pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    float v = (xr[c] * is[c] - mu[c]) * sc[c] + sh[c];
-                    v = v > lo ? v : lo;
-                    yr[c] = v < hi ? v : hi;
-                }
-            } else if (act == QAT_BN_ACT_NONE) {
+                    for (int c = 0; c < C; c++) {
+                        float v = (xr[c] * is[c] - mu[c]) * sc[c] + sh[c];
+                        v = v > lo ? v : lo;
+                        yr[c] = v < hi ? v : hi;
+                    }
+                } else if (act == QAT_BN_ACT_NONE) {
 #pragma omp simd
-                for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
-            } else {
-                /* same clamp as qat_relu / qat_relu6, so fused and separate ops agree bitwise */
+                    for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu[c]) * sc[c] + sh[c];
+                } else {
+                    /* same clamp as qat_relu / qat_relu6: fused and separate ops agree bitwise */
 #pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    float v = (xr[c] - mu[c]) * sc[c] + sh[c];
-                    v = v > lo ? v : lo;
-                    yr[c] = v < hi ? v : hi;
+                    for (int c = 0; c < C; c++) {
+                        float v = (xr[c] - mu[c]) * sc[c] + sh[c];
+                        v = v > lo ? v : lo;
+                        yr[c] = v < hi ? v : hi;
+                    }
                 }
             }
         }
@@ -786,53 +859,57 @@ dx_row(float *restrict dxr, const float *restrict dyr, const float *restrict xr,
     }
 }
 
-/* dx_row, 16 channels at a time. */
-BN512_INLINE void dx_row_avx512(float *restrict dxr, const float *restrict dyr,
-                                const float *restrict xr, const float *restrict yr,
-                                const uint8_t *restrict cd, const float *restrict mu,
-                                const float *restrict Ar, const float *restrict Br,
-                                const float *restrict Dr, const float *restrict is,
-                                const float *restrict aff, float lo, float hi, int C,
-                                const int scaled, const int has_code, const int accumulate) {
+/* dx_row over n elements of whole rows from phase ph, walked flat (bn_flat). */
+BN512_INLINE void dx_flat_avx512(float *restrict dx, const float *restrict dy,
+                                 const float *restrict x, const float *restrict y,
+                                 const uint8_t *restrict cd, int64_t n, int ph, const bn_flat *f,
+                                 float lo, float hi, const int scaled, const int has_code,
+                                 const int accumulate) {
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = bn512_mask(C - c0);
-        _mm_prefetch((const char *)(xr + c0 + BN512_PF), _MM_HINT_T0);
-        _mm_prefetch((const char *)(dyr + c0 + BN512_PF), _MM_HINT_T0);
-        _mm_prefetch((const char *)(dxr + c0 + BN512_PF), _MM_HINT_T0);
-        if (has_code) _mm_prefetch((const char *)(cd + c0 + BN512_PF), _MM_HINT_T0);
-        __m512 x = bn512_ld(m, xr + c0), vis = scaled ? bn512_ld(m, is + c0) : x;
-        __m512 d = _mm512_sub_ps(scaled ? _mm512_mul_ps(x, vis) : x, bn512_ld(m, mu + c0));
+    /* locals: the stores to dx would otherwise reload f's fields */
+    const float *restrict mu = f->mu, *restrict is = f->is, *restrict A = f->A, *restrict B = f->B;
+    const float *restrict D = f->D, *restrict afs = f->afs, *restrict afh = f->afh;
+    const int P = f->P;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = bn512_mask_n(n - i);
+        _mm_prefetch((const char *)(x + i + BN512_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dy + i + BN512_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dx + i + BN512_PF), _MM_HINT_T0);
+        if (has_code) _mm_prefetch((const char *)(cd + i + BN512_PF), _MM_HINT_T0);
+        else _mm_prefetch((const char *)(y + i + BN512_PF), _MM_HINT_T0);
+        __m512 xv = bn512_ld(m, x + i), vis = scaled ? bn512_ld(m, is + ph) : xv;
+        __m512 d = _mm512_sub_ps(scaled ? _mm512_mul_ps(xv, vis) : xv, bn512_ld(m, mu + ph));
         __m512 g = has_code
-            ? bn512_ste_act_grad(m, dyr + c0, cd + c0,
-                                 _mm512_add_ps(_mm512_mul_ps(d, bn512_ld(m, aff + c0)),
-                                               bn512_ld(m, aff + C + c0)), vlo, vhi)
-            : bn512_act_grad(m, dyr + c0, bn512_ld(m, yr + c0), vlo, vhi);
-        __m512 dt = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(bn512_ld(m, Ar + c0), g),
-                                                _mm512_mul_ps(bn512_ld(m, Br + c0), d)),
-                                  bn512_ld(m, Dr + c0));
+            ? bn512_ste_act_grad(m, dy + i, cd + i,
+                                 _mm512_add_ps(_mm512_mul_ps(d, bn512_ld(m, afs + ph)),
+                                               bn512_ld(m, afh + ph)), vlo, vhi)
+            : bn512_act_grad(m, dy + i, bn512_ld(m, y + i), vlo, vhi);
+        __m512 dt = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(bn512_ld(m, A + ph), g),
+                                                _mm512_mul_ps(bn512_ld(m, B + ph), d)),
+                                  bn512_ld(m, D + ph));
         __m512 v = scaled ? _mm512_mul_ps(dt, vis) : dt;
-        bn512_st(m, dxr + c0, accumulate ? _mm512_add_ps(bn512_ld(m, dxr + c0), v) : v);
+        bn512_st(m, dx + i, accumulate ? _mm512_add_ps(bn512_ld(m, dx + i), v) : v);
+        ph = ph + 16 >= P ? ph + 16 - P : ph + 16;
     }
 }
 
-/* One row of dx through the variant of the flags (constant in each copy). */
-#define DX_ROW_AVX512(name, sc, hc, acc)                                                          \
-    BN512_ATTR static void name(float *dxr, const float *dyr, const float *xr, const float *yr,   \
-                                const uint8_t *cd, const float *mu, const float *Ar,              \
-                                const float *Br, const float *Dr, const float *is,                \
-                                const float *aff, float lo, float hi, int C) {                    \
-        dx_row_avx512(dxr, dyr, xr, yr, cd, mu, Ar, Br, Dr, is, aff, lo, hi, C, sc, hc, acc);     \
+/* dx_flat_avx512 for the variant of the flags (constant in each copy). */
+#define DX_FLAT_AVX512(name, sc, hc, acc)                                                         \
+    BN512_ATTR static void name(float *dx, const float *dy, const float *x, const float *y,       \
+                                const uint8_t *cd, int64_t n, int ph, const bn_flat *f, float lo, \
+                                float hi) {                                                       \
+        dx_flat_avx512(dx, dy, x, y, cd, n, ph, f, lo, hi, sc, hc, acc);                          \
     }
-DX_ROW_AVX512(dx_row_s_avx512, 1, 0, 0)
-DX_ROW_AVX512(dx_row_s_acc_avx512, 1, 0, 1)
-DX_ROW_AVX512(dx_row_q_avx512, 0, 1, 0)
-DX_ROW_AVX512(dx_row_q_acc_avx512, 0, 1, 1)
-DX_ROW_AVX512(dx_row_sq_avx512, 1, 1, 0)
-DX_ROW_AVX512(dx_row_sq_acc_avx512, 1, 1, 1)
-typedef void (*dx_row_fn)(float *, const float *, const float *, const float *, const uint8_t *,
-                          const float *, const float *, const float *, const float *,
-                          const float *, const float *, float, float, int);
+DX_FLAT_AVX512(dx_flat_p_avx512, 0, 0, 0)
+DX_FLAT_AVX512(dx_flat_p_acc_avx512, 0, 0, 1)
+DX_FLAT_AVX512(dx_flat_s_avx512, 1, 0, 0)
+DX_FLAT_AVX512(dx_flat_s_acc_avx512, 1, 0, 1)
+DX_FLAT_AVX512(dx_flat_q_avx512, 0, 1, 0)
+DX_FLAT_AVX512(dx_flat_q_acc_avx512, 0, 1, 1)
+DX_FLAT_AVX512(dx_flat_sq_avx512, 1, 1, 0)
+DX_FLAT_AVX512(dx_flat_sq_acc_avx512, 1, 1, 1)
+typedef void (*dx_flat_fn)(float *, const float *, const float *, const float *, const uint8_t *,
+                           int64_t, int, const bn_flat *, float, float);
 
 void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
     qat_tensor *x = out->src[0], *gamma = out->src[1], *beta = out->src[2];
@@ -856,7 +933,8 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
         const int v512 = bn_use_avx512();
         bn_chunk_fn fn = sv->isc ? (code ? (v512 ? grad_scaled_fq_chunk_avx512 : grad_scaled_fq_chunk)
                                          : (v512 ? grad_scaled_chunk_avx512 : grad_scaled_chunk))
-                                 : (code ? (v512 ? grad_fq_chunk_avx512 : grad_fq_chunk) : grad_chunk);
+                                 : (code ? (v512 ? grad_fq_chunk_avx512 : grad_fq_chunk)
+                                         : (v512 ? grad_chunk_avx512 : grad_chunk));
         column_sums(ctx, fn, dy, x->data, sv->mean, code ? NULL : yo, sv->isc, code, sv->aff, lo, hi,
                     M, C, s_dy, s_dyx, NULL, NULL);
     }
@@ -893,21 +971,35 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
     const int accumulate = x->grad != NULL;
     float *restrict dx = accumulate ? x->grad : (x->grad = qat_arena_floats(&ctx->arena, x->numel));
     const int scaled = sv->isc != NULL, has_code = code != NULL;
-    dx_row_fn row512 = NULL;
-    if ((scaled || has_code) && bn_use_avx512()) {
-        if (scaled && has_code) row512 = accumulate ? dx_row_sq_acc_avx512 : dx_row_sq_avx512;
-        else if (scaled) row512 = accumulate ? dx_row_s_acc_avx512 : dx_row_s_avx512;
-        else row512 = accumulate ? dx_row_q_acc_avx512 : dx_row_q_avx512;
+    if (bn_use_avx512()) {
+        dx_flat_fn fn;
+        if (scaled && has_code) fn = accumulate ? dx_flat_sq_acc_avx512 : dx_flat_sq_avx512;
+        else if (scaled) fn = accumulate ? dx_flat_s_acc_avx512 : dx_flat_s_avx512;
+        else if (has_code) fn = accumulate ? dx_flat_q_acc_avx512 : dx_flat_q_avx512;
+        else fn = accumulate ? dx_flat_p_acc_avx512 : dx_flat_p_avx512;
+        const int P = bn_period(C);
+        const float *aff = sv->aff;
+        const bn_flat f = {.P = P,
+                           .mu = bn_rep(ctx, sv->mean, C, P),
+                           .is = bn_rep(ctx, sv->isc, C, P),
+                           .A = bn_rep(ctx, A, C, P),
+                           .B = bn_rep(ctx, B, C, P),
+                           .D = bn_rep(ctx, D, C, P),
+                           .afs = bn_rep(ctx, aff, C, P),
+                           .afh = bn_rep(ctx, aff ? aff + C : NULL, C, P)};
+        const int64_t nblk = fwd_blocks(M, C);
+#pragma omp parallel for schedule(static) if (nblk > 1 && x->numel >= BN_PAR_ELEMS)
+        for (int64_t b = 0; b < nblk; b++) {
+            const int64_t o = b * M / nblk * C, n = (b + 1) * M / nblk * C - o;
+            fn(dx + o, dy + o, x->data + o, yo + o, code ? code + o : NULL, n, (int)(o % P), &f,
+               lo, hi);
+        }
+        return;
     }
 #pragma omp parallel for schedule(static) if (x->numel >= BN_PAR_ELEMS)
     for (int64_t r = 0; r < M; r++) {
         const int64_t o = r * C;
         const uint8_t *cd = code ? code + o : NULL;
-        if (row512) {
-            row512(dx + o, dy + o, x->data + o, yo + o, cd, sv->mean, A, B, D, sv->isc, sv->aff,
-                   lo, hi, C);
-            continue;
-        }
         /* constant flags: each call inlines to a branch-free vector loop */
 #define DX_ROW(sc, hc, acc)                                                                       \
     dx_row(dx + o, dy + o, x->data + o, yo + o, cd, sv->mean, A, B, D, sv->isc, sv->aff, lo, hi, \
