@@ -1049,6 +1049,38 @@ static int bnq_same(const bnq_fixture *a, const bnq_fixture *b, int C) {
            a->fq.skipped == b->fq.skipped;
 }
 
+/* One shape's inputs for the AVX-512-vs-scalar BN tests: x (N(0, 2^2)), gamma, beta, the
+ * output-gradient weights w, and an output and gradient buffer per ISA; seeds from base. */
+typedef struct {
+    qat_tensor *in[3];
+    int C;
+    int64_t n, ng;
+    float *w, *y[2], *g[2];
+} bn_case;
+
+static void bn_case_init(bn_case *k, const int *shape, int base, int si) {
+    const int C = shape[3], cs[1] = {C};
+    k->C = C;
+    k->in[0] = test_leaf(4, shape, 2.0f, (uint64_t)(base + 1 + si));
+    k->in[1] = test_leaf(1, cs, 1.0f, (uint64_t)(base + 2));
+    k->in[2] = test_leaf(1, cs, 1.0f, (uint64_t)(base + 3));
+    k->n = k->in[0]->numel, k->ng = k->n + 2 * C;
+    k->w = malloc((size_t)k->n * sizeof(float));
+    for (int i = 0; i < 2; i++) {
+        k->y[i] = malloc((size_t)k->n * sizeof(float));
+        k->g[i] = malloc((size_t)k->ng * sizeof(float));
+    }
+    qat_rng r;
+    qat_rng_seed(&r, (uint64_t)(base + 4));
+    for (int64_t i = 0; i < k->n; i++) k->w[i] = qat_rng_normal(&r);
+}
+
+static void bn_case_free(bn_case *k) {
+    for (int i = 0; i < 3; i++) test_leaf_free(k->in[i]);
+    for (int i = 0; i < 2; i++) free(k->y[i]), free(k->g[i]);
+    free(k->w);
+}
+
 static void test_bn_qat_simd(void) {
     if (qat_cpu_isa_hw() < QAT_ISA_AVX512) return; /* no variant to compare on this CPU */
     qat_isa saved = qat_cpu_isa();
@@ -1059,18 +1091,12 @@ static void test_bn_qat_simd(void) {
                                     {3, 5, 7, 40}, {2, 9, 11, 64}, {4, 16, 16, 40}};
     int cases = 0, bad = 0, ties = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const int C = shapes[si][3], cs[1] = {C};
-        qat_tensor *in[3] = {test_leaf(4, shapes[si], 2.0f, 301 + si), test_leaf(1, cs, 1.0f, 302),
-                             test_leaf(1, cs, 1.0f, 303)};
-        const int64_t n = in[0]->numel, ng = n + 2 * C;
-        float *w = malloc((size_t)n * sizeof(float)), *y[2], *g[2];
-        for (int k = 0; k < 2; k++) {
-            y[k] = malloc((size_t)n * sizeof(float));
-            g[k] = malloc((size_t)ng * sizeof(float));
-        }
-        qat_rng r;
-        qat_rng_seed(&r, 304);
-        for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+        bn_case bc;
+        bn_case_init(&bc, shapes[si], 300, (int)si);
+        const int C = bc.C;
+        const int64_t n = bc.n, ng = bc.ng;
+        qat_tensor **in = bc.in;
+        float *w = bc.w, **y = bc.y, **g = bc.g;
         for (int c = 0; c < C; c++) { /* ReLU6 outputs on both sides of 6; the widest */
             in[2]->data[c] += 1.0f;  /* channels (the tensor's range) scaled by either sign */
             if (c % 4 == 0) in[1]->data[c] = 4.0f;
@@ -1108,9 +1134,7 @@ static void test_bn_qat_simd(void) {
                     memcpy(in[1]->data, gsave, (size_t)C * sizeof(float));
                     memcpy(in[2]->data, bsave, (size_t)C * sizeof(float));
                 }
-        for (int k = 0; k < 3; k++) test_leaf_free(in[k]);
-        for (int k = 0; k < 2; k++) free(y[k]), free(g[k]);
-        free(w);
+        bn_case_free(&bc);
     }
     qat_set_isa(saved);
     CU_ASSERT_EQUAL(bad, 0);
@@ -1152,18 +1176,12 @@ static void test_bn_fp32_simd(void) {
                                     {4, 16, 16, 40}, {8, 15, 17, 64}, {64, 7, 7, 17}};
     int cases = 0, bad = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const int C = shapes[si][3], cs[1] = {C};
-        qat_tensor *in[3] = {test_leaf(4, shapes[si], 2.0f, 401 + si), test_leaf(1, cs, 1.0f, 402),
-                             test_leaf(1, cs, 1.0f, 403)};
-        const int64_t n = in[0]->numel, ng = n + 2 * C;
-        float *w = malloc((size_t)n * sizeof(float)), *y[2], *g[2];
-        for (int k = 0; k < 2; k++) {
-            y[k] = malloc((size_t)n * sizeof(float));
-            g[k] = malloc((size_t)ng * sizeof(float));
-        }
-        qat_rng r;
-        qat_rng_seed(&r, 404);
-        for (int64_t i = 0; i < n; i++) w[i] = qat_rng_normal(&r);
+        bn_case bc;
+        bn_case_init(&bc, shapes[si], 400, (int)si);
+        const int C = bc.C;
+        const int64_t n = bc.n, ng = bc.ng;
+        qat_tensor **in = bc.in;
+        float *w = bc.w, **y = bc.y, **g = bc.g;
         for (int c = 0; c < C; c++) { /* ReLU6 outputs on both sides of 6, gammas of both signs */
             in[2]->data[c] += 1.0f;
             if (c % 4 == 0) in[1]->data[c] = 4.0f;
@@ -1193,9 +1211,7 @@ static void test_bn_fp32_simd(void) {
                 cases++;
                 for (int k = 0; k < 2; k++) qat_fq_free(&f[k].bn.fq);
             }
-        for (int k = 0; k < 3; k++) test_leaf_free(in[k]);
-        for (int k = 0; k < 2; k++) free(y[k]), free(g[k]);
-        free(w);
+        bn_case_free(&bc);
     }
     qat_set_isa(saved);
     CU_ASSERT_EQUAL(bad, 0);

@@ -235,6 +235,16 @@ BN512_INLINE void bn512_fold(double *s, __m512 f, __mmask16 m) {
     }
 }
 
+/* Adds the float partials f1/f2 of one sub-block of rows into the double sums s1/s2 (C each):
+ * the fixed reduction order every BN pass shares. */
+BN512_INLINE void bn512_fold_partials(double *s1, double *s2, const float *f1, const float *f2, int C) {
+    for (int c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 m = bn512_mask(C - c0);
+        bn512_fold(s1 + c0, _mm512_loadu_ps(f1 + c0), m);
+        bn512_fold(s2 + c0, _mm512_loadu_ps(f2 + c0), m);
+    }
+}
+
 /* The gradient reaching the BN output: act_grad (dy where lo < y < hi, else +0.0), or with
  * codes ste_act_grad (0.0f + dy where also code == QAT_FQ_INSIDE, else +0.0). The code test
  * is code & 1, as code_mask's. */
@@ -281,11 +291,7 @@ BN512_INLINE void stats_body_avx512(const float *restrict a, const float *restri
                     _mm512_storeu_ps(rmax + c0, _mm512_max_ps(t, _mm512_loadu_ps(rmax + c0)));
                 }
             }
-        for (int c0 = 0; c0 < C; c0 += 16) {
-            const __mmask16 m = bn512_mask(C - c0);
-            bn512_fold(s1 + c0, _mm512_loadu_ps(f1 + c0), m);
-            bn512_fold(s2 + c0, _mm512_loadu_ps(f2 + c0), m);
-        }
+        bn512_fold_partials(s1, s2, f1, f2, C);
     }
 }
 
@@ -338,11 +344,7 @@ BN512_INLINE void grad_body_avx512(const float *restrict a, const float *restric
                 _mm512_storeu_ps(f2 + c0,
                                  _mm512_add_ps(_mm512_loadu_ps(f2 + c0), _mm512_mul_ps(g, d)));
             }
-        for (int c0 = 0; c0 < C; c0 += 16) {
-            const __mmask16 m = bn512_mask(C - c0);
-            bn512_fold(s1 + c0, _mm512_loadu_ps(f1 + c0), m);
-            bn512_fold(s2 + c0, _mm512_loadu_ps(f2 + c0), m);
-        }
+        bn512_fold_partials(s1, s2, f1, f2, C);
     }
 }
 
