@@ -1,21 +1,100 @@
 #!/bin/sh
-# Installs what qat needs on a Debian machine when something is missing (root, apt-get).
-# Called by the Makefile before building; a no-op when everything is present.
-set -e
+# Installs what qat needs on a Debian machine when something is missing (root or sudo, apt-get).
+# Called by the Makefile before building; quiet and a no-op when everything is present.
+#
+#   sh scripts/deps.sh            build + test dependencies
+#   sh scripts/deps.sh --data     the same, plus the Fashion-MNIST dataset package
+#
+# Each dependency is probed for what the build really needs, not for a header that another package
+# can also provide (Debian's reference BLAS ships a cblas.h too, and once hid a missing OpenBLAS):
+#   1. the package manager is asked by package name (dpkg-query), and
+#   2. a one-line program is compiled and linked against the library with the symbols qat uses.
+# A dependency is installed when either probe fails; the line printed says which and why.
+# QAT_DEPS_DRY_RUN=1 prints what would be installed and installs nothing (used by the tests).
+set -eu
+
+CC=${CC:-cc}
 need=""
-have_hdr() { [ -e "/usr/include/$1" ] || [ -e "/usr/include/x86_64-linux-gnu/$1" ]; }
-have_hdr cblas.h        || need="$need libopenblas-dev"
-have_hdr dnnl.h         || need="$need libdnnl-dev"
-have_hdr png.h          || need="$need libpng-dev"
-have_hdr zlib.h         || need="$need zlib1g-dev"
-have_hdr CUnit/Basic.h  || need="$need libcunit1-dev"
-if [ "${1:-}" = "--data" ] && [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
-    need="$need dataset-fashion-mnist"
-fi
+why=""
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qat-deps.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+pkg_installed() {
+    command -v dpkg-query >/dev/null 2>&1 || return 0   # not Debian: the link probe decides alone
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+# links PROGRAM LIBS: compile and link a C program given on the command line against LIBS
+links() {
+    printf '%s\n' "$1" >"$tmp/probe.c"
+    # shellcheck disable=SC2086
+    "$CC" -std=gnu11 -Werror=implicit-function-declaration "$tmp/probe.c" -o "$tmp/probe" $2 \
+        >/dev/null 2>&1
+}
+
+add() {   # add PACKAGE REASON
+    case " $need " in *" $1 "*) return 0 ;; esac
+    need="$need $1"
+    why="$why
+deps: $1: $2"
+}
+
+# probe PACKAGE LIBS PROGRAM: the package must be installed and PROGRAM must link with LIBS
+probe() {
+    if ! pkg_installed "$1"; then
+        add "$1" "not installed (dpkg-query)"
+    elif ! links "$3" "$2"; then
+        add "$1" "installed, but a program using it does not compile and link with '$2' (reinstalling)"
+        reinstall="$reinstall $1"
+    fi
+}
+
+check_all() {   # fills need/why; $1 is the script argument (--data or nothing)
+    need=""; why=""; reinstall=""
+    # A compiler first: without it every link probe below would fail for the wrong reason.
+    if ! command -v "$CC" >/dev/null 2>&1 || ! links 'int main(void) { return 0; }' ""; then
+        add gcc "no working C compiler ('$CC')"
+        add libc6-dev "no working C compiler ('$CC')"
+    fi
+    command -v make >/dev/null 2>&1 || add make "not found"
+
+    probe libopenblas-dev "-lopenblas" '#include <cblas.h>
+    int main(void) { float a = 1, b = 1, c = 0; openblas_set_num_threads(1);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.f, &a, 1, &b, 1, 0.f, &c, 1);
+      return c != 1; }'
+    probe libdnnl-dev "-ldnnl" '#include <dnnl.h>
+    int main(void) { const dnnl_version_t *v = dnnl_version(); return v->major < 2; }'
+    probe libpng-dev "-lpng -lz" '#include <png.h>
+    int main(void) { return png_access_version_number() == 0; }'
+    probe zlib1g-dev "-lz" '#include <zlib.h>
+    int main(void) { return crc32(0L, 0, 0) != 0; }'
+    probe libcunit1-dev "-lcunit" '#include <CUnit/Basic.h>
+    int main(void) { if (CU_initialize_registry() != CUE_SUCCESS) return 1; CU_cleanup_registry(); return 0; }'
+
+    if [ "$1" = "--data" ] && [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+        add dataset-fashion-mnist "/usr/share/datasets/fashion-mnist/ is missing"
+    fi
+}
+
+check_all "${1:-}"
 [ -z "$need" ] && exit 0
+printf '%s\n' "$why" | sed '/^$/d' >&2
+if [ "${QAT_DEPS_DRY_RUN:-0}" = 1 ]; then
+    echo "deps: would install$need (QAT_DEPS_DRY_RUN=1)" >&2
+    exit 0
+fi
 echo "deps: installing$need" >&2
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 # An apt cache that was never updated finds nothing; update once, then install.
 $SUDO apt-get update -qq || true
+# shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+[ -z "$reinstall" ] || $SUDO apt-get install -y -qq --reinstall --no-install-recommends $reinstall >/dev/null
+# Prove it: the same probes must pass now, or the build would fail later with a cryptic link error.
+check_all "${1:-}"
+if [ -n "$need" ]; then
+    printf '%s\n' "$why" | sed '/^$/d' >&2
+    echo "deps: still missing after apt-get install:$need; install them by hand and rerun" >&2
+    exit 1
+fi
