@@ -107,8 +107,19 @@ typedef struct {
     int json;                /* final summary as one JSON object on stdout */
     int qat_from_epoch;      /* > 0: from this epoch (1-based) on, train with fake-quant */
     const char *qconfig;     /* qconfig of that QAT phase (NULL: "x86") */
+    /* The QAT phase (qat_from_epoch, or `qat qat`): BN statistics and observer ranges freeze
+     * after this many epochs of QAT (fractions allowed), or QAT_FREEZE_AUTO: BN at the first
+     * step after the learning-rate peak whose rate is at most 3% of the peak, observers
+     * halfway from there to the end; QAT_FREEZE_NEVER. */
+    float freeze_bn_epochs, freeze_observer_epochs;
+    int bn_reestimate_batches; /* BN statistics re-estimated over this many batches before
+                                * they freeze (0: keep the moving averages) */
     float stop_at_accuracy;  /* > 0: stop after the first epoch whose test accuracy reaches it */
 } qat_train_opts;
+
+#define QAT_FREEZE_AUTO (-1.0f)
+#define QAT_FREEZE_NEVER (-2.0f)
+#define QAT_BN_REESTIMATE_BATCHES 64
 
 /* Defaults that train mbv2-tiny on Fashion-MNIST to >92.5% test accuracy. */
 void qat_train_opts_default(qat_train_opts *o);

@@ -3,6 +3,7 @@
 #include "qmodel.h"
 #include "qint.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,8 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
     q->fold_bn = 1;
     q->exact_eval = 1;
     q->lsq_lr_mult = 1;
-    q->freeze_bn_epoch = q->freeze_observer_epoch = -1;
+    q->freeze_bn_step = q->freeze_observer_step = -1;
+    q->legacy_freeze_bn_epoch = q->legacy_freeze_observer_epoch = -1;
     /* Name the points first (fq->name points into fq_names), then initialise them. */
     int *wch = malloc((size_t)cap * sizeof(int)); /* channels of each point, 0 = activation */
     int *wbits = calloc((size_t)cap, sizeof(int)); /* per point: the spec's wbits override, 0 none */
@@ -198,13 +200,6 @@ void qat_qmodel_freeze_bn(qat_qmodel *q) {
     q->bn_frozen = 1;
 }
 
-qat_status qat_qmodel_on_epoch(qat_qmodel *q, int epoch) {
-    if (q->freeze_bn_epoch >= 0 && epoch >= q->freeze_bn_epoch && !q->bn_frozen) qat_qmodel_freeze_bn(q);
-    if (q->freeze_observer_epoch >= 0 && epoch >= q->freeze_observer_epoch && !q->observers_frozen)
-        return qat_qmodel_freeze_observers(q);
-    return QAT_OK;
-}
-
 /* ---- forward --------------------------------------------------------------------------------- */
 
 /* Fake-quant of x at point i. Weights are observed alone (the observer is reset first), so the
@@ -212,9 +207,9 @@ qat_status qat_qmodel_on_epoch(qat_qmodel *q, int epoch) {
 static qat_tensor *fq_at(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x, int i, int observe) {
     if (q->lsq_ready) return qat_lsq_quantize(ctx, x, &q->lsq[i]);
     qat_fq *fq = &q->fq[i];
-    int saved = fq->observer_enabled;
-    fq->observer_enabled = saved && observe;
-    if (fq->observer_enabled && !fq->obs.frozen && is_weight(q, i)) qat_observer_reset(&fq->obs);
+    int saved = fq->observer_enabled, weight = is_weight(q, i);
+    fq->observer_enabled = saved && observe && (weight || !q->act_observers_paused);
+    if (fq->observer_enabled && !fq->obs.frozen && weight) qat_observer_reset(&fq->obs);
     qat_tensor *y = qat_fakequant(ctx, x, fq);
     fq->observer_enabled = saved;
     return y;
@@ -368,7 +363,7 @@ static qat_tensor *conv_bn(qat_qmodel *q, qat_ctx *ctx, qat_layer *L, qat_tensor
         (bact != QAT_BN_ACT_NONE || L->act == QAT_ACT_NONE)) {
         /* the output fake-quant inside the BN node: what fq_at would do, one node less */
         int saved = ofq->observer_enabled;
-        ofq->observer_enabled = saved && observe;
+        ofq->observer_enabled = saved && observe && !q->act_observers_paused;
         y = qat_batchnorm2d_act_fq(ctx, y, in_scale, &L->gamma, &L->beta, &L->bn, bact, ofq);
         ofq->observer_enabled = saved;
         *quantized = 1;
@@ -448,7 +443,10 @@ void qat_qmodel_sqnr(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x, double *sqnr) {
 /* ---- state ----------------------------------------------------------------------------------- */
 
 #define QSTATE_MAGIC 0x54534d51u /* "QMST" */
-#define QSTATE_VERSION 1u
+#define QSTATE_VERSION 2u
+/* Version 1 ended after `pad` (64 bytes) and kept the freeze schedule in epochs; version 2
+ * keeps it in optimizer steps (the epoch fields are -1) so that it means the same for epochs
+ * of 16 steps and of 500. Both load. */
 typedef struct {
     uint32_t magic, version;
     char qconfig[QAT_QCONFIG_NAME_MAX];
@@ -456,8 +454,11 @@ typedef struct {
     int32_t freeze_bn_epoch, freeze_observer_epoch, fold_bn, lsq_ready;
     float lsq_lr_mult;
     int32_t pad;
+    int64_t freeze_bn_step, freeze_observer_step; /* version 2 */
 } qstate_header;
-_Static_assert(sizeof(qstate_header) == 64, "quant state header layout");
+#define QSTATE_V1_BYTES 64
+_Static_assert(sizeof(qstate_header) == 80, "quant state header layout");
+_Static_assert(offsetof(qstate_header, freeze_bn_step) == QSTATE_V1_BYTES, "v1 prefix");
 
 size_t qat_qmodel_state_bytes(const qat_qmodel *q) {
     size_t n = sizeof(qstate_header);
@@ -471,8 +472,9 @@ void qat_qmodel_pack(const qat_qmodel *q, void *buf) {
     h.magic = QSTATE_MAGIC, h.version = QSTATE_VERSION;
     memcpy(h.qconfig, q->cfg.name, sizeof h.qconfig);
     h.act_obs = q->act_obs, h.nfq = q->nfq, h.bn_frozen = q->bn_frozen;
-    h.observers_frozen = q->observers_frozen, h.freeze_bn_epoch = q->freeze_bn_epoch;
-    h.freeze_observer_epoch = q->freeze_observer_epoch, h.fold_bn = q->fold_bn;
+    h.observers_frozen = q->observers_frozen, h.freeze_bn_epoch = h.freeze_observer_epoch = -1;
+    h.freeze_bn_step = q->freeze_bn_step, h.freeze_observer_step = q->freeze_observer_step;
+    h.fold_bn = q->fold_bn;
     h.lsq_ready = q->lsq_ready, h.lsq_lr_mult = q->lsq_lr_mult;
     char *p = buf;
     memcpy(p, &h, sizeof h);
@@ -490,10 +492,19 @@ qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const 
                              qat_qmodel **out) {
     *out = NULL;
     qstate_header h;
-    if (bytes < sizeof h) return qat_fail(QAT_ERR_FORMAT, "%s: quant section truncated", path);
-    memcpy(&h, buf, sizeof h);
-    if (h.magic != QSTATE_MAGIC || h.version != QSTATE_VERSION)
+    memset(&h, 0, sizeof h);
+    if (bytes < QSTATE_V1_BYTES) return qat_fail(QAT_ERR_FORMAT, "%s: quant section truncated", path);
+    memcpy(&h, buf, QSTATE_V1_BYTES);
+    if (h.magic != QSTATE_MAGIC || (h.version != 1 && h.version != QSTATE_VERSION))
         return qat_fail(QAT_ERR_FORMAT, "%s: quant section has an unknown format", path);
+    size_t hbytes = h.version == 1 ? QSTATE_V1_BYTES : sizeof h;
+    if (bytes < hbytes) return qat_fail(QAT_ERR_FORMAT, "%s: quant section truncated", path);
+    memcpy(&h, buf, hbytes);
+    if (h.version == 1) {
+        h.freeze_bn_step = h.freeze_observer_step = -1;
+    } else if (h.freeze_bn_step < -1 || h.freeze_observer_step < -1) {
+        return qat_fail(QAT_ERR_FORMAT, "%s: quant section has a bad freeze schedule", path);
+    }
     h.qconfig[QAT_QCONFIG_NAME_MAX - 1] = 0;
     qat_qconfig cfg;
     qat_status st = qat_qconfig_get(h.qconfig, &cfg);
@@ -511,7 +522,7 @@ qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const 
         return qat_fail(QAT_ERR_MISMATCH, "%s: quant section has %d quantization points, the model has %d",
                         path, (int)h.nfq, n);
     }
-    const char *p = (const char *)buf + sizeof h, *end = (const char *)buf + bytes;
+    const char *p = (const char *)buf + hbytes, *end = (const char *)buf + bytes;
     for (int i = 0; i < q->nfq; i++) {
         uint64_t n;
         if ((size_t)(end - p) < sizeof n) goto truncated;
@@ -543,7 +554,11 @@ qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const 
         q->lsq_lr_mult = h.lsq_lr_mult;
     }
     q->bn_frozen = h.bn_frozen != 0, q->observers_frozen = h.observers_frozen != 0;
-    q->freeze_bn_epoch = h.freeze_bn_epoch, q->freeze_observer_epoch = h.freeze_observer_epoch;
+    q->freeze_bn_step = h.freeze_bn_step, q->freeze_observer_step = h.freeze_observer_step;
+    if (h.version == 1) {
+        q->legacy_freeze_bn_epoch = h.freeze_bn_epoch >= 0 ? h.freeze_bn_epoch : -1;
+        q->legacy_freeze_observer_epoch = h.freeze_observer_epoch >= 0 ? h.freeze_observer_epoch : -1;
+    }
     q->fold_bn = h.fold_bn;
     if (q->bn_frozen) qat_model_set_bn_update(m, 0);
     *out = q;

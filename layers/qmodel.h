@@ -61,8 +61,14 @@ typedef struct {
     int calibrating;              /* 1: observers also update when !ctx->training (PTQ) */
     int bn_frozen;                /* BN uses (and keeps) running statistics, even in training */
     int observers_frozen;         /* every range and qparam fixed */
-    int freeze_bn_epoch;          /* schedule (epochs completed before freezing); -1 never */
-    int freeze_observer_epoch;
+    /* The freeze schedule in optimizer steps of the run (run->step before the step that first
+     * runs frozen); -1 never. The training loop applies it (train/train.c, freeze_schedule). */
+    int64_t freeze_bn_step, freeze_observer_step;
+    /* Checkpoints of quant-state version 1 stored the schedule in epochs; the training loop
+     * turns these into steps once it knows the steps per epoch (-1: none). */
+    int legacy_freeze_bn_epoch, legacy_freeze_observer_epoch;
+    int act_observers_paused;     /* 1: activation observers do not update (BN re-estimation);
+                                   * weight observers still follow the weights */
     qat_tensor **trace;           /* non-NULL: forward stores each layer's output here (nlayers) */
     /* 1 (default): in eval mode (not calibrating, no trace) a convertible model is evaluated by
      * the integer-exact simulation of its INT8 model (layers/qint.h), so eval reports what the
@@ -95,10 +101,10 @@ qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x);
 void qat_qmodel_enable_fake_quant(qat_qmodel *q, int on);
 /* Fixes all ranges: qparams from the observers (which must have seen data), observers off. */
 qat_status qat_qmodel_freeze_observers(qat_qmodel *q);
-/* BN running statistics frozen and used instead of batch statistics (PyTorch freeze_bn_stats). */
+/* BN running statistics frozen and used instead of batch statistics (PyTorch freeze_bn_stats).
+ * Freezing alone keeps the running statistics as they are: the training loop re-estimates them
+ * first (qat_bn_reestimate_*), because an exponential average lags weights that still move. */
 void qat_qmodel_freeze_bn(qat_qmodel *q);
-/* Applies the freeze schedule at the start of 0-based epoch `epoch`. */
-qat_status qat_qmodel_on_epoch(qat_qmodel *q, int epoch);
 
 /* cfg.lsq: initialises every learned quantizer from its observer's qparams (after a
  * calibration pass) and switches the forward to them. QAT_ERR_ARG for other qconfigs. */

@@ -213,9 +213,10 @@ static void test_fold_matches_eval(void) {
 }
 
 /* Fold forced, fake-quant off. Batch statistics: BN(conv(x, w*s)/s) is conv -> BN
- * mathematically; running statistics (eval / frozen BN): conv(x, w*s) + beta - gamma*mean/std
- * is conv -> BN in eval. Logits and every parameter gradient (w through the fold, gamma through
- * the fold and the folded bias in the running case) match the FP32 model to rounding. */
+ * mathematically; running statistics (eval, or BN frozen during training): conv(x, w*s) +
+ * beta - gamma*mean/std is conv -> BN in eval. Logits and every parameter gradient (w through
+ * the fold, gamma through the fold and the folded bias in the running case) match the FP32
+ * model to rounding; a frozen BN leaves its running statistics as they were. */
 static void test_fold_gradients(void) {
     qat_spec *spec;
     qat_model *m = random_model(&spec, 8);
@@ -228,14 +229,16 @@ static void test_fold_gradients(void) {
     size_t bbytes = (size_t)m->nbuffers * sizeof(float), pbytes = (size_t)m->nparams * sizeof(float);
     float *buf0 = malloc(bbytes), *g0 = malloc(pbytes), *y0 = NULL;
     memcpy(buf0, m->buffers, bbytes);
-    for (int training = 1; training >= 0; training--) {
+    /* mode 0: batch statistics; 1: eval; 2: training with BN frozen (reference: eval) */
+    for (int mode = 0; mode < 3; mode++) {
         for (int pass = 0; pass < 2; pass++) {
             memcpy(m->buffers, buf0, bbytes);
             qat_model_zero_grad(m);
             qat_ctx ctx;
             qat_ctx_init(&ctx, 1 << 20);
-            ctx.training = training;
+            ctx.training = mode == 0 || (mode == 2 && pass);
             ctx.grad_enabled = 1;
+            if (mode == 2 && pass) qat_qmodel_freeze_bn(q);
             qat_tensor *x = input(&ctx, 6, 19);
             qat_tensor *y = pass ? qat_qmodel_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
             int32_t labels[6] = {0, 1, 2, 1, 0, 2};
@@ -252,8 +255,9 @@ static void test_fold_gradients(void) {
                 for (int64_t i = 0; i < m->nparams; i++) gmax = fmax(gmax, fabs(g0[i]));
                 for (int64_t i = 0; i < m->nparams; i++) worst = fmax(worst, fabs(m->grads[i] - g0[i]));
                 if (!(worst <= 1e-3 * gmax))
-                    printf("\n  training %d: grad diff %g of max %g\n", training, worst, gmax);
+                    printf("\n  mode %d: grad diff %g of max %g\n", mode, worst, gmax);
                 CU_ASSERT(gmax > 0 && worst <= 1e-3 * gmax);
+                if (mode == 2) CU_ASSERT(memcmp(m->buffers, buf0, bbytes) == 0);
             }
             qat_ctx_free(&ctx);
         }
@@ -328,8 +332,8 @@ static void qat_opts(qat_qat_opts *qo, const char *out) {
     o->epochs = 3;
     o->lr = 0.005f;
     qo->ckpt = ckpt;
-    qo->freeze_bn_epoch = 1;
-    qo->freeze_observer_epoch = 2;
+    o->freeze_bn_epochs = 1;
+    o->freeze_observer_epochs = 2;
 }
 
 /* Activation observer ranges and qparams of every point. */
@@ -348,7 +352,7 @@ static int same_quant_state(const qat_qmodel *a, const qat_qmodel *b) {
 }
 
 /* 3 epochs, BN frozen after 1, observers after 2, run one epoch at a time through --resume:
- * BN statistics change in epoch 1 only, ranges in epochs 1-2 only. Then the last checkpoint
+ * BN statistics change in epoch 1 and when they freeze, ranges in epochs 1-2 only. Then the last checkpoint
  * round-trips: evaluating it again after save/load gives the same logits. */
 static void test_freeze_schedule_and_roundtrip(void) {
     char dirs[3][300], resume[3][400];
@@ -374,8 +378,10 @@ static void test_freeze_schedule_and_roundtrip(void) {
     }
     size_t bb = (size_t)r0.model->nbuffers * sizeof(float);
     CU_ASSERT(memcmp(r0.model->buffers, r[0].model->buffers, bb) != 0);
-    CU_ASSERT(memcmp(r[0].model->buffers, r[1].model->buffers, bb) == 0);
+    /* re-estimated when they freeze (start of epoch 2), then fixed */
+    CU_ASSERT(memcmp(r[0].model->buffers, r[1].model->buffers, bb) != 0);
     CU_ASSERT(memcmp(r[1].model->buffers, r[2].model->buffers, bb) == 0);
+    CU_ASSERT(r[2].qmodel->freeze_bn_step == spe && r[2].qmodel->freeze_observer_step == 2 * spe);
     CU_ASSERT(!r[0].qmodel->bn_frozen && r[1].qmodel->bn_frozen);
     CU_ASSERT(!same_quant_state(r[0].qmodel, r[1].qmodel));
     CU_ASSERT(same_quant_state(r[1].qmodel, r[2].qmodel));
@@ -409,6 +415,105 @@ static void test_freeze_schedule_and_roundtrip(void) {
     CU_ASSERT(strstr(line, "\"phase\": \"qat\"") != NULL);
     qat_run_free(&r0);
     for (int e = 0; e < 3; e++) qat_run_free(&r[e]);
+}
+
+/* Each epoch's train loss from DIR/metrics.jsonl (up to n); returns how many were read. */
+static int read_epoch_losses(const char *dir, double *loss, int n) {
+    char path[400], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    int k = 0;
+    while (f && k < n && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"train_loss\": ");
+        if (p) loss[k++] = atof(p + strlen("\"train_loss\": "));
+    }
+    if (f) fclose(f);
+    return k;
+}
+
+/* Issue 10: the forward must not change when BN freezes. A model stopped while its learning
+ * rate was high has running statistics that lag its weights (an exponential average over ~10
+ * steps of weights that moved). QAT at a near-zero learning rate, BN frozen after one epoch:
+ * with the statistics re-estimated at the freeze, the frozen epoch's train loss equals the
+ * unfrozen one's within noise; keeping the moving averages (the old behaviour) the loss jumps,
+ * which shows the check can fail. */
+static void test_bn_freeze_continuity(void) {
+    char lagging[300], dir[400];
+    snprintf(lagging, sizeof lagging, "%s/lagging", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, lagging);
+    o.lr = 0.4f;
+    o.max_steps = 12 * 3 / 2; /* stopped early in a 4-epoch one-cycle run: lr still high */
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    double ratio[2];
+    for (int reest = 1; reest >= 0; reest--) {
+        snprintf(dir, sizeof dir, "%s/continuity%d", tmpdir, reest);
+        qat_qat_opts qo;
+        qat_opts(&qo, dir);
+        static char ckpt[400];
+        snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", lagging);
+        qo.ckpt = ckpt;
+        qo.train.lr = 1e-7f;
+        qo.train.epochs = 2;
+        qo.train.freeze_bn_epochs = 1;
+        qo.train.freeze_observer_epochs = QAT_FREEZE_NEVER;
+        qo.train.bn_reestimate_batches = reest ? QAT_BN_REESTIMATE_BATCHES : 0;
+        qat_status st = qat_qat_run(&qo);
+        if (st) printf("\n  %s\n", qat_last_error());
+        CU_ASSERT_FATAL(st == QAT_OK);
+        double loss[2];
+        CU_ASSERT_FATAL(read_epoch_losses(dir, loss, 2) == 2);
+        ratio[reest] = loss[1] / loss[0];
+    }
+    if (getenv("QAT_TEST_VERBOSE") || !(ratio[1] < 1.1 && ratio[0] > 1.3))
+        printf("\n  frozen/unfrozen epoch loss: %.3f re-estimated, %.3f moving averages\n", ratio[1], ratio[0]);
+    CU_ASSERT(ratio[1] > 0.9 && ratio[1] < 1.1);
+    CU_ASSERT(ratio[0] > 1.3);
+}
+
+/* The default freeze schedule of `qat train --qat-from-epoch`: BN freezes at the first step
+ * after the learning-rate peak whose rate is at most 3% of the peak, observers halfway from
+ * there to the end; the run does not collapse at the freeze (the frozen epoch's train loss is
+ * not above the last unfrozen epoch's), where BN frozen at the start of the last epoch at a
+ * higher rate (the old schedule) makes the loss jump. */
+static void test_auto_freeze_schedule(void) {
+    double ratio[2];
+    for (int old = 0; old < 2; old++) {
+        char dir[400], path[500];
+        snprintf(dir, sizeof dir, "%s/autofreeze%d", tmpdir, old);
+        qat_train_opts o;
+        base_opts(&o, dir);
+        o.lr = 0.4f;
+        o.qat_from_epoch = 3;
+        if (old) o.freeze_bn_epochs = 1, o.freeze_observer_epochs = 2, o.bn_reestimate_batches = 0;
+        qat_status st = qat_train_run(&o);
+        if (st) printf("\n  %s\n", qat_last_error());
+        CU_ASSERT_FATAL(st == QAT_OK);
+        double loss[4];
+        CU_ASSERT_FATAL(read_epoch_losses(dir, loss, 4) == 4);
+        ratio[old] = loss[3] / loss[2];
+        snprintf(path, sizeof path, "%s/last.ckpt", dir);
+        qat_run r = load(path);
+        CU_ASSERT_FATAL(r.qmodel != NULL);
+        const qat_qmodel *q = r.qmodel;
+        int64_t bn = q->freeze_bn_step, ob = q->freeze_observer_step, end = r.sched.total_steps;
+        CU_ASSERT(q->bn_frozen && q->observers_frozen == !old);
+        if (!old) {
+            float peak = 0;
+            for (int64_t t = 0; t < end; t++) peak = fmaxf(peak, qat_sched_lr(&r.sched, t));
+            CU_ASSERT(bn > 2 * 12 && bn < end);
+            CU_ASSERT(qat_sched_lr(&r.sched, bn) <= 0.03f * peak);
+            CU_ASSERT(qat_sched_lr(&r.sched, bn - 1) > 0.03f * peak);
+            CU_ASSERT(ob == bn + (end - bn) / 2);
+        } else {
+            CU_ASSERT(bn == 3 * 12 && ob == 4 * 12);
+        }
+        qat_run_free(&r);
+    }
+    if (getenv("QAT_TEST_VERBOSE") || !(ratio[0] <= 1.0 && ratio[1] > 1.3))
+        printf("\n  frozen/unfrozen epoch loss: %.3f auto schedule, %.3f old schedule\n", ratio[0], ratio[1]);
+    CU_ASSERT(ratio[0] <= 1.0);
+    CU_ASSERT(ratio[1] > 1.3);
 }
 
 /* LSQ: the learned quantizers start as the calibrated fake-quant (same logits), learn during
@@ -518,9 +623,26 @@ static void test_bad_inputs(void) {
     qat_qmodel *q = NULL;
     CU_ASSERT(qat_qmodel_unpack(m, state, n, "x.ckpt", &q) == QAT_ERR_MISMATCH);
     CU_ASSERT(q == NULL && strstr(qat_last_error(), "x.ckpt") != NULL);
+    q = NULL;
     /* truncated state */
     CU_ASSERT(qat_qmodel_unpack(r.model, state, n - 1, "x.ckpt", &q) != QAT_OK);
     CU_ASSERT(q == NULL);
+    /* a version-1 state (64-byte header, schedule in epochs) still loads */
+    unsigned char *v1 = malloc(n);
+    memcpy(v1, state, 64);
+    memcpy(v1 + 64, (unsigned char *)state + 80, n - 80);
+    uint32_t one = 1;
+    int32_t epochs[2] = {1, 2};
+    memcpy(v1 + 4, &one, 4);
+    memcpy(v1 + 40, epochs, sizeof epochs); /* freeze_bn_epoch, freeze_observer_epoch */
+    CU_ASSERT(qat_qmodel_unpack(r.model, v1, n - 16, "v1.ckpt", &q) == QAT_OK);
+    CU_ASSERT(q && q->legacy_freeze_bn_epoch == 1 && q->legacy_freeze_observer_epoch == 2 &&
+              q->freeze_bn_step == -1 && q->freeze_observer_step == -1 && q->nfq == r.qmodel->nfq);
+    qat_qmodel_free(q);
+    q = NULL;
+    memcpy(v1 + 4, &(uint32_t){3}, 4); /* a version from the future */
+    CU_ASSERT(qat_qmodel_unpack(r.model, v1, n - 16, "v1.ckpt", &q) == QAT_ERR_FORMAT && q == NULL);
+    free(v1);
     free(state);
     qat_model_free(m);
     qat_spec_free(other);
@@ -807,9 +929,11 @@ void register_qat_tests(void) {
     CU_add_test(s, "qconfig presets parse; unknown name is an error", test_qconfig_presets);
     CU_add_test(s, "fake-quant disabled: qmodel == FP32 bitwise (logits, BN, grads)", test_disabled_is_fp32);
     CU_add_test(s, "folded ConvBn in eval == conv -> BN", test_fold_matches_eval);
-    CU_add_test(s, "folded ConvBn (batch and running stats): FP32 logits and gradients", test_fold_gradients);
+    CU_add_test(s, "folded ConvBn (batch, running, frozen stats): FP32 logits and gradients", test_fold_gradients);
     CU_add_test(s, "PTQ accuracy close to FP32; eval of PTQ checkpoint", test_ptq_close_to_fp32);
     CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
+    CU_add_test(s, "BN freeze: re-estimated statistics, no loss jump at lr ~0", test_bn_freeze_continuity);
+    CU_add_test(s, "BN freeze: default schedule by lr, no collapse", test_auto_freeze_schedule);
     CU_add_test(s, "LSQ: starts as calibrated fake-quant, learns, resumes exactly", test_lsq);
     CU_add_test(s, "QAT bad inputs are reported", test_bad_inputs);
     CU_add_test(s, "fake-quant STE into a new grad == zeros + STE bitwise", test_ste_store);

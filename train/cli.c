@@ -1,6 +1,7 @@
 /* Option parsing and error exits of the qat command line (see cli.h). */
 #include "cli.h"
 #include "optim.h"
+#include "qat.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ static void print_help(const char *cmd, const char *synopsis, const cli_opt *opt
     printf("usage: qat %s %s\n\noptions:\n", cmd, synopsis);
     for (int i = 0; i < n; i++) {
         opt_kind k = opts[i].kind;
-        const char *arg = k == OPT_FLAG ? "" : (k == OPT_STR || k == OPT_OPTIM || k == OPT_SCHED) ? " X" : " N";
+        const char *arg = k == OPT_FLAG ? "" : (k == OPT_STR || k == OPT_OPTIM || k == OPT_SCHED || k == OPT_FREEZE) ? " X" : " N";
         printf("  --%s%-*s %s\n", opts[i].name, (int)(22 - strlen(opts[i].name)), arg, opts[i].help);
     }
     printf("  --help%-18s this text\n", "");
@@ -91,6 +92,16 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
             if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
                 usage_error(cmd, "expected a non-negative integer, got '%s'", v);
             *(uint64_t *)o->target = (uint64_t)d;
+            break;
+        case OPT_FREEZE:
+            if (!strcmp(v, "auto"))
+                *(float *)o->target = QAT_FREEZE_AUTO;
+            else if (!strcmp(v, "never"))
+                *(float *)o->target = QAT_FREEZE_NEVER;
+            else if (parse_number(v, &d) && d >= 0 && d <= 1e6)
+                *(float *)o->target = (float)d;
+            else
+                usage_error(cmd, "expected epochs >= 0, 'auto' or 'never', got '%s'", v);
             break;
         case OPT_FLAG: break;
         }

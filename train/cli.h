@@ -4,7 +4,8 @@
 #ifndef QAT_CLI_H
 #define QAT_CLI_H
 
-typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED } opt_kind;
+/* OPT_FREEZE: a float of epochs >= 0, or "auto" / "never" (QAT_FREEZE_AUTO / QAT_FREEZE_NEVER). */
+typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED, OPT_FREEZE } opt_kind;
 typedef struct {
     const char *name; /* without the leading -- */
     opt_kind kind;

@@ -8,6 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The QAT freeze options of `train` (with --qat-from-epoch) and `qat` (train/train.c explains
+ * the default). */
+#define FREEZE_BN_HELP                                                                             \
+    "QAT: re-estimate and freeze BN statistics after N epochs of QAT, fractions allowed; auto = "  \
+    "once the lr has decayed to 3% of its peak; never [auto]"
+#define FREEZE_OBS_HELP "QAT: freeze observer ranges after N epochs of QAT; auto = halfway from the BN freeze to the end; never [auto]"
+#define BN_REEST_HELP "QAT: batches that re-estimate BN statistics before they freeze, 0 = keep the moving averages [64]"
 
 static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
@@ -39,6 +46,9 @@ static int cmd_train(int argc, char **argv) {
         {"json", OPT_FLAG, &o.json, "print the final summary as one JSON object"},
         {"qat-from-epoch", OPT_INT, &o.qat_from_epoch, "from epoch K (1-based) on, train with fake-quant (QAT) [off]"},
         {"qconfig", OPT_STR, &o.qconfig, "qconfig of the QAT phase: x86, per-tensor, w4a8 [x86]"},
+        {"freeze-bn-epoch", OPT_FREEZE, &o.freeze_bn_epochs, FREEZE_BN_HELP},
+        {"freeze-observer-epoch", OPT_FREEZE, &o.freeze_observer_epochs, FREEZE_OBS_HELP},
+        {"bn-reestimate", OPT_INT, &o.bn_reestimate_batches, BN_REEST_HELP},
     };
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     if (no_flip) o.hflip = 0;
@@ -118,8 +128,9 @@ static int cmd_qat(int argc, char **argv) {
         {"ckpt", OPT_STR, &qo.ckpt, "FP32 (or PTQ) checkpoint to fine-tune"},
         {"data", OPT_STR, &o->data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
         {"qconfig", OPT_STR, &qo.qconfig, "quantization preset: x86, per-tensor, w4a8, lsq [x86]"},
-        {"freeze-bn-epoch", OPT_INT, &qo.freeze_bn_epoch, "freeze BN statistics after this many epochs [1]"},
-        {"freeze-observer-epoch", OPT_INT, &qo.freeze_observer_epoch, "freeze quantization ranges after this many epochs [2]"},
+        {"freeze-bn-epoch", OPT_FREEZE, &o->freeze_bn_epochs, FREEZE_BN_HELP},
+        {"freeze-observer-epoch", OPT_FREEZE, &o->freeze_observer_epochs, FREEZE_OBS_HELP},
+        {"bn-reestimate", OPT_INT, &o->bn_reestimate_batches, BN_REEST_HELP},
         {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
         {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"epochs", OPT_INT, &o->epochs, "epochs [3]"},

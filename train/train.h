@@ -99,9 +99,7 @@ qat_status qat_plot_layer_sqnr(const char *path, const char *ckpt, const qat_lay
 typedef struct {
     qat_train_opts train;       /* data, out_dir, epochs, batch, lr, opt, sched, resume, ... */
     const char *ckpt;           /* FP32 checkpoint to start from (ignored with train.resume) */
-    const char *qconfig;        /* ["x86"] */
-    int freeze_bn_epoch;        /* epochs after which BN stats freeze; -1 never [1] */
-    int freeze_observer_epoch;  /* epochs after which ranges freeze; -1 never [2] */
+    const char *qconfig;        /* ["x86"] (the freeze schedule: train.freeze_*_epochs) */
     float lsq_lr_mult;          /* qconfig lsq: quantizer lr = lr * this [0.01] */
 } qat_qat_opts;
 
