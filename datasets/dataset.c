@@ -228,8 +228,7 @@ void qat_dataset_stats(const qat_dataset *d, float *mean, float *std) {
 
 void qat_augment_default(const char *kind, int *crop_pad, int *hflip) {
     int fashion = kind && !strcmp(kind, "fashion-mnist");
-    int mnist = kind && !strcmp(kind, "mnist");
-    *crop_pad = fashion || mnist ? 2 : QAT_CROP_PAD_GENERIC;
+    *crop_pad = fashion ? 2 : QAT_CROP_PAD_GENERIC;
     *hflip = fashion;
 }
 

@@ -102,8 +102,9 @@ typedef struct {
     qat_sched_kind sched;
     uint64_t seed;
     int crop_pad, hflip;     /* augmentation: random-crop padding, horizontal flips (0/1); -1
-                              * (the default) = what fits the dataset: flips only for the
-                              * built-in fashion-mnist, crop padding 2 (datasets/dataset.h) */
+                              * (the default) = what fits the dataset: crop padding 2 and flips
+                              * for the built-in fashion-mnist, none for any other data
+                              * (qat_augment_default in datasets/dataset.h) */
     int eval_batch;
     int quiet;               /* no progress output */
     int json;                /* final summary as one JSON object on stdout */

@@ -111,7 +111,7 @@ static void test_cli_start_line_plot_summary(void) {
     snprintf(want, sizeof want, "data: idx %s, 96 train / 32 test, 12x12x1, 3 classes, normalise "
              "mean ", data_dir);
     CU_ASSERT(!strncmp(err, want, strlen(want)));
-    CU_ASSERT(strstr(err, "; augment: crop-pad 2, no flip (idx defaults); label smoothing 0.05; "
+    CU_ASSERT(strstr(err, "; augment: no crop, no flip (idx defaults); label smoothing 0.05; "
                           "2 epochs x 3 steps of 32 (sgd, lr onecycle peak 0.1)\n") != NULL);
     if (strncmp(err, want, strlen(want))) printf("\n  stderr: %s", err);
     char first[4096];
@@ -138,13 +138,13 @@ static void test_cli_start_line_plot_summary(void) {
     free(out), free(err);
 
     snprintf(args, sizeof args, "train --data %s --model %s --epochs 1 --batch 32 --threads 1 "
-             "--flip --crop-pad 0 --quiet --out %s/quiet", data_dir, spec_path, tmpdir);
+             "--flip --crop-pad 1 --quiet --out %s/quiet", data_dir, spec_path, tmpdir);
     code = qat_cli(args, &out, &err);
     CU_ASSERT(code == 0 && !*err && !*out); /* --quiet: nothing at all */
     free(out), free(err);
     snprintf(args, sizeof args, "summary --ckpt %s/quiet/last.ckpt", tmpdir);
     code = qat_cli(args, &out, &err);
-    CU_ASSERT(code == 0 && strstr(out, "augment: no crop, flip; "));
+    CU_ASSERT(code == 0 && strstr(out, "augment: crop-pad 1, flip; "));
     free(out), free(err);
 }
 

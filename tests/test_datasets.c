@@ -815,7 +815,7 @@ static void test_dataset_kinds(void) {
     tmp_end();
 
     static const struct { const char *kind; int crop_pad, hflip; } want[] = {
-        {"fashion-mnist", 2, 1}, {"mnist", 2, 0}, {"idx", QAT_CROP_PAD_GENERIC, 0},
+        {"fashion-mnist", 2, 1}, {"mnist", QAT_CROP_PAD_GENERIC, 0}, {"idx", QAT_CROP_PAD_GENERIC, 0},
         {"imagefolder", QAT_CROP_PAD_GENERIC, 0}, {"cifar10", QAT_CROP_PAD_GENERIC, 0},
         {"", QAT_CROP_PAD_GENERIC, 0}, {NULL, QAT_CROP_PAD_GENERIC, 0},
     };

@@ -394,7 +394,7 @@ static void test_start_line(void) {
     int ok = strncmp(err, want, strlen(want)) == 0;
     CU_ASSERT(ok);
     if (!ok) printf("\n  got: %.300s\n  want: %s\n", err, want);
-    const char *tail = "; augment: crop-pad 2, no flip (imagefolder defaults); label smoothing 0.05; "
+    const char *tail = "; augment: no crop, no flip (imagefolder defaults); label smoothing 0.05; "
                        "2 epochs x 4 steps of 32 (sgd, lr onecycle peak 0.05)\n";
     char *nl = strchr(err, '\n');
     CU_ASSERT_FATAL(nl != NULL);
@@ -426,7 +426,7 @@ static void test_start_line(void) {
     const char *head = "{\"phase\": \"config\", \"run\": \"fp32\", \"dataset\": \"imagefolder\", ";
     CU_ASSERT(!strncmp(line, head, strlen(head)));
     const char *keys[] = {"\"train_images\": 135", "\"test_images\": 15", "\"val_split\": 0.1",
-                          "\"split_seed\": 7", "\"classes\": 3", "\"mean\": [", "\"crop_pad\": 2",
+                          "\"split_seed\": 7", "\"classes\": 3", "\"mean\": [", "\"crop_pad\": 0",
                           "\"crop_pad_from\": \"dataset default\"", "\"hflip\": false",
                           "\"label_smoothing\": 0.05", "\"steps_per_epoch\": 4", "\"lr_schedule\": \"onecycle\""};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {

@@ -13,7 +13,7 @@
  * dataset (qat_augment_default): crop_pad and hflip stay -1 unless given. */
 #define AUGMENT_OPTS(o, flip, no_flip)                                                             \
     {"crop-pad", OPT_INT, &(o)->crop_pad,                                                          \
-     "random-crop padding in pixels, 0 = off [2 for every dataset]"},                              \
+     "random-crop padding in pixels, 0 = off [2 for --data fashion-mnist, else 0]"},               \
     {"flip", OPT_FLAG, &(flip),                                                                    \
      "random horizontal flips [on for --data fashion-mnist, off for anything else]"},              \
     {"no-flip", OPT_FLAG, &(no_flip), "no random horizontal flips"}

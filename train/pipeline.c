@@ -122,7 +122,8 @@ void qat_pipeline_describe(const qat_pipeline *p, char *buf, size_t size) {
     else
         put(buf, size, &len, "; no label smoothing");
     int64_t spe = p->steps_per_epoch > 0 ? p->steps_per_epoch : 1;
-    put(buf, size, &len, "; %lld epochs x %d steps of %d (", (long long)((p->total_steps + spe - 1) / spe),
+    long long epochs = (long long)((p->total_steps + spe - 1) / spe);
+    put(buf, size, &len, "; %lld epoch%s x %d steps of %d (", epochs, epochs == 1 ? "" : "s",
         p->steps_per_epoch, p->batch);
     put_schedule(buf, size, &len, p);
     put(buf, size, &len, ")");
