@@ -148,10 +148,10 @@ qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_datase
     while (len > 1 && dir[len - 1] == '/') dir[--len] = 0;
     /* Well-known names live where the Debian dataset packages put them, unless a local
      * directory of that name exists; either way the name is the dataset's kind. */
-    char builtin_name[16] = "";
-    if (!strcmp(dir, "fashion-mnist") || !strcmp(dir, "mnist"))
-        snprintf(builtin_name, sizeof builtin_name, "%s", dir);
-    if (!is_dir(dir) && builtin_name[0]) {
+    const char *builtin = !strcmp(dir, "fashion-mnist") ? "fashion-mnist"
+                          : !strcmp(dir, "mnist")       ? "mnist"
+                                                        : NULL;
+    if (!is_dir(dir) && builtin) {
         char sys[4096];
         snprintf(sys, sizeof sys, "/usr/share/datasets/%.64s", dir);
         if (!is_dir(sys))
@@ -187,7 +187,7 @@ qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_datase
     }
     if (s) return s;
     /* The recipe belongs to the built-in name (IDX files opened by it), not to the files. */
-    if (builtin_name[0] && !strcmp(kind, "idx")) kind = builtin_name;
+    if (builtin && !strcmp(kind, "idx")) kind = builtin;
     snprintf(tr->kind, sizeof tr->kind, "%s", kind);
     snprintf(te->kind, sizeof te->kind, "%s", kind);
     if (needs_reshape) {
