@@ -147,8 +147,11 @@ qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_datase
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] == '/') dir[--len] = 0;
     /* Well-known names live where the Debian dataset packages put them, unless a local
-     * directory of that name exists. */
-    if (!is_dir(dir) && (!strcmp(dir, "fashion-mnist") || !strcmp(dir, "mnist"))) {
+     * directory of that name exists; either way the name is the dataset's kind. */
+    const char *builtin = !strcmp(dir, "fashion-mnist") ? "fashion-mnist"
+                          : !strcmp(dir, "mnist")       ? "mnist"
+                                                        : NULL;
+    if (!is_dir(dir) && builtin) {
         char sys[4096];
         snprintf(sys, sizeof sys, "/usr/share/datasets/%.64s", dir);
         if (!is_dir(sys))
@@ -169,16 +172,24 @@ qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_datase
     qat_dataset *tr = NULL, *te = NULL;
     qat_status s;
     int needs_reshape = 1;
+    const char *kind;
     if (exists_in(dir, "train-images-idx3-ubyte") || exists_in(dir, "train-images-idx3-ubyte.gz") ||
         exists_in(dir, "t10k-images-idx3-ubyte") || exists_in(dir, "t10k-images-idx3-ubyte.gz")) {
         s = qat_idx_open(dir, &tr, &te);
+        kind = "idx";
     } else if (exists_in(dir, "data_batch_1.bin") || exists_in(dir, "test_batch.bin")) {
         s = qat_cifar_open(dir, &tr, &te);
+        kind = "cifar10";
     } else {
         s = qat_imagefolder_open(dir, &opts, &tr, &te);
+        kind = "imagefolder";
         needs_reshape = 0; /* it sized and converted every image itself */
     }
     if (s) return s;
+    /* The recipe belongs to the built-in name (IDX files opened by it), not to the files. */
+    if (builtin && !strcmp(kind, "idx")) kind = builtin;
+    snprintf(tr->kind, sizeof tr->kind, "%s", kind);
+    snprintf(te->kind, sizeof te->kind, "%s", kind);
     if (needs_reshape) {
         int c = opts.channels ? opts.channels : tr->c;
         int h = opts.height ? opts.height : tr->h, w = opts.width ? opts.width : tr->w;
@@ -213,6 +224,12 @@ void qat_dataset_stats(const qat_dataset *d, float *mean, float *std) {
         std[k] = (float)(cnt > 0 ? sqrt(var / cnt) : 0);
     }
     free(hist);
+}
+
+void qat_augment_default(const char *kind, int *crop_pad, int *hflip) {
+    int fashion = kind && !strcmp(kind, "fashion-mnist");
+    *crop_pad = fashion ? 2 : QAT_CROP_PAD_GENERIC;
+    *hflip = fashion;
 }
 
 /* ---- loader ------------------------------------------------------------------------------ */

@@ -419,6 +419,7 @@ qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_da
         if (s) {
             qat_dataset_free(tr);
         } else {
+            tr->val_split = te->val_split = has_test ? 0.0f : val_split;
             *train = tr;
             *test = te;
         }

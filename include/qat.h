@@ -101,7 +101,10 @@ typedef struct {
     qat_opt_kind opt;
     qat_sched_kind sched;
     uint64_t seed;
-    int crop_pad, hflip;     /* augmentation */
+    int crop_pad, hflip;     /* augmentation: random-crop padding, horizontal flips (0/1); -1
+                              * (the default) = what fits the dataset: crop padding 2 and flips
+                              * for the built-in fashion-mnist, none for any other data
+                              * (qat_augment_default in datasets/dataset.h) */
     int eval_batch;
     int quiet;               /* no progress output */
     int json;                /* final summary as one JSON object on stdout */
@@ -121,7 +124,8 @@ typedef struct {
 #define QAT_FREEZE_NEVER (-2.0f)
 #define QAT_BN_REESTIMATE_BATCHES 64
 
-/* Defaults that train mbv2-tiny on Fashion-MNIST to >92.5% test accuracy. */
+/* Defaults that train mbv2-tiny on Fashion-MNIST to >92.5% test accuracy; the augmentation
+ * follows the dataset (crop_pad, hflip -1). */
 void qat_train_opts_default(qat_train_opts *o);
 /* Trains (or resumes) and writes out_dir/{last,best}.ckpt and out_dir/metrics.jsonl. */
 qat_status qat_train_run(const qat_train_opts *o);

@@ -762,6 +762,72 @@ static void test_cifar(void) {
     tmp_end();
 }
 
+/* ---- dataset kinds and their augmentation --------------------------------------------- */
+
+static void expect_kind(const char *path, const char *kind, float val_split) {
+    qat_dataset *tr = NULL, *te = NULL;
+    qat_status s = qat_dataset_open(path, NULL, &tr, &te);
+    if (s) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_EQUAL_FATAL(s, QAT_OK);
+    int ok = !strcmp(tr->kind, kind) && !strcmp(te->kind, kind) && tr->val_split == val_split &&
+             te->val_split == val_split;
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  %s: kind '%s' val_split %g, expected '%s' %g\n", path, tr->kind,
+                    (double)tr->val_split, kind, (double)val_split);
+    qat_dataset_free(tr);
+    qat_dataset_free(te);
+}
+
+/* The recipe belongs to the built-in names: the same IDX files opened by path are plain "idx";
+ * every generic kind gets no flips. */
+static void test_dataset_kinds(void) {
+    tmp_begin();
+    write_idx_dir(tp("idx"), 0);
+    expect_kind(tp("idx"), "idx", 0);
+    mkdirs(tp("tt/train/a"));
+    mkdirs(tp("tt/test/a"));
+    mkdirs(tp("tt/train/b"));
+    mkdirs(tp("one/a"));
+    mkdirs(tp("one/b"));
+    for (int i = 0; i < 4; i++) {
+        write_png_const(tp("tt/train/a/%d.png", i), 3, 3, 1, 10 + i);
+        write_png_const(tp("tt/train/b/%d.png", i), 3, 3, 1, 50 + i);
+        write_png_const(tp("one/a/%d.png", i), 3, 3, 1, 10 + i);
+        write_png_const(tp("one/b/%d.png", i), 3, 3, 1, 50 + i);
+    }
+    write_png_const(tp("tt/test/a/t.png"), 3, 3, 1, 9);
+    expect_kind(tp("tt"), "imagefolder", 0);      /* its own test/ folder */
+    expect_kind(tp("one"), "imagefolder", 0.1f);  /* held out: the default val_split */
+    mkdirs(tp("cifar"));
+    write_cifar(tp("cifar/data_batch_1.bin"), 2, 0);
+    write_cifar(tp("cifar/test_batch.bin"), 1, 0);
+    expect_kind(tp("cifar"), "cifar10", 0);
+    /* by name: ./mnist (IDX files) is the built-in MNIST, with or without a trailing slash; the
+     * same folder by another path is "idx" */
+    char cwd[4096];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(cwd, sizeof cwd));
+    write_idx_dir(tp("mnist"), 0);
+    CU_ASSERT_EQUAL_FATAL(chdir(tmp_root), 0);
+    expect_kind("mnist", "mnist", 0);
+    expect_kind("mnist/", "mnist", 0);
+    expect_kind("./mnist", "idx", 0);
+    CU_ASSERT_EQUAL_FATAL(chdir(cwd), 0);
+    tmp_end();
+
+    static const struct { const char *kind; int crop_pad, hflip; } want[] = {
+        {"fashion-mnist", 2, 1}, {"mnist", QAT_CROP_PAD_GENERIC, 0}, {"idx", QAT_CROP_PAD_GENERIC, 0},
+        {"imagefolder", QAT_CROP_PAD_GENERIC, 0}, {"cifar10", QAT_CROP_PAD_GENERIC, 0},
+        {"", QAT_CROP_PAD_GENERIC, 0}, {NULL, QAT_CROP_PAD_GENERIC, 0},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        int crop = -7, flip = -7;
+        qat_augment_default(want[k].kind, &crop, &flip);
+        CU_ASSERT(crop == want[k].crop_pad && flip == want[k].hflip);
+        if (crop != want[k].crop_pad || flip != want[k].hflip)
+            printf("\n  %s: crop %d flip %d\n", want[k].kind ? want[k].kind : "NULL", crop, flip);
+    }
+}
+
 /* ---- stats ----------------------------------------------------------------------------- */
 
 static void test_stats(void) {
@@ -1016,6 +1082,12 @@ static void test_fashion_mnist(void) {
     if (s) printf("\n  %s\n", qat_last_error());
     CU_ASSERT_EQUAL_FATAL(s, QAT_OK);
     CU_ASSERT(tr->n == 60000 && te->n == 10000);
+    CU_ASSERT_STRING_EQUAL(tr->kind, "fashion-mnist"); /* the name carries the recipe ... */
+    qat_dataset *tr2 = NULL, *te2 = NULL;
+    CU_ASSERT_EQUAL_FATAL(qat_dataset_open("/usr/share/datasets/fashion-mnist", NULL, &tr2, &te2), QAT_OK);
+    CU_ASSERT_STRING_EQUAL(tr2->kind, "idx");          /* ... the path does not */
+    qat_dataset_free(tr2);
+    qat_dataset_free(te2);
     CU_ASSERT(tr->h == 28 && tr->w == 28 && tr->c == 1 && te->h == 28);
     CU_ASSERT(tr->nclasses == 10 && te->nclasses == 10);
     int count[10] = {0};
@@ -1043,6 +1115,7 @@ void register_datasets_tests(void) {
                    "ImageFolder sizes / resize / convert", test_imagefolder_sizes,
                    "ImageFolder errors", test_imagefolder_errors,
                    "CIFAR-10 binary", test_cifar,
+                   "dataset kinds and their augmentation", test_dataset_kinds,
                    "dataset stats", test_stats,
                    "loader covers every image", test_loader_cover,
                    "loader deterministic (order, prefetch)", test_loader_deterministic,

@@ -432,11 +432,45 @@ static void test_metrics_errors(void) {
     expect_corrupt("{\"train_loss\": 1.0}\n", 1, "no \"epoch\"");
     expect_corrupt("{\"epoch\": 1.5}\n", 1, "whole number");
     expect_corrupt("{\"epoch\": 1, \"phase\": 3}\n", 1, "\"phase\" should be a string");
-    expect_corrupt("{\"epoch\": 1, \"x\": [1, 2]}\n", 1, "nested");
+    expect_corrupt("{\"epoch\": 1, \"x\": [1, [2]]}\n", 1, "nested");
+    expect_corrupt("{\"epoch\": 1, \"x\": {\"y\": 2}}\n", 1, "nested");
+    expect_corrupt("{\"epoch\": 1, \"x\": [1, 2}\n", 1, "expected ',' or ']'");
+    expect_corrupt("{\"epoch\": 1, \"lr\": [1]}\n", 1, "\"lr\" should be a number, not an array");
     expect_corrupt("{\"epoch\": 1} trailing\n", 1, "text after the object");
     expect_corrupt("epoch 1\n", 1, "expected '{'");
     expect_corrupt("{\"epoch\" 1}\n", 1, "expected ':'");
     expect_corrupt("{\"epoch\": 1, \"phase\": \"qa\n", 1, "unterminated string");
+}
+
+/* The {"phase": "config"} line a run writes when it starts (train/pipeline.c): arrays, strings,
+ * no "epoch"; skipped, so the plots see the epochs only, wherever a (re)start put one. */
+static void test_metrics_config_line(void) {
+    const char *config =
+        "{\"phase\": \"config\", \"run\": \"fp32\", \"dataset\": \"imagefolder\", \"data\": "
+        "\"/d/a \\\"b\\\"\", \"train_images\": 540, \"mean\": [0.286], \"std\": [0.1, 0.2, 0.3], "
+        "\"hflip\": false, \"empty\": [], \"lr\": 0.1}\n";
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s{\"phase\": \"fp32\", \"epoch\": 1, \"test_acc\": 0.5}\n"
+             "%s{\"phase\": \"fp32\", \"epoch\": 2, \"test_acc\": 0.6}\n", config, config);
+    const char *path = tpath("config.jsonl");
+    write_text(path, text);
+    qat_metrics m;
+    qat_status st = qat_metrics_read(path, &m);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT_FATAL(m.n == 2);
+    CU_ASSERT(m.rows[0].epoch == 1 && m.rows[1].epoch == 2);
+    CU_ASSERT_DOUBLE_EQUAL(m.rows[1].test_acc, 0.6, 1e-12);
+    CU_ASSERT_STRING_EQUAL(m.rows[0].phase, "fp32");
+    qat_metrics_free(&m);
+    qat_metrics_row r;
+    CU_ASSERT_EQUAL(qat_metrics_parse_line("m.jsonl", 1, config, &r), QAT_OK);
+    CU_ASSERT_STRING_EQUAL(r.phase, "config");
+    /* a run stopped before its first epoch ended: a config line and nothing to plot */
+    write_text(path, config);
+    CU_ASSERT_EQUAL(qat_metrics_read(path, &m), QAT_ERR_FORMAT);
+    CU_ASSERT(strstr(qat_last_error(), "no epoch lines") != NULL);
 }
 
 static void test_metrics_missing(void) {
@@ -466,4 +500,5 @@ void register_plot_tests(void) {
     CU_add_test(s, "metrics.jsonl reader", test_metrics_read);
     CU_add_test(s, "metrics.jsonl corrupt lines name the line", test_metrics_errors);
     CU_add_test(s, "metrics.jsonl missing or empty", test_metrics_missing);
+    CU_add_test(s, "metrics.jsonl config line is skipped", test_metrics_config_line);
 }

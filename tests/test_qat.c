@@ -408,8 +408,10 @@ static void test_freeze_schedule_and_roundtrip(void) {
     /* the metrics say phase "qat" */
     snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[2]);
     FILE *f = fopen(path, "r");
-    char line[1024] = "";
+    char line[4096] = "";
     CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT(fgets(line, sizeof line, f) != NULL);
+    CU_ASSERT(strstr(line, "{\"phase\": \"config\", \"run\": \"qat\"") == line); /* the run's start */
     CU_ASSERT(fgets(line, sizeof line, f) != NULL);
     fclose(f);
     CU_ASSERT(strstr(line, "\"phase\": \"qat\"") != NULL);

@@ -2,7 +2,10 @@
  * the loss falls, a fixed seed gives bitwise-identical weights, and --resume continues exactly
  * where a run stopped. */
 #include "test_util.h"
+#include "container.h"
+#include "plot.h"
 #include "train.h"
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +24,7 @@ static const char *tiny_spec =
     "pool avg\n"
     "classifier\n";
 
-static char spec_path[300], data_dir[300];
+static char spec_path[300], data_dir[300], folder_dir[300];
 
 static int setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/qat_train_XXXXXX");
@@ -30,6 +33,8 @@ static int setup(void) {
     mkdir(data_dir, 0777);
     test_write_bars_idx(data_dir, "train", 384, 12, 1);
     test_write_bars_idx(data_dir, "t10k", 96, 12, 2);
+    snprintf(folder_dir, sizeof folder_dir, "%s/folder", tmpdir);
+    test_write_bars_folder(folder_dir, 150, 12, 3); /* 135 train / 15 held out (val-split 0.1) */
     snprintf(spec_path, sizeof spec_path, "%s/tiny.spec", tmpdir);
     FILE *f = fopen(spec_path, "w");
     if (!f) return 1;
@@ -70,12 +75,13 @@ static qat_run load(const char *dir, const char *file) {
 /* Reads test_loss/test_acc of the first and last lines of metrics.jsonl. */
 static void metrics(const char *dir, int epochs, float *first_loss, float *last_loss,
                     float *last_acc) {
-    char path[600], line[1024];
+    char path[600], line[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     CU_ASSERT_FATAL(f != NULL);
     int n = 0;
     while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"phase\": \"config\"")) continue; /* written when a run starts */
         float tl = -1, ta = -1;
         char *p = strstr(line, "\"train_loss\": ");
         CU_ASSERT_FATAL(p != NULL);
@@ -200,7 +206,7 @@ static void test_bad_inputs(void) {
 /* qat train --qat-from-epoch 3: epochs 1-2 FP32, epoch 3 on with fake-quant; the checkpoint
  * then carries the quant state and resuming it continues the QAT phase. */
 static void test_qat_from_epoch(void) {
-    char out[400], path[600], line[1024];
+    char out[400], path[600], line[4096];
     snprintf(out, sizeof out, "%s/qfe", tmpdir);
     qat_train_opts o;
     base_opts(&o, out);
@@ -215,6 +221,7 @@ static void test_qat_from_epoch(void) {
     const char *expect[4] = {"fp32", "fp32", "qat", "qat"};
     int n = 0;
     while (fgets(line, sizeof line, f) && n < 4) {
+        if (strstr(line, "\"phase\": \"config\"")) continue;
         char want[64];
         snprintf(want, sizeof want, "\"phase\": \"%s\"", expect[n]);
         CU_ASSERT(strstr(line, want) != NULL);
@@ -246,6 +253,249 @@ static void test_qat_from_epoch(void) {
     CU_ASSERT(strstr(qat_last_error(), "no-such-qconfig") != NULL);
 }
 
+/* Runs o with stderr captured into err (size bytes) and stdout discarded. */
+static qat_status run_captured(const qat_train_opts *o, char *err, size_t size) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/stderr.txt", tmpdir);
+    fflush(stdout), fflush(stderr);
+    int saved_err = dup(2), saved_out = dup(1);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), null = open("/dev/null", O_WRONLY);
+    CU_ASSERT_FATAL(fd >= 0 && null >= 0 && saved_err >= 0 && saved_out >= 0);
+    dup2(fd, 2), dup2(null, 1);
+    close(fd), close(null);
+    qat_status st = qat_train_run(o);
+    fflush(stdout), fflush(stderr);
+    dup2(saved_err, 2), dup2(saved_out, 1);
+    close(saved_err), close(saved_out);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_FATAL(f != NULL);
+    size_t n = fread(err, 1, size - 1, f);
+    err[n] = 0;
+    fclose(f);
+    return st;
+}
+
+static void folder_opts(qat_train_opts *o, const char *out) {
+    base_opts(o, out);
+    o->data = folder_dir;
+    o->epochs = 1;
+}
+
+/* The augmentation comes from the dataset kind unless given, and what is recorded is what the
+ * loader got: an ImageFolder run with the defaults is bitwise the run with hflip = 0 given. */
+static void test_augment_follows_dataset(void) {
+    char a[400], b[400], c[400];
+    snprintf(a, sizeof a, "%s/aug-default", tmpdir);
+    snprintf(b, sizeof b, "%s/aug-noflip", tmpdir);
+    snprintf(c, sizeof c, "%s/aug-flip", tmpdir);
+    qat_train_opts o;
+    folder_opts(&o, a);
+    CU_ASSERT(o.hflip == -1 && o.crop_pad == -1); /* the defaults defer to the dataset */
+    qat_status st = qat_train_run(&o);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    folder_opts(&o, b);
+    o.hflip = 0, o.crop_pad = QAT_CROP_PAD_GENERIC;
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    folder_opts(&o, c);
+    o.hflip = 1;
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    qat_run ra = load(a, "last.ckpt"), rb = load(b, "last.ckpt"), rc = load(c, "last.ckpt");
+    CU_ASSERT_FATAL(ra.has_pipeline && rb.has_pipeline && rc.has_pipeline);
+    CU_ASSERT_STRING_EQUAL(ra.pipeline.kind, "imagefolder");
+    CU_ASSERT(ra.pipeline.hflip == 0 && ra.pipeline.crop_pad == QAT_CROP_PAD_GENERIC);
+    CU_ASSERT(ra.pipeline.augment_given == 0);
+    CU_ASSERT(rb.pipeline.augment_given == (QAT_PIPELINE_CROP_GIVEN | QAT_PIPELINE_FLIP_GIVEN));
+    CU_ASSERT(rc.pipeline.hflip == 1 && rc.pipeline.augment_given == QAT_PIPELINE_FLIP_GIVEN);
+    size_t bytes = (size_t)ra.model->nparams * sizeof(float);
+    CU_ASSERT(memcmp(ra.model->params, rb.model->params, bytes) == 0);
+    CU_ASSERT(memcmp(ra.model->params, rc.model->params, bytes) != 0); /* flips did happen */
+    qat_run_free(&ra), qat_run_free(&rb), qat_run_free(&rc);
+    /* an IDX folder is generic too (test_loss_falls trained on one) */
+    char idx_run[400];
+    snprintf(idx_run, sizeof idx_run, "%s/a", tmpdir);
+    qat_run ri = load(idx_run, "last.ckpt");
+    CU_ASSERT(ri.has_pipeline && !strcmp(ri.pipeline.kind, "idx") && ri.pipeline.hflip == 0);
+    qat_run_free(&ri);
+
+    /* the built-in Fashion-MNIST keeps its recipe (no files needed: the kind decides) */
+    qat_dataset *tr = qat_dataset_alloc(4, 28, 28, 1, 10, "fm train");
+    qat_dataset *te = qat_dataset_alloc(2, 28, 28, 1, 10, "fm test");
+    CU_ASSERT_FATAL(tr && te);
+    snprintf(tr->kind, sizeof tr->kind, "fashion-mnist");
+    qat_run r;
+    memset(&r, 0, sizeof r);
+    r.seed = 1;
+    qat_sched_default(&r.sched, QAT_SCHED_ONECYCLE, 0.1f, 15 * 468);
+    qat_train_opts_default(&o);
+    o.data = "fashion-mnist";
+    qat_pipeline p;
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_OK);
+    CU_ASSERT(p.hflip == 1 && p.crop_pad == 2 && p.augment_given == 0);
+    o.hflip = 0;
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_OK);
+    CU_ASSERT(p.hflip == 0 && p.augment_given == QAT_PIPELINE_FLIP_GIVEN);
+    o.hflip = -1;
+    snprintf(tr->kind, sizeof tr->kind, "imagefolder");
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_OK);
+    CU_ASSERT(p.hflip == 0 && p.crop_pad == QAT_CROP_PAD_GENERIC);
+    /* values that do not fit are refused, naming the option */
+    o.crop_pad = 28;
+    CU_ASSERT(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_ERR_ARG &&
+              strstr(qat_last_error(), "--crop-pad 28"));
+    o.crop_pad = -2;
+    CU_ASSERT(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_ERR_ARG &&
+              strstr(qat_last_error(), "--crop-pad -2"));
+    o.crop_pad = -1, o.hflip = 2;
+    CU_ASSERT(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_ERR_ARG &&
+              strstr(qat_last_error(), "hflip 2"));
+    o.hflip = -1, o.label_smoothing = 1.0f;
+    CU_ASSERT(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_ERR_ARG &&
+              strstr(qat_last_error(), "--label-smoothing"));
+    /* warnings: few steps from scratch (not for QAT), a warmup as long as the run */
+    o.crop_pad = -1, o.label_smoothing = 0.05f;
+    char warn[1024];
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_OK);
+    qat_pipeline_warning(&p, warn, sizeof warn);
+    CU_ASSERT_STRING_EQUAL(warn, ""); /* the Fashion-MNIST recipe: 7020 steps */
+    qat_sched_default(&r.sched, QAT_SCHED_ONECYCLE, 0.1f, 4 * 4);
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 4) == QAT_OK);
+    qat_pipeline_warning(&p, warn, sizeof warn);
+    CU_ASSERT(!strncmp(warn, "warning: only 16 optimizer steps", 32));
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "qat", tr, te, &r, 4) == QAT_OK);
+    qat_pipeline_warning(&p, warn, sizeof warn);
+    CU_ASSERT_STRING_EQUAL(warn, "");
+    qat_sched_default(&r.sched, QAT_SCHED_COSINE, 0.1f, 3 * 468);
+    r.sched.warmup_steps = 3 * 468;
+    CU_ASSERT_FATAL(qat_pipeline_init(&p, &o, "fp32", tr, te, &r, 468) == QAT_OK);
+    qat_pipeline_warning(&p, warn, sizeof warn);
+    CU_ASSERT(strstr(warn, "warning: the warmup (1404 steps) covers the whole run (1404 steps)") == warn);
+    qat_dataset_free(tr), qat_dataset_free(te);
+    /* and through a real run: nothing written */
+    folder_opts(&o, c);
+    o.crop_pad = 12;
+    CU_ASSERT(qat_train_run(&o) == QAT_ERR_ARG && strstr(qat_last_error(), "--crop-pad 12"));
+}
+
+/* One start line with the whole pipeline; the same as the first line of metrics.jsonl and in
+ * the checkpoint; nothing with quiet. */
+static void test_start_line(void) {
+    char out[400], path[600], err[16384], line[4096], want[1024];
+    snprintf(out, sizeof out, "%s/start", tmpdir);
+    qat_train_opts o;
+    folder_opts(&o, out);
+    o.epochs = 2;
+    o.quiet = 0;
+    qat_status st = run_captured(&o, err, sizeof err);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    snprintf(want, sizeof want, "data: imagefolder %s, 135 train / 15 test (val-split 0.1, seed 7), "
+             "12x12x1, 3 classes, normalise mean ", folder_dir);
+    int ok = strncmp(err, want, strlen(want)) == 0;
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  got: %.300s\n  want: %s\n", err, want);
+    const char *tail = "; augment: no crop, no flip (imagefolder defaults); label smoothing 0.05; "
+                       "2 epochs x 4 steps of 32 (sgd, lr onecycle peak 0.05)\n";
+    char *nl = strchr(err, '\n');
+    CU_ASSERT_FATAL(nl != NULL);
+    ok = (size_t)(nl + 1 - err) > strlen(tail) && !strncmp(nl + 1 - strlen(tail), tail, strlen(tail));
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  got: %.*s\n  want tail: %s", (int)(nl + 1 - err), err, tail);
+    int starts = 0;
+    for (const char *q = err; q; q = strchr(q, '\n'), q = q ? q + 1 : NULL)
+        starts += !strncmp(q, "data: ", 6);
+    CU_ASSERT(starts == 1);
+    CU_ASSERT(strstr(err, "epoch 2: train loss") != NULL);
+    /* 8 steps: said right under it */
+    CU_ASSERT(!strncmp(nl + 1, "warning: only 8 optimizer steps in all (4 per epoch of 32 images)", 65));
+    /* the checkpoint says the same (qat summary --ckpt prints it) */
+    qat_run r = load(out, "last.ckpt");
+    CU_ASSERT_FATAL(r.has_pipeline);
+    qat_pipeline_describe(&r.pipeline, line, sizeof line);
+    CU_ASSERT(strlen(line) == (size_t)(nl - err) && !strncmp(line, err, (size_t)(nl - err)));
+    CU_ASSERT_STRING_EQUAL(r.pipeline.phase, "fp32");
+    CU_ASSERT(r.pipeline.train_n == 135 && r.pipeline.test_n == 15 && r.pipeline.nclasses == 3);
+    CU_ASSERT(r.pipeline.mean[0] == r.mean[0] && r.pipeline.std[0] == r.std[0]);
+    qat_run_free(&r);
+    /* metrics.jsonl opens with the config line; the plots' reader skips it */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT_FATAL(fgets(line, sizeof line, f) != NULL);
+    fclose(f);
+    const char *head = "{\"phase\": \"config\", \"run\": \"fp32\", \"dataset\": \"imagefolder\", ";
+    CU_ASSERT(!strncmp(line, head, strlen(head)));
+    const char *keys[] = {"\"train_images\": 135", "\"test_images\": 15", "\"val_split\": 0.1",
+                          "\"split_seed\": 7", "\"classes\": 3", "\"mean\": [", "\"crop_pad\": 0",
+                          "\"crop_pad_from\": \"dataset default\"", "\"hflip\": false",
+                          "\"label_smoothing\": 0.05", "\"steps_per_epoch\": 4", "\"lr_schedule\": \"onecycle\""};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        CU_ASSERT(strstr(line, keys[k]) != NULL);
+        if (!strstr(line, keys[k])) printf("\n  %s missing from %s", keys[k], line);
+    }
+    qat_metrics m;
+    st = qat_metrics_read(path, &m);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT(m.n == 2 && m.rows[0].epoch == 1 && m.rows[1].epoch == 2);
+    qat_metrics_free(&m);
+    /* --quiet prints nothing */
+    snprintf(out, sizeof out, "%s/start-quiet", tmpdir);
+    folder_opts(&o, out);
+    CU_ASSERT_FATAL(run_captured(&o, err, sizeof err) == QAT_OK);
+    CU_ASSERT_STRING_EQUAL(err, "");
+}
+
+/* Checkpoints written before the "data" section existed still load (no pipeline then), and
+ * saving such a run writes the old layout again. */
+static void test_old_checkpoint_loads(void) {
+    char path[600], old[600], again[600];
+    snprintf(path, sizeof path, "%s/a/last.ckpt", tmpdir);
+    snprintf(old, sizeof old, "%s/old-format.ckpt", tmpdir);
+    snprintf(again, sizeof again, "%s/old-again.ckpt", tmpdir);
+    static const char magic[8] = {'Q', 'A', 'T', 'C', 'K', 'P', 'T', '1'};
+    qat_container *c;
+    CU_ASSERT_FATAL(qat_container_read(path, magic, 1, &c) == QAT_OK);
+    qat_section secs[16];
+    int n = 0, had_data = 0;
+    for (int i = 0; i < qat_container_count(c) && n < 16; i++) {
+        const char *name = qat_container_name(c, i);
+        if (!strcmp(name, "data")) {
+            had_data = 1;
+            continue;
+        }
+        snprintf(secs[n].name, sizeof secs[n].name, "%s", name);
+        secs[n].data = qat_container_find(c, name, &secs[n].size);
+        n++;
+    }
+    CU_ASSERT(had_data && n == 5); /* meta spec params buffers optim: the version-1 layout */
+    CU_ASSERT_FATAL(qat_container_write(old, magic, 1, secs, n) == QAT_OK);
+    qat_container_free(c);
+    qat_run now = load(tmpdir, "a/last.ckpt"), before;
+    qat_status st = qat_checkpoint_load(old, &before);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT(now.has_pipeline && !before.has_pipeline);
+    CU_ASSERT(memcmp(now.model->params, before.model->params,
+                     (size_t)now.model->nparams * sizeof(float)) == 0);
+    CU_ASSERT(before.step == now.step && before.epoch == now.epoch);
+    CU_ASSERT_FATAL(qat_checkpoint_save(again, &before) == QAT_OK);
+    long la = 0, lb = 0;
+    unsigned char *ba = test_slurp(old, &la), *bb = test_slurp(again, &lb);
+    CU_ASSERT(la > 0 && la == lb && !memcmp(ba, bb, (size_t)la)); /* byte for byte */
+    free(ba), free(bb);
+    qat_run_free(&now), qat_run_free(&before);
+    /* a "data" section too short for the record is a format error naming it */
+    CU_ASSERT_FATAL(qat_container_read(old, magic, 1, &c) == QAT_OK);
+    for (int i = 0; i < n; i++) secs[i].data = qat_container_find(c, secs[i].name, &secs[i].size);
+    char junk[100] = {0};
+    secs[n] = (qat_section){"data", junk, sizeof junk};
+    CU_ASSERT_FATAL(qat_container_write(again, magic, 1, secs, n + 1) == QAT_OK);
+    qat_container_free(c);
+    CU_ASSERT(qat_checkpoint_load(again, &before) == QAT_ERR_FORMAT &&
+              strstr(qat_last_error(), "section 'data'"));
+}
+
 void register_train_tests(void) {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
     CU_add_test(s, "loss falls on a tiny dataset", test_loss_falls);
@@ -253,4 +503,7 @@ void register_train_tests(void) {
     CU_add_test(s, "eval of a checkpoint matches the training report", test_eval_matches_training_report);
     CU_add_test(s, "bad model, checkpoint and data are reported", test_bad_inputs);
     CU_add_test(s, "qat train --qat-from-epoch switches to fake-quant", test_qat_from_epoch);
+    CU_add_test(s, "augmentation follows the dataset kind unless given", test_augment_follows_dataset);
+    CU_add_test(s, "start line = metrics config line = checkpoint record", test_start_line);
+    CU_add_test(s, "a checkpoint without the data section loads", test_old_checkpoint_loads);
 }

@@ -1,10 +1,13 @@
 #include "test_util.h"
+#include "dataset.h"
 #include "model.h"
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 qat_tensor *test_leaf(int ndim, const int *shape, float scale, uint64_t seed) {
     qat_tensor *t = calloc(1, sizeof *t);
@@ -178,6 +181,27 @@ void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint6
     fclose(fl);
 }
 
+void test_write_bars_folder(const char *dir, int n, int s, uint64_t seed) {
+    char path[600];
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    uint8_t *img = malloc((size_t)s * s);
+    QAT_ASSERT(img);
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/%d", dir, k);
+        QAT_ASSERT(mkdir(dir, 0777) == 0 || errno == EEXIST);
+        QAT_ASSERT(mkdir(path, 0777) == 0 || errno == EEXIST);
+    }
+    for (int i = 0; i < n; i++) {
+        int k = i % 3;
+        for (int p = 0; p < s * s; p++)
+            img[p] = (uint8_t)((int)qat_rng_below(&r, 60) + (p / s * 3 / s == k ? 150 : 0));
+        snprintf(path, sizeof path, "%s/%d/%04d.png", dir, k, i);
+        QAT_ASSERT(qat_png_write_gray(path, s, s, img) == QAT_OK);
+    }
+    free(img);
+}
+
 qat_model *test_random_model(const char *spec_text, int s, qat_spec **spec, uint64_t seed) {
     CU_ASSERT_FATAL(qat_spec_parse(spec_text, "tiny", spec) == QAT_OK);
     qat_model *m;
@@ -206,7 +230,10 @@ unsigned char *test_slurp(const char *path, long *len) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     unsigned char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) == (size_t)n) *len = n;
+    if (b && fread(b, 1, (size_t)n, f) == (size_t)n) {
+        *len = n;
+        b[n] = 0; /* text files read as strings */
+    }
     fclose(f);
     return b;
 }

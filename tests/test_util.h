@@ -35,6 +35,10 @@ double test_compare(const char *what, const float *a, const float *b, int64_t n,
  * is a bright bar in row band k plus noise, deterministic by seed (the tiny training sets). */
 void test_write_bars_idx(const char *dir, const char *split, int n, int s, uint64_t seed);
 
+/* The same three classes as an ImageFolder of PNGs: DIR/<0|1|2>/NNNN.png, n images in all
+ * (classes in turn), no train/ test/ folders (qat holds out the val split). */
+void test_write_bars_folder(const char *dir, int n, int s, uint64_t seed);
+
 /* A model of spec_text for s x s x 1 inputs and 3 classes with random weights and non-trivial
  * BN statistics and affine parameters (deterministic by seed); *spec gets the parsed spec. */
 struct qat_model;
@@ -42,7 +46,7 @@ struct qat_spec;
 struct qat_model *test_random_model(const char *spec_text, int s, struct qat_spec **spec,
                                     uint64_t seed);
 
-/* Whole file into a malloc'd buffer (one spare byte); *len = its size, -1 when unreadable. */
+/* Whole file into a malloc'd buffer with a NUL after it; *len = its size, -1 when unreadable. */
 unsigned char *test_slurp(const char *path, long *len);
 /* Writes len bytes to path (asserts it worked). */
 void test_spit(const char *path, const void *b, size_t len);

@@ -32,6 +32,9 @@ typedef struct {
     uint64_t rng[4];
 } ckpt_meta;
 _Static_assert(sizeof(ckpt_meta) == 248, "checkpoint meta layout is part of the file format");
+/* Section "data" (optional, added without a version bump: readers look sections up by name and
+ * skip the ones they do not know, and a checkpoint without it just has no recorded pipeline). */
+_Static_assert(sizeof(qat_pipeline) == 416, "the \"data\" section layout is part of the file format");
 
 qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
     const qat_model *m = r->model;
@@ -67,7 +70,7 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
         if (!(qbuf = malloc(qbytes))) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
         qat_qmodel_pack(r->qmodel, qbuf);
     }
-    qat_section secs[7] = {
+    qat_section secs[8] = {
         {"meta", &meta, sizeof meta},
         {"spec", spec, strlen(spec)},
         {"params", m->params, (uint64_t)m->nparams * sizeof(float)},
@@ -78,8 +81,11 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
         {"qoptim", r->has_qopt ? r->qopt.state : NULL,
          r->has_qopt ? (uint64_t)qat_optim_state_floats(&r->qopt) * sizeof(float) : 0},
     };
-    qat_status st = qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs,
-                                        r->qmodel ? (r->has_qopt ? 7 : 6) : 5);
+    int nsec = r->qmodel ? (r->has_qopt ? 7 : 6) : 5;
+    /* The recorded pipeline goes after the sections in use; a run without one (loaded from an
+     * older checkpoint, e.g. by ptq) writes the sections it was read with. */
+    if (r->has_pipeline) secs[nsec++] = (qat_section){"data", &r->pipeline, sizeof r->pipeline};
+    qat_status st = qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs, nsec);
     free(qbuf);
     return st;
 }
@@ -161,6 +167,19 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
         s->pct_start = meta.pct_start, s->div_factor = meta.div_factor;
         s->final_div_factor = meta.final_div_factor, s->total_steps = meta.total_steps;
         s->warmup_steps = meta.warmup_steps, s->step_size = meta.step_size;
+    }
+    p = qat_container_find(c, "data", &size);
+    if (p) {
+        /* a longer record is a newer qat's: its first fields are these */
+        if (size < sizeof r->pipeline)
+            return qat_fail(QAT_ERR_FORMAT, "%s: section 'data' has %llu bytes, expected at least %zu",
+                            path, (unsigned long long)size, sizeof r->pipeline);
+        memcpy(&r->pipeline, p, sizeof r->pipeline);
+        qat_pipeline *d = &r->pipeline;
+        d->phase[sizeof d->phase - 1] = d->kind[sizeof d->kind - 1] = d->data[sizeof d->data - 1] = 0;
+        if (d->c < 1 || d->c > 4 || d->steps_per_epoch < 1 || d->total_steps < 0)
+            return qat_fail(QAT_ERR_FORMAT, "%s: implausible values in section 'data'", path);
+        r->has_pipeline = 1;
     }
     p = qat_container_find(c, "quant", &size);
     if (p && (st = qat_qmodel_unpack(m, p, size, path, &r->qmodel))) return st;

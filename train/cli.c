@@ -65,6 +65,8 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
         if (a + 1 >= argc) usage_error(cmd, "option '%s' needs a value", s);
         const char *v = argv[++a];
         double d;
+        char what[300]; /* the message of a bad value names the option */
+        snprintf(what, sizeof what, "%s: expected a non-negative integer, got '%.200s'", s, v);
         switch (o->kind) {
         case OPT_STR: *(const char **)o->target = v; break;
         case OPT_OPTIM:
@@ -75,22 +77,25 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
                 usage_error(cmd, "unknown schedule '%s' (constant, step, cosine, onecycle)", v);
             break;
         case OPT_FLOAT:
-            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) usage_error(cmd, "bad number '%s'", v);
+            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) {
+                snprintf(what, sizeof what, "%s: bad number '%.200s'", s, v);
+                usage_error(cmd, "%s", what);
+            }
             *(float *)o->target = (float)d;
             break;
         case OPT_INT:
             if (!parse_number(v, &d) || d != (double)(long)d || d < 0 || d > INT_MAX)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+                usage_error(cmd, "%s", what);
             *(int *)o->target = (int)d;
             break;
         case OPT_I64:
             if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+                usage_error(cmd, "%s", what);
             *(int64_t *)o->target = (int64_t)d;
             break;
         case OPT_U64:
             if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "expected a non-negative integer, got '%s'", v);
+                usage_error(cmd, "%s", what);
             *(uint64_t *)o->target = (uint64_t)d;
             break;
         case OPT_FREEZE:

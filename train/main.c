@@ -16,11 +16,33 @@
 #define FREEZE_OBS_HELP "QAT: freeze observer ranges after N epochs of QAT; auto = halfway from the BN freeze to the end; never [auto]"
 #define BN_REEST_HELP "QAT: batches that re-estimate BN statistics before they freeze, 0 = keep the moving averages [64]"
 
+/* The augmentation options of train and qat, one table for both. Their defaults belong to the
+ * dataset (qat_augment_default): crop_pad and hflip stay -1 unless given. */
+#define AUGMENT_OPTS(o, flip, no_flip)                                                             \
+    {"crop-pad", OPT_INT, &(o)->crop_pad,                                                          \
+     "random-crop padding in pixels, 0 = off [2 for --data fashion-mnist, else 0]"},               \
+    {"flip", OPT_FLAG, &(flip),                                                                    \
+     "random horizontal flips [on for --data fashion-mnist, off for anything else]"},              \
+    {"no-flip", OPT_FLAG, &(no_flip), "no random horizontal flips"}
+
+static void augment_flags(const char *cmd, int flip, int no_flip, qat_train_opts *o) {
+    if (flip && no_flip) usage_error(cmd, "%s", "--flip and --no-flip contradict each other");
+    if (flip || no_flip) o->hflip = flip;
+}
+
+/* A training run's error: an option value found wrong once the data is open (QAT_ERR_ARG, e.g.
+ * --crop-pad larger than the images) is a usage error like the parser's, exit 2; others exit 1. */
+static void die_run(qat_status st) {
+    if (st != QAT_ERR_ARG) die(qat_last_error());
+    fprintf(stderr, "qat: %s\n", qat_last_error());
+    exit(2);
+}
+
 static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
     qat_train_opts_default(&o);
     o.data = NULL;
-    int no_flip = 0;
+    int flip = 0, no_flip = 0;
     const cli_opt opts[] = {
         {"data", OPT_STR, &o.data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
@@ -35,8 +57,7 @@ static int cmd_train(int argc, char **argv) {
         {"sched", OPT_SCHED, &o.sched, "lr schedule: onecycle, cosine (warmup), step, constant [onecycle]"},
         {"warmup-epochs", OPT_FLOAT, &o.warmup_epochs, "warmup of the cosine schedule [1]"},
         {"label-smoothing", OPT_FLOAT, &o.label_smoothing, "label smoothing of the loss [0.05]"},
-        {"crop-pad", OPT_INT, &o.crop_pad, "random-crop padding in pixels, 0 = off [2]"},
-        {"no-flip", OPT_FLAG, &no_flip, "disable random horizontal flips"},
+        AUGMENT_OPTS(&o, flip, no_flip),
         {"seed", OPT_U64, &o.seed, "random seed [1]"},
         {"threads", OPT_INT, &o.threads, "threads [all cores]"},
         {"max-steps", OPT_I64, &o.max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
@@ -51,9 +72,10 @@ static int cmd_train(int argc, char **argv) {
         {"bn-reestimate", OPT_INT, &o.bn_reestimate_batches, BN_REEST_HELP},
     };
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
-    if (no_flip) o.hflip = 0;
+    augment_flags("train", flip, no_flip, &o);
     if (!o.data) usage_error("train", "%s", "--data is required");
-    if (qat_train_run(&o)) die(qat_last_error());
+    qat_status st = qat_train_run(&o);
+    if (st) die_run(st);
     return 0;
 }
 
@@ -123,7 +145,7 @@ static int cmd_qat(int argc, char **argv) {
     qat_qat_opts qo;
     qat_qat_opts_default(&qo);
     qat_train_opts *o = &qo.train;
-    int no_flip = 0;
+    int flip = 0, no_flip = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &qo.ckpt, "FP32 (or PTQ) checkpoint to fine-tune"},
         {"data", OPT_STR, &o->data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
@@ -142,8 +164,7 @@ static int cmd_qat(int argc, char **argv) {
         {"sched", OPT_SCHED, &o->sched, "lr schedule: cosine, onecycle, step, constant [cosine]"},
         {"warmup-epochs", OPT_FLOAT, &o->warmup_epochs, "warmup of the cosine schedule [0]"},
         {"label-smoothing", OPT_FLOAT, &o->label_smoothing, "label smoothing of the loss [0.05]"},
-        {"crop-pad", OPT_INT, &o->crop_pad, "random-crop padding in pixels, 0 = off [2]"},
-        {"no-flip", OPT_FLAG, &no_flip, "disable random horizontal flips"},
+        AUGMENT_OPTS(o, flip, no_flip),
         {"seed", OPT_U64, &o->seed, "random seed [1]"},
         {"threads", OPT_INT, &o->threads, "threads [all cores]"},
         {"max-steps", OPT_I64, &o->max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
@@ -153,10 +174,11 @@ static int cmd_qat(int argc, char **argv) {
         {"json", OPT_FLAG, &o->json, "print the final summary as one JSON object"},
     };
     if (parse_opts("qat", "--ckpt FP32.ckpt --data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
-    if (no_flip) o->hflip = 0;
+    augment_flags("qat", flip, no_flip, o);
     if (!o->data) usage_error("qat", "%s", "--data is required");
     if (!qo.ckpt && !o->resume) usage_error("qat", "%s", "--ckpt (or --resume) is required");
-    if (qat_qat_run(&qo)) die(qat_last_error());
+    qat_status st = qat_qat_run(&qo);
+    if (st) die_run(st);
     return 0;
 }
 
@@ -191,11 +213,32 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
+/* `qat summary --ckpt CKPT`: the checkpoint's model and how it was trained. */
+static int summary_ckpt(const char *ckpt) {
+    qat_run run;
+    if (qat_checkpoint_load(ckpt, &run)) die(qat_last_error());
+    char buf[1 << 16];
+    qat_model_summary(run.model, buf, sizeof buf);
+    fputs(buf, stdout);
+    printf("checkpoint: %s, %s, epoch %d, step %lld, best test accuracy %.2f%%\n", ckpt,
+           run.qmodel ? "fake-quant (PTQ/QAT)" : "FP32", run.epoch, (long long)run.step,
+           100.0 * run.best_acc);
+    if (run.has_pipeline) {
+        qat_pipeline_describe(&run.pipeline, buf, sizeof buf);
+        printf("%s training: %s\n", run.pipeline.phase, buf);
+    } else {
+        printf("data: not recorded (a checkpoint written before qat recorded its data pipeline)\n");
+    }
+    qat_run_free(&run);
+    return 0;
+}
+
 static int cmd_summary(int argc, char **argv) {
-    const char *model = "mbv2-tiny";
-    float width = 1.0f;
-    int h = 28, w = 28, c = 1, classes = 10;
+    const char *model = NULL, *ckpt = NULL;
+    float width = 0.0f;
+    int h = 0, w = 0, c = 0, classes = 0;
     const cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "a checkpoint: its model and the data pipeline it was trained with"},
         {"model", OPT_STR, &model, "preset name or spec file [mbv2-tiny]"},
         {"width", OPT_FLOAT, &width, "width multiplier [1.0]"},
         {"height", OPT_INT, &h, "input height [28]"},
@@ -203,11 +246,21 @@ static int cmd_summary(int argc, char **argv) {
         {"channels", OPT_INT, &c, "input channels [1]"},
         {"classes", OPT_INT, &classes, "classes [10]"},
     };
-    if (parse_opts("summary", "[--model NAME|SPEC] [options]", opts, NOPTS(opts), argc, argv)) return 0;
+    if (parse_opts("summary", "[--model NAME|SPEC] [options] | --ckpt CKPT", opts, NOPTS(opts),
+                   argc, argv))
+        return 0;
+    if (ckpt) {
+        if (model || width != 0 || h || w || c || classes)
+            usage_error("summary", "%s", "--ckpt takes the model from the checkpoint: drop --model, "
+                        "--width, --height, --in-width, --channels and --classes");
+        return summary_ckpt(ckpt);
+    }
     qat_spec *spec;
     qat_model *m;
-    if (qat_spec_load(model, &spec)) die(qat_last_error());
-    if (qat_model_create(spec, width, h, w, c, classes, &m)) die(qat_last_error());
+    if (qat_spec_load(model ? model : "mbv2-tiny", &spec)) die(qat_last_error());
+    if (qat_model_create(spec, width != 0 ? width : 1.0f, h ? h : 28, w ? w : 28, c ? c : 1,
+                         classes ? classes : 10, &m))
+        die(qat_last_error());
     char buf[1 << 16];
     qat_model_summary(m, buf, sizeof buf);
     fputs(buf, stdout);
@@ -233,7 +286,7 @@ static const cli_cmd commands[] = {
     {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
     {"bench", cmd_bench, "benchmark an INT8 model: img/s, latency, per-layer time and backend"},
     {"plot", cmd_plot, "draw a run's loss and accuracy curves to PNG"},
-    {"summary", cmd_summary, "print a model's layers, shapes and parameter count"},
+    {"summary", cmd_summary, "print a model's layers, shapes and parameter count (--ckpt: and its training data)"},
 };
 
 static void print_main_help(void) {

@@ -1,4 +1,5 @@
-/* Reader of the metrics.jsonl that train/train.c appends one flat JSON object per epoch to.
+/* Reader of the metrics.jsonl that train/train.c appends one flat JSON object per epoch to
+ * (after a {"phase": "config", ...} line per start of training, which the plots skip).
  * Tolerant where the writer can be (whitespace, key order, unknown keys, bare nan/inf that
  * printf writes for a diverged loss), strict where a file is broken: every problem is reported
  * as "path:line: what, at column N". */
@@ -60,7 +61,7 @@ static qat_status parse_string(cursor *c, char *buf, size_t size) {
     return QAT_OK;
 }
 
-static int is_delim(char ch) { return !ch || strchr(" \t\r\n,}", ch); }
+static int is_delim(char ch) { return !ch || strchr(" \t\r\n,}]", ch); }
 
 /* Words printf and JSON writers use for special values. */
 static int parse_word(cursor *c, double *v) {
@@ -92,7 +93,7 @@ static qat_status parse_number(cursor *c, double *v) {
     return QAT_OK;
 }
 
-typedef enum { VAL_NUMBER, VAL_STRING } val_kind;
+typedef enum { VAL_NUMBER, VAL_STRING, VAL_ARRAY } val_kind;
 
 typedef struct {
     val_kind kind;
@@ -100,7 +101,7 @@ typedef struct {
     char str[64];
 } json_value;
 
-static qat_status parse_value(cursor *c, json_value *v) {
+static qat_status parse_scalar(cursor *c, json_value *v) {
     char ch = c->s[c->pos];
     if (ch == '{' || ch == '[') return syntax(c, "nested objects and arrays are not expected");
     if (ch == '"') {
@@ -109,6 +110,31 @@ static qat_status parse_value(cursor *c, json_value *v) {
     }
     v->kind = VAL_NUMBER;
     return parse_number(c, &v->num);
+}
+
+/* A scalar, or a flat array of scalars (the config line's per-channel mean/std), which no key
+ * the plots read holds: it comes back as VAL_ARRAY. */
+static qat_status parse_value(cursor *c, json_value *v) {
+    if (c->s[c->pos] != '[') return parse_scalar(c, v);
+    c->pos++;
+    skip_ws(c);
+    if (c->s[c->pos] != ']') {
+        for (;;) {
+            json_value item;
+            qat_status st;
+            skip_ws(c);
+            if ((st = parse_scalar(c, &item))) return st;
+            skip_ws(c);
+            if (c->s[c->pos] == ']') break;
+            if (c->s[c->pos] != ',')
+                return syntax(c, c->s[c->pos] ? "expected ',' or ']'" : "line ends inside an array");
+            c->pos++;
+        }
+    }
+    c->pos++;
+    v->kind = VAL_ARRAY;
+    v->str[0] = 0;
+    return QAT_OK;
 }
 
 /* The numeric keys of a row, by name. */
@@ -142,8 +168,9 @@ static qat_status store(const cursor *c, qat_metrics_row *r, const char *key, co
         r->epoch = (int)v->num, *has_epoch = 1;
     } else if (num) {
         if (v->kind != VAL_NUMBER)
-            return qat_fail(QAT_ERR_FORMAT, "%s:%d: \"%s\" should be a number, not \"%s\"", c->path,
-                            c->lineno, key, v->str);
+            return qat_fail(QAT_ERR_FORMAT, "%s:%d: \"%s\" should be a number, not %s%s%s", c->path,
+                            c->lineno, key, v->kind == VAL_ARRAY ? "an array" : "\"", v->str,
+                            v->kind == VAL_ARRAY ? "" : "\"");
         *num = v->num;
     }
     return QAT_OK;  /* other keys: written by a newer qat, not needed for plots */
@@ -191,7 +218,8 @@ qat_status qat_metrics_parse_line(const char *path, int lineno, const char *line
     c.pos++;
     skip_ws(&c);
     if (c.s[c.pos]) return syntax(&c, "text after the object");
-    if (!has_epoch) return qat_fail(QAT_ERR_FORMAT, "%s:%d: no \"epoch\" key", path, lineno);
+    if (!has_epoch && strcmp(row->phase, "config"))
+        return qat_fail(QAT_ERR_FORMAT, "%s:%d: no \"epoch\" key", path, lineno);
     return QAT_OK;
 }
 
@@ -230,10 +258,11 @@ qat_status qat_metrics_read(const char *path, qat_metrics *m) {
         if (blank(line)) continue;
         qat_metrics_row r;
         st = qat_metrics_parse_line(path, lineno, line, &r);
-        if (!st) st = append_row(m, &cap, &r, path);
+        if (!st && strcmp(r.phase, "config")) st = append_row(m, &cap, &r, path);
     }
     if (!st && ferror(f)) st = qat_fail(QAT_ERR_IO, "%s: read error after line %d", path, lineno);
-    if (!st && m->n == 0) st = qat_fail(QAT_ERR_FORMAT, "%s: no metrics lines (empty file)", path);
+    if (!st && m->n == 0)
+        st = qat_fail(QAT_ERR_FORMAT, "%s: no epoch lines (empty file, or no epoch finished yet)", path);
     free(line);
     fclose(f);
     if (st) qat_metrics_free(m);

@@ -23,8 +23,8 @@ void qat_train_opts_default(qat_train_opts *o) {
     o->sched = QAT_SCHED_ONECYCLE;
     o->warmup_epochs = 1.0f;
     o->seed = 1;
-    o->crop_pad = 2;
-    o->hflip = 1;
+    o->crop_pad = -1; /* -1: the dataset kind's augmentation (qat_augment_default) */
+    o->hflip = -1;
     o->eval_batch = QAT_EVAL_BATCH;
     o->freeze_bn_epochs = o->freeze_observer_epochs = QAT_FREEZE_AUTO;
     o->bn_reestimate_batches = QAT_BN_REESTIMATE_BATCHES;
@@ -153,6 +153,16 @@ static qat_status make_dir(const char *dir) {
     }
     if (mkdir(buf, 0777) && errno != EEXIST)
         return qat_fail(QAT_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return QAT_OK;
+}
+
+static qat_status append_line(const char *dir, const char *line) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
+    fprintf(f, "%s\n", line);
+    if (fclose(f)) return qat_fail(QAT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return QAT_OK;
 }
 
@@ -469,7 +479,22 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
                         : new_run(o, train, steps_per_epoch, &run))) {
         goto done;
     }
+    if ((st = qat_pipeline_init(&run.pipeline, o, run.qmodel ? "qat" : phase, train, test, &run,
+                                steps_per_epoch)))
+        goto done;
+    run.has_pipeline = 1;
     if ((st = make_dir(o->out_dir))) goto done;
+    {
+        char line[4096]; /* the longest: --data of 255 bytes, each escaped as \u00XX */
+        qat_pipeline_json(&run.pipeline, line, sizeof line);
+        if ((st = append_line(o->out_dir, line))) goto done;
+        if (!o->quiet) {
+            qat_pipeline_describe(&run.pipeline, line, sizeof line);
+            fprintf(stderr, "%s\n", line);
+            qat_pipeline_warning(&run.pipeline, line, sizeof line);
+            if (line[0]) fprintf(stderr, "%s\n", line);
+        }
+    }
     if (run.qmodel) { /* a version-1 quant state counted its schedule in epochs */
         qat_qmodel *q = run.qmodel;
         if (q->legacy_freeze_bn_epoch >= 0) q->freeze_bn_step = (int64_t)q->legacy_freeze_bn_epoch * steps_per_epoch;
@@ -483,8 +508,8 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     memset(&lo, 0, sizeof lo);
     lo.batch = o->batch;
     lo.shuffle = 1;
-    lo.crop_pad = o->crop_pad;
-    lo.hflip = o->hflip;
+    lo.crop_pad = run.pipeline.crop_pad;
+    lo.hflip = run.pipeline.hflip;
     lo.seed = run.seed;
     lo.drop_last = 1;
     lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */

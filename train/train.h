@@ -15,6 +15,33 @@
  * for the 10,000 Fashion-MNIST test images, 2 threads). */
 #define QAT_EVAL_BATCH 128
 
+/* What a training run feeds the network and how it steps, said once (train/pipeline.c): the
+ * start-of-training line, the first line of metrics.jsonl ({"phase": "config", ...}) and the
+ * checkpoint's "data" section, which stores this record as-is (little-endian, layout pinned:
+ * fields are only ever appended; docs/formats.md). */
+#define QAT_PIPELINE_CROP_GIVEN 1 /* augment_given: crop padding set by an option */
+#define QAT_PIPELINE_FLIP_GIVEN 2 /* augment_given: flips set by an option */
+typedef struct {
+    char phase[8];            /* "fp32" or "qat" */
+    char kind[16];            /* qat_dataset.kind: what picked the default augmentation */
+    char data[256];           /* --data as given (truncated to 255 bytes) */
+    int32_t train_n, test_n;  /* images */
+    float val_split;          /* qat_dataset.val_split: > 0 the test split is held out of the folder */
+    uint32_t pad0;
+    uint64_t split_seed;      /* the seed of that split (--seed of this run) */
+    int32_t h, w, c, nclasses;
+    float mean[4], std[4];    /* normalisation, c values used */
+    int32_t crop_pad, hflip;  /* augmentation in force */
+    int32_t augment_given;    /* QAT_PIPELINE_*_GIVEN bits; the rest is the dataset kind's default */
+    float label_smoothing;
+    int32_t batch, steps_per_epoch;
+    int64_t total_steps, start_step; /* of the schedule; the step this run (re)started at */
+    int32_t opt, sched;       /* qat_opt_kind, qat_sched_kind */
+    float lr;                 /* peak (base) learning rate */
+    uint32_t pad1;
+    int64_t warmup_steps;     /* cosine warmup (0 for the other schedules) */
+} qat_pipeline;
+
 /* Everything one training run holds; also what a checkpoint restores. */
 typedef struct {
     qat_spec *spec;
@@ -31,7 +58,26 @@ typedef struct {
     qat_qmodel *qmodel;       /* PTQ / QAT runs: fake-quant state ("quant" section); else NULL */
     qat_optimizer qopt;       /* qconfig lsq: the learned quantizers' optimizer ("qoptim") */
     int has_qopt;
+    qat_pipeline pipeline;    /* how the last training of these weights fed them ("data") */
+    int has_pipeline;         /* 0: a checkpoint written before qat recorded it */
 } qat_run;
+
+/* Fills p for a run about to train on train/test: augmentation from o (crop_pad, hflip; -1 takes
+ * qat_augment_default of the dataset kind), normalisation, optimizer and schedule from r.
+ * QAT_ERR_ARG naming the option for values that do not fit (crop padding not smaller than the
+ * image, label smoothing outside [0, 1)). */
+qat_status qat_pipeline_init(qat_pipeline *p, const qat_train_opts *o, const char *phase,
+                             const qat_dataset *train, const qat_dataset *test, const qat_run *r,
+                             int steps_per_epoch);
+/* One line, no newline: "data: imagefolder DIR, 540 train / 60 test (val-split 0.1, seed 1),
+ * 28x28x1, 10 classes, normalise mean 0.286 std 0.353; augment: crop-pad 2, no flip
+ * (imagefolder defaults); label smoothing 0.05; 4 epochs x 4 steps of 128 (sgd, lr onecycle
+ * peak 0.1)". */
+void qat_pipeline_describe(const qat_pipeline *p, char *buf, size_t size);
+/* The same as one flat JSON object, no newline: {"phase": "config", "run": "fp32", ...}. */
+void qat_pipeline_json(const qat_pipeline *p, char *buf, size_t size);
+/* A setting that misleads on this run (see the function), as one line "warning: ...", or "". */
+void qat_pipeline_warning(const qat_pipeline *p, char *buf, size_t size);
 
 /* Checkpoints: spec text, shapes, params, BN buffers, optimizer, schedule, step/epoch, RNG. */
 qat_status qat_checkpoint_save(const char *path, const qat_run *r);
