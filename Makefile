@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g
 SAN     ?=
 # The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-             -Iinclude -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
+             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
@@ -25,14 +25,14 @@ ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
-LIB_SRCS := $(wildcard autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
+LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
                        optim/*.c datasets/*.c export/*.c train/*.c)
 CLI_SRCS := train/main.c $(wildcard train/cli*.c)
 LIB_SRCS := $(filter-out $(CLI_SRCS),$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).
-RT_SRCS := autograd/error.c kernels/cpu.c $(wildcard kernels/int8*.c) export/container.c \
+RT_SRCS := base/error.c base/base.c base/container.c kernels/cpu.c $(wildcard kernels/int8*.c) \
            $(wildcard export/q8*.c export/rt*.c)
 RT_OBJS := $(RT_SRCS:%.c=$(BUILD)/%.o)
 RT_LDLIBS = -ldnnl -lz -lm
@@ -135,7 +135,7 @@ install: qat $(BUILD)/libqat.a $(BUILD)/libqat_rt.a
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 qat $(DESTDIR)$(PREFIX)/bin/qat
 	install -m 644 $(BUILD)/libqat.a $(BUILD)/libqat_rt.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/qat.h include/qat_rt.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/qat.h include/qat_rt.h include/qat_status.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/qat.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qat.pc
 
@@ -143,8 +143,8 @@ install: qat $(BUILD)/libqat.a $(BUILD)/libqat_rt.a
 # generator from only the sources the loader needs, writes the seeds, fuzzes FUZZ_SECONDS.
 FUZZ_SECONDS ?= 600
 FUZZ_DIR     ?= build-fuzz
-FUZZ_SRCS    = tests/fuzz/fuzz_q8.c export/q8_file.c export/container.c autograd/error.c
-FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Iexport \
+FUZZ_SRCS    = tests/fuzz/fuzz_q8.c export/q8_file.c base/container.c base/error.c
+FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Ibase -Iexport \
                -Ikernels -Ifakequant -Iautograd
 .PHONY: fuzz
 fuzz:

@@ -7,18 +7,10 @@
 #ifndef QAT_TENSOR_H
 #define QAT_TENSOR_H
 
-#include "qat.h"
+#include "base.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#define QAT_ASSERT(cond)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: internal invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                       \
-        }                                                                                  \
-    } while (0)
 
 #define QAT_MAX_DIMS 4
 #define QAT_MAX_SRC 4
@@ -83,14 +75,6 @@ void qat_arena_reset(qat_arena *a);
 void *qat_arena_alloc(qat_arena *a, size_t bytes);
 float *qat_arena_floats(qat_arena *a, int64_t n);           /* uninitialised */
 float *qat_arena_zeros(qat_arena *a, int64_t n);            /* zeroed */
-
-/* Deterministic RNG (xoshiro256**); the state is saved in checkpoints. */
-typedef struct { uint64_t s[4]; } qat_rng;
-void qat_rng_seed(qat_rng *r, uint64_t seed);
-uint64_t qat_rng_next(qat_rng *r);
-float qat_rng_uniform(qat_rng *r);                    /* [0, 1) */
-float qat_rng_normal(qat_rng *r);                     /* N(0, 1) */
-uint32_t qat_rng_below(qat_rng *r, uint32_t n);       /* [0, n) */
 
 /* The forward context: the arena for this step and the tape of op outputs in creation order. */
 typedef struct {

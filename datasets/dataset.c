@@ -4,7 +4,7 @@
  * seeded by hashing those values, so batches can be asked for in any order, resumed
  * mid-epoch, or prepared ahead in a background thread without changing a single value. */
 #include "dataset.h"
-#include "tensor.h"
+#include "base.h"
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>

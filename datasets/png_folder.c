@@ -3,7 +3,7 @@
  * parallel over files), then converted to one channel count and size. Conventions are in
  * dataset.h. */
 #include "dataset.h"
-#include "tensor.h"
+#include "base.h"
 #include <dirent.h>
 #include <errno.h>
 #include <png.h>

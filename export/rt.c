@@ -76,13 +76,14 @@ void qat_rt_options_default(qat_rt_options *o) {
     o->batch = 1;
 }
 
-int qat_rt_backend_parse(const char *s, qat_rt_backend *out) {
+qat_status qat_rt_backend_parse(const char *s, qat_rt_backend *out) {
     for (int i = 0; s && i < QAT_RT_BACKEND_COUNT; i++)
         if (!strcmp(s, backend_names[i])) {
             *out = (qat_rt_backend)i;
-            return 0;
+            return QAT_OK;
         }
-    return 1;
+    return qat_fail(QAT_ERR_ARG, "runtime: unknown backend '%s' (auto, native, onednn, ref)",
+                    s ? s : "(null)");
 }
 
 const char *qat_rt_backend_name(qat_rt_backend b) {
@@ -357,7 +358,7 @@ static qat_status check_run_args(qat_rt *rt, const void *x, int n, float *logits
     return ensure_batch(rt, n);
 }
 
-int qat_rt_run(qat_rt *rt, const float *x, int n, float *logits) {
+qat_status qat_rt_run(qat_rt *rt, const float *x, int n, float *logits) {
     qat_status st = check_run_args(rt, x, n, logits);
     if (st) return st;
     uint8_t *q = value_ptr(rt, -1, n);
@@ -369,7 +370,7 @@ int qat_rt_run(qat_rt *rt, const float *x, int n, float *logits) {
     return run_layers(rt, n, logits);
 }
 
-int qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits) {
+qat_status qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits) {
     qat_status st = check_run_args(rt, pixels, n, logits);
     if (st) return st;
     uint8_t *q = value_ptr(rt, -1, n);
@@ -439,7 +440,7 @@ static void build_input_lut(qat_rt *rt) {
     }
 }
 
-int qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out) {
+qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out) {
     if (!out) return qat_fail(QAT_ERR_ARG, "qat_rt_from_model: NULL output");
     *out = NULL;
     qat_rt_options o;
@@ -486,7 +487,7 @@ int qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt *
     return QAT_OK;
 }
 
-int qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out) {
+qat_status qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out) {
     if (out) *out = NULL;
     if (!path || !out) return qat_fail(QAT_ERR_ARG, "qat_rt_load: NULL argument");
     qat_q8_model *m;
@@ -538,7 +539,7 @@ size_t qat_rt_scratch_bytes(const qat_rt *rt) { return rt->scratch_size; }
 int qat_rt_planned_batch(const qat_rt *rt) { return rt->planned_n; }
 int qat_rt_num_layers(const qat_rt *rt) { return rt->nlayers; }
 
-int qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out) {
+qat_status qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out) {
     if (!rt || !out || i < 0 || i >= rt->nlayers)
         return qat_fail(QAT_ERR_ARG, "qat_rt_layer: index %d out of range", i);
     const rt_layer *l = &rt->layers[i];

@@ -8,7 +8,7 @@
 
 /* Builds a runtime from a model in memory. The runtime keeps no pointer into m (weights are
  * packed, multipliers copied): m may be freed right after. */
-int qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out);
+qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out);
 
 /* vpdpbusd zmm multiply-accumulates per second of the calling thread over about `seconds`
  * (export/rt_peak_vnni512.c; only call on a CPU with AVX512-VNNI). */

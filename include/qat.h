@@ -17,29 +17,13 @@
 #ifndef QAT_H
 #define QAT_H
 
+#include "qat_status.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-    QAT_OK = 0,
-    QAT_ERR_ARG,      /* bad argument or option value */
-    QAT_ERR_IO,       /* file missing, unreadable, unwritable */
-    QAT_ERR_FORMAT,   /* file present but malformed, truncated or corrupt */
-    QAT_ERR_SPEC,     /* malformed model spec */
-    QAT_ERR_SHAPE,    /* shapes that do not fit together */
-    QAT_ERR_NOMEM,    /* allocation failed */
-    QAT_ERR_NUMERIC,  /* NaN/inf where a finite value is required */
-    QAT_ERR_MISMATCH, /* e.g. a checkpoint of another architecture */
-    QAT_STATUS_COUNT
-} qat_status;
-
-/* One line describing the last error of the calling thread ("file: problem"). */
-const char *qat_last_error(void);
-const char *qat_status_name(qat_status s);
 
 /* Records an error message for the calling thread and returns `s` (for `return qat_fail(...)`). */
 qat_status qat_fail(qat_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -11,9 +11,10 @@
  *       fprintf(stderr, "%s\n", qat_rt_last_error());
  *   qat_rt_free(rt);
  *
- * Status: every function that can fail returns 0 on success, else a qat_status code (see
- * include/qat.h: 1 bad argument, 2 I/O, 3 format, 5 shape, 6 out of memory, ...) and
- * qat_rt_last_error() names the file and the problem in one line. Nothing prints or exits.
+ * Status: every function that can fail returns a qat_status (include/qat_status.h, the codes
+ * include/qat.h uses too: QAT_OK = 0, QAT_ERR_ARG, QAT_ERR_IO, QAT_ERR_FORMAT, ...,
+ * QAT_ERR_NOMEM) and qat_rt_last_error() names the file and the problem in one line. Nothing
+ * prints or exits.
  *
  * Threads: a runtime is used by one thread at a time (its activation buffers are its own);
  * the kernels themselves use OpenMP threads. The thread count and the kernel variant of the
@@ -25,6 +26,7 @@
 #ifndef QAT_RT_H
 #define QAT_RT_H
 
+#include "qat_status.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,13 +52,13 @@ typedef struct {
 } qat_rt_options;
 
 void qat_rt_options_default(qat_rt_options *o);
-/* "auto", "native", "onednn", "ref" -> *out; returns 0, or nonzero for anything else. */
-int qat_rt_backend_parse(const char *s, qat_rt_backend *out);
+/* "auto", "native", "onednn", "ref" -> *out; QAT_ERR_ARG for anything else. */
+qat_status qat_rt_backend_parse(const char *s, qat_rt_backend *out);
 const char *qat_rt_backend_name(qat_rt_backend b);
 
 /* Loads, validates and prepares a .q8 model (weights packed once, buffers planned for
  * opt->batch). opt NULL: defaults. On failure *out = NULL. */
-int qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out);
+qat_status qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out);
 /* NULL is a no-op. */
 void qat_rt_free(qat_rt *rt);
 
@@ -66,10 +68,10 @@ int qat_rt_nclasses(const qat_rt *rt);
 void qat_rt_input_norm(const qat_rt *rt, float *mean, float *std);
 
 /* x (n, h, w, c) normalised floats, NHWC -> logits (n, nclasses). */
-int qat_rt_run(qat_rt *rt, const float *x, int n, float *logits);
+qat_status qat_rt_run(qat_rt *rt, const float *x, int n, float *logits);
 /* pixels (n, h, w, c) raw 0..255, NHWC: normalised with the model's mean/std, then quantized
  * (bit-identical to normalising in float and calling qat_rt_run). */
-int qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits);
+qat_status qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits);
 
 /* Bytes of the activation buffers planned for the largest batch seen so far (values share
  * memory once their last reader has run), and what the same batch would need if every
@@ -90,7 +92,7 @@ typedef struct {
 
 int qat_rt_num_layers(const qat_rt *rt);
 /* i in [0, qat_rt_num_layers); the strings live as long as rt. */
-int qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out);
+qat_status qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out);
 
 /* The last error of the calling thread (shared with the rest of the library). */
 const char *qat_rt_last_error(void);

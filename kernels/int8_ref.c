@@ -1,7 +1,7 @@
 /* INT8 kernels: argument checks, weight packing, variant dispatch, threading, and the scalar
  * reference of every kernel (QAT_I8_REF, also the fallback on CPUs without AVX2). */
 #include "int8.h"
-#include "tensor.h" /* QAT_ASSERT */
+#include "base.h" /* QAT_ASSERT */
 #include <omp.h>
 #include <string.h>
 

@@ -4,7 +4,7 @@
  * between segments): each element is updated by exactly one thread with the same arithmetic, so
  * results do not depend on the thread count. */
 #include "optim.h"
-#include "tensor.h"
+#include "base.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>

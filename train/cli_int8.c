@@ -28,13 +28,6 @@ static qat_rt *load_or_die(const char *cmd, const char *path, const char *backen
     return rt;
 }
 
-static int argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 /* ---- qat eval --int8 ---------------------------------------------------------------------------- */
 
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
@@ -66,7 +59,7 @@ int cli_eval_int8(const char *model, const char *data, float val_split, int batc
     for (int b = 0; b < qat_loader_num_batches(l); b++) {
         int n = qat_loader_get(l, 0, b, x, labels);
         if (qat_rt_run(rt, x, n, logits)) die(qat_rt_last_error());
-        for (int i = 0; i < n; i++) correct += argmax(logits + (size_t)i * nc, nc) == labels[i];
+        for (int i = 0; i < n; i++) correct += qat_argmax(logits + (size_t)i * nc, nc) == labels[i];
         seen += n;
     }
     double secs = omp_get_wtime() - t0;
@@ -318,7 +311,7 @@ int cmd_infer(int argc, char **argv) {
     int *idx = xmalloc(sizeof(int) * nc);
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * nc;
-        double mx = z[argmax(z, nc)], sum = 0;
+        double mx = z[qat_argmax(z, nc)], sum = 0;
         for (int k = 0; k < nc; k++) sum += p[k] = exp((double)z[k] - mx);
         for (int k = 0; k < nc; k++) p[k] /= sum, idx[k] = k;
         for (int a = 0; a < top; a++) /* partial selection sort: top K by probability */

@@ -1,15 +1,10 @@
 /* Training progress: a one-line bar redrawn in place on a terminal, plain lines otherwise
  * (logs and CI should not fill with carriage returns). */
 #include "progress.h"
+#include "base.h"
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
-
-double qat_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void qat_progress_init(qat_progress *p, const char *phase, int epochs, int batches, int quiet) {
     p->phase = phase;

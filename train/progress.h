@@ -8,7 +8,6 @@ typedef struct {
     long images;
 } qat_progress;
 
-double qat_now(void); /* monotonic seconds */
 void qat_progress_init(qat_progress *p, const char *phase, int epochs, int batches, int quiet);
 void qat_progress_epoch_start(qat_progress *p);
 /* Reports batch `batch` (0-based) of `epoch` with running-average loss and accuracy. */

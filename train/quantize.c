@@ -26,13 +26,6 @@ static qat_tensor *rt_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
 
 static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) { return qat_run_forward(net, ctx, x); }
 
-static int argmax(const float *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
-    return b;
-}
-
 /* Accuracy of the chosen checkpoint by the integer-exact simulation and of its INT8 model on
  * the runtime, with the per-image agreement of the two. */
 static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat_q8_model *m,
@@ -65,12 +58,12 @@ static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat
         st = qat_fail(QAT_ERR_ARG, "quantize: unknown backend '%s' (auto, native, onednn, ref)", o->backend);
         goto done;
     }
-    if ((st = (qat_status)qat_rt_from_model(m, &ro, &rt))) goto done;
+    if ((st = qat_rt_from_model(m, &ro, &rt))) goto done;
     if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, QAT_EVAL_BATCH, &r->int8, li))) goto done;
     r->agree = r->same_logits = 0;
     for (int i = 0; i < r->int8.n; i++) {
         const float *a = ls + (size_t)i * K, *b = li + (size_t)i * K;
-        r->agree += argmax(a, K) == argmax(b, K);
+        r->agree += qat_argmax(a, K) == qat_argmax(b, K);
         r->same_logits += !memcmp(a, b, (size_t)K * sizeof(float));
     }
 done:

@@ -30,13 +30,6 @@ void qat_train_opts_default(qat_train_opts *o) {
     o->bn_reestimate_batches = QAT_BN_REESTIMATE_BATCHES;
 }
 
-static int argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 
 static qat_tensor *model_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
     return qat_model_forward(net, ctx, x);
@@ -87,7 +80,7 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
         qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, y, 0.0f);
         loss_sum += (double)loss->data[0] * B;
         int K = logits->shape[1];
-        for (int i = 0; i < B; i++) correct += argmax(logits->data + (size_t)i * K, K) == y[i];
+        for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == y[i];
         if (logits_out) memcpy(logits_out + (size_t)n * K, logits->data, (size_t)B * K * sizeof(float));
         n += B;
     }
@@ -580,7 +573,7 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             run.step++;
             steps_this_run++;
             int K = logits->shape[1];
-            for (int i = 0; i < B; i++) correct += argmax(logits->data + (size_t)i * K, K) == yb[i];
+            for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == yb[i];
             seen += B;
             loss_sum += (double)loss->data[0] * B;
             qat_progress_step(&prog, epoch, b, B, (float)(loss_sum / seen), (float)correct / seen);

@@ -1,5 +1,5 @@
 /* xoshiro256** seeded through splitmix64: small, fast, and its state fits in a checkpoint. */
-#include "tensor.h"
+#include "base.h"
 #include <math.h>
 
 static uint64_t splitmix64(uint64_t *x) {
