@@ -60,6 +60,9 @@ $(BUILD)/%_vnni512.o: %_vnni512.c $(HDRS)
 $(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
+# The BatchNorm passes must round every multiply and add on its own, as the scalar reference
+# does (kernels/bn_avx512.c): no FMA contraction there.
+$(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@

@@ -6,6 +6,7 @@
 #ifndef QAT_OPS_H
 #define QAT_OPS_H
 
+#include "quant.h"
 #include "tensor.h"
 
 /* conv2d: x (N, H, W, Cin), w (Cout, KH, KW, Cin/groups), b (Cout) or NULL.
@@ -40,6 +41,15 @@ qat_tensor *qat_batchnorm2d_act(qat_ctx *ctx, qat_tensor *x, qat_tensor *gamma,
 qat_tensor *qat_batchnorm2d_scaled_act(qat_ctx *ctx, qat_tensor *x, const float *in_scale,
                                        qat_tensor *gamma, qat_tensor *beta, qat_bn_state *st,
                                        qat_bn_act act);
+
+/* qat_batchnorm2d_scaled_act followed by qat_fakequant(fq) as one QAT_OP_BATCHNORM2D node
+ * (autograd/ops/batchnorm2d.c; qat_fq is the quantization point's state, fakequant/quant.h):
+ * the same observer update, qparams and outputs bit for bit, gradients included, while the
+ * straight-through mask is applied inside BN's backward passes (no separate gradient pass).
+ * fq->fake_quant_enabled must be set; NULL fq is qat_batchnorm2d_scaled_act. */
+qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_scale,
+                                   qat_tensor *gamma, qat_tensor *beta, qat_bn_state *st,
+                                   qat_bn_act act, qat_fq *fq);
 
 qat_tensor *qat_relu(qat_ctx *ctx, qat_tensor *x);
 void qat_relu_backward(qat_ctx *ctx, qat_tensor *out);

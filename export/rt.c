@@ -560,7 +560,7 @@ double qat_rt_vnni_peak_gmacs(int threads) {
      * retires when it has it. Cores are taken to be alike. */
     double best = 0;
     for (int t = 0; t < 10; t++) {
-        double r = qat_rt_probe_vnni512(0.01);
+        double r = qat_i8_vnni512_probe(0.01);
         if (r > best) best = r;
     }
     return best * threads * 1e-9;

@@ -10,8 +10,4 @@
  * packed, multipliers copied): m may be freed right after. */
 qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, qat_rt **out);
 
-/* vpdpbusd zmm multiply-accumulates per second of the calling thread over about `seconds`
- * (export/rt_peak_vnni512.c; only call on a CPU with AVX512-VNNI). */
-double qat_rt_probe_vnni512(double seconds);
-
 #endif

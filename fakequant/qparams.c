@@ -99,3 +99,10 @@ qat_status qat_qlayout_of(const qat_qscheme *s, int ndim, const int *shape, qat_
     l->inner = qat_shape_numel(ndim - ax - 1, shape + ax + 1);
     return QAT_OK;
 }
+
+void qat_fq_consts_of(qat_fq_consts *k, const qat_qscheme *s, int C, const float *scale,
+                      const int32_t *zero_point, float *work) {
+    int32_t qmin, qmax;
+    qat_qscheme_range(s, &qmin, &qmax);
+    qat_fq_consts_fill(k, qmin, qmax, C, scale, zero_point, work);
+}

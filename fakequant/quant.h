@@ -19,6 +19,7 @@
 #ifndef QAT_QUANT_H
 #define QAT_QUANT_H
 
+#include "fq.h"
 #include "qmath.h"
 #include "tensor.h"
 #include <stddef.h>
@@ -60,12 +61,9 @@ qat_status qat_qparams_from_range(const qat_qscheme *s, float min, float max, fl
 qat_status qat_qparams_from_ranges(const qat_qscheme *s, int n, const float *min,
                                    const float *max, float *scale, int32_t *zero_point);
 
-/* A tensor of `shape` seen as (outer, channels, inner) around the scheme's channel axis;
- * per-tensor schemes give (1, 1, numel). QAT_ERR_SHAPE if the axis is outside the shape. */
-typedef struct {
-    int64_t outer, inner;
-    int channels;
-} qat_qlayout;
+/* A tensor of `shape` seen as (outer, channels, inner) around the scheme's channel axis
+ * (qat_qlayout, kernels/fq.h); per-tensor schemes give (1, 1, numel). QAT_ERR_SHAPE if the axis
+ * is outside the shape. */
 qat_status qat_qlayout_of(const qat_qscheme *s, int ndim, const int *shape, qat_qlayout *l);
 
 /* ---- observers (fakequant/observer.c, fakequant/histogram.c) ------------------------------ */
@@ -134,42 +132,9 @@ qat_status qat_observer_unpack(qat_observer *o, const void *buf, size_t bytes);
 qat_status qat_hist_update(qat_observer *o, const float *x, int64_t n, float bmin, float bmax);
 qat_status qat_hist_range(const qat_observer *o, const qat_qscheme *s, float *lo, float *hi);
 
-/* Min/max of a (outer, C, inner) tensor per channel, NaN skipped and counted (so one NaN does
- * not hide behind the comparison order). mn/mx (C) are overwritten. */
-void qat_minmax(float *mn, float *mx, int64_t *nan_count, const float *x, const qat_qlayout *l);
-void qat_minmax_ref(float *mn, float *mx, int64_t *nan_count, const float *x,
-                    const qat_qlayout *l);
-
-/* ---- the fake-quant kernel (autograd/ops/fakequant.c) --------------------------------------- */
-
-/* Clipping codes saved for backward, one byte per element. */
-enum { QAT_FQ_BELOW = 0 /* also NaN */, QAT_FQ_INSIDE = 1, QAT_FQ_ABOVE = 2 };
-
-/* Per-channel constants of the kernel, derived from (scale, zero_point) once per call by
- * qat_fq_consts_fill: inv = 1.0f / scale, lo = qmin - zp, hi = qmax - zp (the SIMD variants
- * clamp round(x * inv) to [lo, hi] in float, which is exact for these small integers). */
-typedef struct {
-    const float *scale, *inv;   /* (C) */
-    const int32_t *zero_point;  /* (C) */
-    const float *lo, *hi;       /* (C) */
-    int32_t qmin, qmax;
-} qat_fq_consts;
-/* Fills k from scale/zero_point (C each), writing inv/lo/hi into work (3 * C floats). */
-void qat_fq_consts_fill(qat_fq_consts *k, const qat_qscheme *s, int C, const float *scale,
-                        const int32_t *zero_point, float *work);
-
-/* y = qat_fake_quantize(x) per element with channel c's constants; code (may be NULL) gets
- * QAT_FQ_INSIDE where lo <= round(x * inv) <= hi, QAT_FQ_ABOVE where above, else BELOW.
- * The dispatching version runs an AVX2 / AVX-512 variant that is bit-identical to the _ref. */
-void qat_fq_kernel(float *y, uint8_t *code, const float *x, const qat_qlayout *l,
-                   const qat_fq_consts *k);
-void qat_fq_kernel_ref(float *y, uint8_t *code, const float *x, const qat_qlayout *l,
-                       const qat_fq_consts *k);
-
-/* Straight-through gradient: dx[i] += dy[i] where code[i] == QAT_FQ_INSIDE (n elements;
- * dispatching, with a scalar _ref; the variants give identical sums). */
-void qat_fq_ste_grad(float *dx, const float *dy, const uint8_t *code, int64_t n);
-void qat_fq_ste_grad_ref(float *dx, const float *dy, const uint8_t *code, int64_t n);
+/* qat_fq_consts_fill (kernels/fq.h) for the integer range of scheme s. */
+void qat_fq_consts_of(qat_fq_consts *k, const qat_qscheme *s, int C, const float *scale,
+                      const int32_t *zero_point, float *work);
 
 /* ---- fake-quant op with observer-driven qparams (autograd/ops/fakequant.c) ------------------ */
 

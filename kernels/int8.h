@@ -17,7 +17,7 @@
  * qat_i8_conv_get_buffer_size(); depthwise: qat_i8_dw_pack + qat_i8_dwconv; then qat_i8_add,
  * qat_i8_global_avgpool, and qat_i8_gemm_f32 for the logits.
  *
- * The arithmetic (see fakequant/qmath.h, which defines it once):
+ * The arithmetic (see kernels/qmath.h, which defines it once):
  *   acc = bias[c] + sum_k (x[k] - zx) * w[c][k]             exact int32
  *   y   = clamp(nearbyintf((float)acc * mult[c]) + zy, lo, hi) = qat_requantize(acc, mult[c], ...)
  * The SIMD variants compute acc as sum_k x*w + bias_eff[c] with bias_eff = bias - zx * colsum(w)
@@ -67,6 +67,10 @@ int qat_i8_path_available(qat_i8_path p);
 /* The variant the next kernel call will run (never QAT_I8_AUTO). */
 qat_i8_path qat_i8_active_path(void);
 const char *qat_i8_path_name(qat_i8_path p);
+
+/* vpdpbusd zmm multiply-accumulates per second of the calling thread over about `seconds`: the
+ * machine's int8 peak (kernels/int8_peak_vnni512.c; only call on a CPU with AVX512-VNNI). */
+double qat_i8_vnni512_probe(double seconds);
 
 /* ---- common parameter structs ---------------------------------------------------------------- */
 typedef struct {

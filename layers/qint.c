@@ -1,7 +1,7 @@
 /* Convert (QAT/PTQ model -> qat_q8_model) and the integer-exact simulation; see qint.h. */
 #include "qint.h"
 #include "int8.h"
-#include "qint_requant.h"
+#include "requant.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,15 +301,6 @@ static qat_tensor *centered(qat_ctx *ctx, const uint8_t *x, int32_t zx, int ndim
     return t;
 }
 
-QAT_QINT_REQUANT_ROWS(qat_qint_requant_rows_ref)
-
-void qat_qint_requant_rows(uint8_t *y, const float *acc, int64_t rows, int C, const int32_t *bias,
-                           const float *mult, int32_t zy, int32_t lo, int32_t hi) {
-    void (*f)(uint8_t *, const float *, int64_t, int, const int32_t *, const float *, int32_t, int32_t, int32_t) =
-        qat_cpu_isa() >= QAT_ISA_AVX2 ? qat_qint_requant_rows_avx2 : qat_qint_requant_rows_ref;
-    f(y, acc, rows, C, bias, mult, zy, lo, hi);
-}
-
 static qat_tensor *weights_f(qat_ctx *ctx, const qat_q8_layer *Y) {
     qat_tensor *t;
     if (Y->kind == QAT_Q8_LINEAR) {
@@ -336,7 +327,7 @@ static void sim_conv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int 
     }
     int xs[4] = {N, Y->in_h, Y->in_w, Y->in_c};
     qat_tensor *acc = qat_conv2d(ctx, centered(ctx, x, Y->zx, 4, xs), weights_f(ctx, Y), NULL, Y->stride, Y->pad, Y->groups);
-    qat_qint_requant_rows(y, acc->data, acc->numel / C, C, Y->bias, Y->mult, Y->zy, Y->lo, Y->hi);
+    qat_requant_rows(y, acc->data, acc->numel / C, C, Y->bias, Y->mult, Y->zy, Y->lo, Y->hi);
 }
 
 static void sim_linear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int N, float *y) {

@@ -128,13 +128,4 @@ void qat_qmodel_pack(const qat_qmodel *q, void *buf);
 qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const char *path,
                              qat_qmodel **out);
 
-/* qat_batchnorm2d_scaled_act followed by qat_fakequant(fq) as one QAT_OP_BATCHNORM2D node
- * (defined in autograd/ops/batchnorm2d.c, declared here because ops.h does not know qat_fq):
- * the same observer update, qparams and outputs bit for bit, gradients included, while the
- * straight-through mask is applied inside BN's backward passes (no separate gradient pass).
- * fq->fake_quant_enabled must be set; NULL fq is qat_batchnorm2d_scaled_act. */
-qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_scale,
-                                   qat_tensor *gamma, qat_tensor *beta, qat_bn_state *st,
-                                   qat_bn_act act, qat_fq *fq);
-
 #endif

@@ -4,7 +4,7 @@
 #include "int8.h"
 #include "int8_onednn.h"
 #include "qint.h"
-#include "qint_requant.h"
+#include "requant.h"
 #include "rt_internal.h"
 #include "test_util.h"
 #include <math.h>
@@ -259,8 +259,8 @@ static void test_requant_rows_simd(void) {
     int32_t cfg[3][3] = {{0, 0, 255}, {128, 128, 255}, {255, 17, 200}};
     for (int k = 0; k < 3; k++) {
         uint8_t a[37 * 9], b[37 * 9];
-        qat_qint_requant_rows_ref(a, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
-        qat_qint_requant_rows_avx2(b, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
+        qat_requant_rows_ref(a, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
+        qat_requant_rows_avx2(b, acc, R, C, bias, mult, cfg[k][0], cfg[k][1], cfg[k][2]);
         CU_ASSERT(!memcmp(a, b, sizeof a));
     }
 }

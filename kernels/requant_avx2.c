@@ -1,11 +1,13 @@
-/* AVX2 version of the simulation's requantization loop (see qint_requant.h): 8 channels at a
+/* AVX2 version of the simulation's requantization loop (kernels/requant.h): 8 channels at a
  * time, the same operations as qat_requantize in the same order — int32 add of the bias,
  * conversion to float (round to nearest), one float multiply, round half to even, clamp — so
- * the codes are identical (tests/test_qint.c compares it with the scalar loop). */
-#include "qint_requant.h"
+ * the codes are identical (tests/test_qint.c compares it with the scalar loop). Built with
+ * -mavx2 -mfma: no multiply here is followed by an add, so nothing can be contracted. */
+#include "requant.h"
+#include "qat.h"
 #include <immintrin.h>
 
-void qat_qint_requant_rows_avx2(uint8_t *y, const float *acc, int64_t rows, int C,
+void qat_requant_rows_avx2(uint8_t *y, const float *acc, int64_t rows, int C,
                                 const int32_t *bias, const float *mult, int32_t zy, int32_t lo,
                                 int32_t hi) {
     /* Clamping the rounded value to [lo - zy, hi - zy] before adding zy equals qat_requantize's

@@ -1,8 +1,8 @@
 /* The int8 peak of this machine, for the "% of peak" column of `qat bench --int8`: how many
  * vpdpbusd (zmm: 16 lanes x 4 u8*s8 products) one thread retires per second when nothing
- * else limits it. Built with AVX512-VNNI (Makefile rule for *_vnni512.c); the caller checks
- * the CPU first. */
-#include "rt_internal.h"
+ * else limits it (the runtime's qat_rt_vnni_peak_gmacs). Built with AVX512-VNNI (Makefile rule
+ * for *_vnni512.c); the caller checks the CPU first. */
+#include "int8.h"
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
@@ -13,7 +13,7 @@
 #define NCHAINS 10
 #define INNER 1000
 
-double qat_rt_probe_vnni512(double seconds) {
+double qat_i8_vnni512_probe(double seconds) {
     const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
 #define INIT(i) __m512i acc##i = _mm512_set1_epi32(i);
 #define STEP(i) acc##i = _mm512_dpbusd_epi32(acc##i, u, s);
