@@ -4,12 +4,12 @@
 const char *const qat_op_names[QAT_OP_COUNT] = {
     "leaf", "conv2d", "batchnorm2d", "relu", "relu6", "hardswish", "add", "mul",
     "global_avgpool", "maxpool2d", "avgpool2d", "linear", "reshape", "dropout",
-    "softmax_cross_entropy", "mean", "sum", "fakequant",
+    "softmax_cross_entropy", "mean", "sum", "fakequant", "lsq",
 };
 _Static_assert(sizeof qat_op_names / sizeof qat_op_names[0] == QAT_OP_COUNT, "op name table");
 
-/* Ops added by later stages register here; a NULL entry is an op without backward. */
-static qat_backward_fn backward_table[QAT_OP_COUNT] = {
+/* One row per op; the forward and backward of each are in autograd/ops/<op>.c. */
+static const qat_backward_fn backward_table[QAT_OP_COUNT] = {
     [QAT_OP_CONV2D] = qat_conv2d_backward,
     [QAT_OP_BATCHNORM2D] = qat_batchnorm2d_backward,
     [QAT_OP_RELU] = qat_relu_backward,
@@ -26,9 +26,9 @@ static qat_backward_fn backward_table[QAT_OP_COUNT] = {
     [QAT_OP_SOFTMAX_CE] = qat_softmax_cross_entropy_backward,
     [QAT_OP_MEAN] = qat_mean_backward,
     [QAT_OP_SUM] = qat_sum_backward,
+    [QAT_OP_FAKEQUANT] = qat_fakequant_backward,
+    [QAT_OP_LSQ] = qat_lsq_backward,
 };
-
-void qat_register_backward(qat_op op, qat_backward_fn fn) { backward_table[op] = fn; }
 
 void qat_backward_node(qat_ctx *ctx, qat_tensor *t) {
     qat_backward_fn fn = backward_table[t->op];

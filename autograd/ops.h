@@ -100,4 +100,28 @@ void qat_mean_backward(qat_ctx *ctx, qat_tensor *out);
 qat_tensor *qat_sum(qat_ctx *ctx, qat_tensor *x);
 void qat_sum_backward(qat_ctx *ctx, qat_tensor *out);
 
+
+/* ---- fake-quant (the quantizers' state: fakequant/quant.h) ---------------------------------- */
+
+/* y = fake_quantize(x) with fq's qparams, after observing x when the observer is on.
+ * Returns x itself when fake_quant_enabled == 0. Backward is the straight-through estimator:
+ * dx += dy where round(x/scale) + zp was inside [qmin, qmax], else 0. */
+qat_tensor *qat_fakequant(qat_ctx *ctx, qat_tensor *x, qat_fq *fq);
+void qat_fakequant_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* y = fake_quantize(x) with the learned quantizer's qparams (QAT_OP_LSQ, iparam[0] = 1 for
+ * LSQ+); src = {x, scale, offset} as leaf tensors over q's arrays, so the backward accumulates
+ * ds and dbeta into q->scale_grad / q->offset_grad. */
+qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q);
+void qat_lsq_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* What a QAT_OP_FAKEQUANT / QAT_OP_LSQ node keeps for backward (arena memory). */
+typedef struct {
+    uint8_t *code;            /* (numel) QAT_FQ_* */
+    qat_qlayout layout;
+    float *inv;               /* (C) LSQ: 1 / scale used in forward */
+    float *ds_below, *ds_above; /* (C) LSQ: d(y)/d(scale) of clipped elements */
+    float grad_scale;         /* LSQ: g */
+} qat_fq_saved;
+
 #endif

@@ -2,12 +2,6 @@
 #include "tensor.h"
 #include <string.h>
 
-int64_t qat_shape_numel(int ndim, const int *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
 void qat_ctx_init(qat_ctx *ctx, size_t arena_bytes) {
     memset(ctx, 0, sizeof *ctx);
     qat_arena_init(&ctx->arena, arena_bytes);

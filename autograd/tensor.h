@@ -34,7 +34,8 @@ typedef enum {
     QAT_OP_SOFTMAX_CE,
     QAT_OP_MEAN,
     QAT_OP_SUM,
-    QAT_OP_FAKEQUANT,     /* stage 2 */
+    QAT_OP_FAKEQUANT,
+    QAT_OP_LSQ,
     QAT_OP_COUNT
 } qat_op;
 
@@ -101,7 +102,6 @@ qat_tensor *qat_tensor_op(qat_ctx *ctx, qat_op op, int ndim, const int *shape, i
 /* Persistent tensor (parameters): data and grad point into caller-owned memory. */
 void qat_tensor_param(qat_tensor *t, int ndim, const int *shape, float *data, float *grad,
                       const char *name);
-int64_t qat_shape_numel(int ndim, const int *shape);
 
 /* Gradient buffer of t (allocated zeroed from the arena the first time). */
 float *qat_grad(qat_ctx *ctx, qat_tensor *t);
@@ -114,7 +114,5 @@ void qat_backward(qat_ctx *ctx, qat_tensor *loss);
 typedef void (*qat_backward_fn)(qat_ctx *ctx, qat_tensor *out);
 /* Runs one node's backward (its grad must be set). */
 void qat_backward_node(qat_ctx *ctx, qat_tensor *t);
-/* Ops defined outside autograd/ops (fake-quant, stage 2) register their backward here. */
-void qat_register_backward(qat_op op, qat_backward_fn fn);
 
 #endif

@@ -1,4 +1,4 @@
-/* The clock and argmax (base.h). */
+/* The clock, argmax and the element count of a shape (base.h). */
 #include "base.h"
 #include <time.h>
 
@@ -13,4 +13,10 @@ int qat_argmax(const float *v, int n) {
     for (int i = 1; i < n; i++)
         if (v[i] > v[best]) best = i;
     return best;
+}
+
+int64_t qat_shape_numel(int ndim, const int *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
 }

@@ -34,4 +34,7 @@ double qat_now(void);
  * of a row of logits. */
 int qat_argmax(const float *v, int n);
 
+/* Elements of a tensor of this shape (the product of ndim sizes). */
+int64_t qat_shape_numel(int ndim, const int *shape);
+
 #endif

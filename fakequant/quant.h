@@ -1,6 +1,9 @@
-/* Stage 2: how the parameters of the arithmetic in qmath.h are chosen and how training simulates
- * it — quantization schemes, qparams from a range, observers, the fake-quant op and LSQ / LSQ+
- * learnable quantizers. docs/quantization.md states every formula used here.
+/* The quantizer state of qat: how the parameters of the arithmetic in kernels/qmath.h are
+ * chosen and kept — quantization schemes, qparams from a range, observers, the observer-driven
+ * quantizer of one quantization point (qat_fq) and the learned one (qat_lsq, LSQ / LSQ+), and
+ * the qconfig presets that say which a model uses where. Plain data and their lifecycle: the
+ * ops that apply a quantizer to a tensor (fake-quant, LSQ, BN with a fused fake-quant) are in
+ * autograd/ops.h. docs/quantization.md states every formula used here.
  *
  * Usage (QAT of one NHWC activation, u8 affine, moving-average observer):
  *
@@ -8,7 +11,7 @@
  *   qat_fq fq;
  *   if (qat_fq_init(&fq, &s, QAT_OBS_MOVING_AVG, 1, "block3.out")) return qat_last_error();
  *   // every step: observe x, recompute scale/zero point, y = fake_quantize(x); STE backward
- *   qat_tensor *y = qat_fakequant(ctx, x, &fq);
+ *   qat_tensor *y = qat_fakequant(ctx, x, &fq);                   // autograd/ops.h
  *   // after some epochs freeze the ranges: fq.observer_enabled = 0;
  *   // convert: fq.scale[c], fq.zero_point[c] are exactly what the INT8 model must use
  *   qat_fq_free(&fq);
@@ -19,9 +22,9 @@
 #ifndef QAT_QUANT_H
 #define QAT_QUANT_H
 
+#include "base.h"
 #include "fq.h"
 #include "qmath.h"
-#include "tensor.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -136,7 +139,7 @@ qat_status qat_hist_range(const qat_observer *o, const qat_qscheme *s, float *lo
 void qat_fq_consts_of(qat_fq_consts *k, const qat_qscheme *s, int C, const float *scale,
                       const int32_t *zero_point, float *work);
 
-/* ---- fake-quant op with observer-driven qparams (autograd/ops/fakequant.c) ------------------ */
+/* ---- the observer-driven quantizer (fakequant/quantizer.c) ---------------------------------- */
 
 typedef struct {
     const char *name;
@@ -163,30 +166,7 @@ size_t qat_fq_state_bytes(const qat_fq *fq);
 void qat_fq_pack(const qat_fq *fq, void *buf);
 qat_status qat_fq_unpack(qat_fq *fq, const void *buf, size_t bytes);
 
-/* Registers the backward of QAT_OP_FAKEQUANT (idempotent; the forwards call it). */
-void qat_fakequant_init(void);
-
-/* y = fake_quantize(x) with fq's qparams, after observing x when the observer is on.
- * Returns x itself when fake_quant_enabled == 0. Backward is the straight-through estimator:
- * dx += dy where round(x/scale) + zp was inside [qmin, qmax], else 0.
- * iparam[0] = QAT_FQ_MODE_FIXED. */
-qat_tensor *qat_fakequant(qat_ctx *ctx, qat_tensor *x, qat_fq *fq);
-/* Backward of every QAT_OP_FAKEQUANT node: dispatches on iparam[0]. */
-void qat_fakequant_backward(qat_ctx *ctx, qat_tensor *out);
-
-/* iparam[0] of QAT_OP_FAKEQUANT nodes */
-enum { QAT_FQ_MODE_FIXED = 0, QAT_FQ_MODE_LSQ = 1, QAT_FQ_MODE_LSQ_PLUS = 2 };
-
-/* What a QAT_OP_FAKEQUANT node keeps for backward (arena memory). */
-typedef struct {
-    uint8_t *code;            /* (numel) QAT_FQ_* */
-    qat_qlayout layout;
-    float *inv;               /* (C) LSQ: 1 / scale used in forward */
-    float *ds_below, *ds_above; /* (C) LSQ: d(y)/d(scale) of clipped elements */
-    float grad_scale;         /* LSQ: g */
-} qat_fq_saved;
-
-/* ---- LSQ / LSQ+ (autograd/ops/lsq.c) --------------------------------------------------------- */
+/* ---- LSQ / LSQ+ (fakequant/lsq.c) ---------------------------------------------------------------- */
 
 /* Learnable step size (Esser et al. 2020) and, with plus = 1, learnable offset (Bhalgat et al.
  * 2020). The forward is qat_fake_quantize with scale s and zero point
@@ -205,18 +185,20 @@ typedef struct {
     qat_qscheme scheme;
     int plus;                 /* 1: LSQ+ with the learnable offset */
     int nchannels;
-    qat_tensor *scale;        /* (nchannels) leaf parameter; data/grad owned by the caller */
-    qat_tensor *offset;       /* (nchannels) LSQ+ beta, NULL for LSQ */
+    float *scale, *scale_grad;   /* (nchannels) learned scale and its gradient (NULL: none),
+                                  * owned by the caller (a model keeps them in one allocation) */
+    float *offset, *offset_grad; /* (nchannels) LSQ+ beta and its gradient; NULL for LSQ */
     int per_example;          /* 1 for activations (N counts one example), 0 for weights */
     float grad_scale;         /* > 0: use this g instead of 1 / sqrt(N * qmax) */
     float scale_floor;        /* the forward and qat_lsq_clamp_scale keep s >= this */
     int fake_quant_enabled;   /* 0: the op returns its input itself */
 } qat_lsq;
 
-/* scale (and offset for plus) must have nchannels elements; nchannels == 1 unless per-channel.
- * scale_floor defaults to QAT_QPARAMS_EPS. */
-qat_status qat_lsq_init(qat_lsq *q, const qat_qscheme *s, int plus, qat_tensor *scale,
-                        qat_tensor *offset, int per_example, const char *name);
+/* scale (and offset for plus) have nchannels elements; nchannels == 1 unless per-channel. The
+ * op accumulates into the gradient arrays. scale_floor defaults to QAT_QPARAMS_EPS. */
+qat_status qat_lsq_init(qat_lsq *q, const qat_qscheme *s, int plus, int nchannels, float *scale,
+                        float *scale_grad, float *offset, float *offset_grad, int per_example,
+                        const char *name);
 /* s = 2 * mean|x| / sqrt(qmax) per channel (the LSQ paper's init; meant for weights), beta = 0.
  * A channel of zeros gets the floor. */
 qat_status qat_lsq_init_from_data(qat_lsq *q, const float *x, int ndim, const int *shape);
@@ -226,9 +208,27 @@ qat_status qat_lsq_init_from_qparams(qat_lsq *q, const float *scale, const int32
 void qat_lsq_clamp_scale(qat_lsq *q);
 /* The qparams the forward uses now (for convert): scale[c] = max(s, floor), zp as above. */
 void qat_lsq_qparams(const qat_lsq *q, float *scale, int32_t *zero_point);
-/* y = fake_quantize(x) with the learnable qparams. QAT_OP_FAKEQUANT with
- * iparam[0] = QAT_FQ_MODE_LSQ or _LSQ_PLUS; src = {x, scale, offset}. */
-qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q);
-void qat_lsq_backward(qat_ctx *ctx, qat_tensor *out);
+/* Channel c's of the same, with inv = 1.0f / scale (qmin/qmax: the scheme's range). */
+void qat_lsq_channel(const qat_lsq *q, int c, int32_t qmin, int32_t qmax, float *scale,
+                     float *inv, int32_t *zp);
+
+/* ---- qconfig presets (fakequant/qconfig.c) ------------------------------------------------------ */
+
+#define QAT_QCONFIG_NAME_MAX 16
+
+typedef struct {
+    char name[QAT_QCONFIG_NAME_MAX];
+    qat_qscheme act;              /* activations (and the model input), per-tensor */
+    qat_qscheme weight;           /* conv and linear weights */
+    qat_observer_kind act_obs_qat;/* activation observer during QAT */
+    qat_observer_kind act_obs_ptq;/* default activation observer for PTQ calibration */
+    qat_observer_kind weight_obs; /* weight observer (reset every forward: range of the weights now) */
+    int lsq;                      /* 1: learned quantizers (LSQ weights, LSQ+ activations) */
+} qat_qconfig;
+
+/* Presets: "x86" (default), "per-tensor", "w4a8", "lsq". Unknown name -> QAT_ERR_ARG listing them. */
+qat_status qat_qconfig_get(const char *name, qat_qconfig *out);
+/* "x86, per-tensor, w4a8, lsq" */
+const char *qat_qconfig_list(void);
 
 #endif

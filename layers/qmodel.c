@@ -20,26 +20,25 @@ static qat_status lsq_alloc(qat_qmodel *q, const int *wch) {
     for (int i = 0; i < q->nfq; i++) n += q->fq[i].nchannels * (wch[i] > 0 ? 1 : 2);
     q->nlsq = n;
     q->lsq = calloc((size_t)q->nfq, sizeof *q->lsq);
-    q->lsq_t = calloc(2 * (size_t)q->nfq, sizeof *q->lsq_t);
     q->lsq_params = calloc((size_t)n, sizeof(float));
     q->lsq_grads = calloc((size_t)n, sizeof(float));
     q->lsq_segs = calloc(2 * (size_t)q->nfq, sizeof *q->lsq_segs);
-    if (!q->lsq || !q->lsq_t || !q->lsq_params || !q->lsq_grads || !q->lsq_segs)
+    if (!q->lsq || !q->lsq_params || !q->lsq_grads || !q->lsq_segs)
         return qat_fail(QAT_ERR_NOMEM, "qmodel: out of memory");
     int64_t off = 0;
     for (int i = 0; i < q->nfq; i++) {
         int C = q->fq[i].nchannels, act = wch[i] == 0;
-        qat_tensor *sc = &q->lsq_t[2 * i], *of = act ? &q->lsq_t[2 * i + 1] : NULL;
-        qat_tensor_param(sc, 1, &C, q->lsq_params + off, q->lsq_grads + off, q->fq_names[i]);
+        float *sc = q->lsq_params + off, *sg = q->lsq_grads + off;
         q->lsq_segs[q->nlsq_segs++] = (qat_param_seg){off, C, 0};
         for (int c = 0; c < C; c++) q->lsq_params[off + c] = 1.0f;
         off += C;
+        float *of = NULL, *og = NULL;
         if (act) {
-            qat_tensor_param(of, 1, &C, q->lsq_params + off, q->lsq_grads + off, q->fq_names[i]);
+            of = q->lsq_params + off, og = q->lsq_grads + off;
             q->lsq_segs[q->nlsq_segs++] = (qat_param_seg){off, C, 0};
             off += C;
         }
-        qat_status st = qat_lsq_init(&q->lsq[i], &q->fq[i].scheme, act, sc, of, act, q->fq_names[i]);
+        qat_status st = qat_lsq_init(&q->lsq[i], &q->fq[i].scheme, act, C, sc, sg, of, og, act, q->fq_names[i]);
         if (st) return st;
     }
     return QAT_OK;
@@ -158,7 +157,6 @@ void qat_qmodel_free(qat_qmodel *q) {
     free(q->out_fq);
     free(q->keep_float);
     free(q->lsq);
-    free(q->lsq_t);
     free(q->lsq_params);
     free(q->lsq_grads);
     free(q->lsq_segs);

@@ -18,25 +18,6 @@
 #include "model.h"
 #include "quant.h"
 
-/* ---- qconfig presets (layers/qconfig.c) ------------------------------------------------------ */
-
-#define QAT_QCONFIG_NAME_MAX 16
-
-typedef struct {
-    char name[QAT_QCONFIG_NAME_MAX];
-    qat_qscheme act;              /* activations (and the model input), per-tensor */
-    qat_qscheme weight;           /* conv and linear weights */
-    qat_observer_kind act_obs_qat;/* activation observer during QAT */
-    qat_observer_kind act_obs_ptq;/* default activation observer for PTQ calibration */
-    qat_observer_kind weight_obs; /* weight observer (reset every forward: range of the weights now) */
-    int lsq;                      /* 1: learned quantizers (LSQ weights, LSQ+ activations) */
-} qat_qconfig;
-
-/* Presets: "x86" (default), "per-tensor", "w4a8", "lsq". Unknown name -> QAT_ERR_ARG listing them. */
-qat_status qat_qconfig_get(const char *name, qat_qconfig *out);
-/* "x86, per-tensor, w4a8, lsq" */
-const char *qat_qconfig_list(void);
-
 /* ---- the QAT / PTQ model (layers/qmodel.c) ---------------------------------------------------- */
 
 typedef enum {
@@ -80,7 +61,6 @@ typedef struct {
     int lsq_ready;
     float lsq_lr_mult;            /* the quantizers' learning rate is the model's times this */
     qat_lsq *lsq;                 /* (nfq) */
-    qat_tensor *lsq_t;            /* (2 * nfq) scale and offset leaf tensors */
     float *lsq_params, *lsq_grads;
     int64_t nlsq;
     qat_param_seg *lsq_segs;

@@ -5,7 +5,6 @@
 #include "test_util.h"
 #include "quant.h"
 #include "kernels.h"
-#include "qmodel.h" /* qat_batchnorm2d_act_fq, qat_qconfig_get */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -504,8 +503,8 @@ static void check_lsq(const lsq_case *k) {
         sgrad[c] = bgrad[c] = 0;
     }
     qat_lsq q;
-    CU_ASSERT_FATAL(qat_lsq_init(&q, &s, k->plus, &st, k->plus ? &bt : NULL, k->per_example, "lsq") ==
-                    QAT_OK);
+    CU_ASSERT_FATAL(qat_lsq_init(&q, &s, k->plus, C, st.data, st.grad, k->plus ? bt.data : NULL,
+                                 k->plus ? bt.grad : NULL, k->per_example, "lsq") == QAT_OK);
     qat_tensor *x = test_leaf(lc->ndim, lc->shape, 1.0f, 77 + k->bits);
     int64_t n = x->numel;
     /* codes at q + 0.3 inside [qmin + 1, qmax - 1]; every 5th far outside */
@@ -612,8 +611,8 @@ static void test_lsq_helpers(void) {
     qat_tensor_param(&st, 1, shp, sd, NULL, "s");
     qat_tensor_param(&bt, 1, shp, bd, NULL, "b");
     qat_lsq q;
-    CU_ASSERT_EQUAL(qat_lsq_init(&q, &s, 0, &st, &bt, 0, "w"), QAT_ERR_ARG);
-    CU_ASSERT_EQUAL(qat_lsq_init(&q, &s, 1, &st, &bt, 0, "w"), QAT_OK);
+    CU_ASSERT_EQUAL(qat_lsq_init(&q, &s, 0, 3, st.data, st.grad, bt.data, bt.grad, 0, "w"), QAT_ERR_ARG);
+    CU_ASSERT_EQUAL(qat_lsq_init(&q, &s, 1, 3, st.data, st.grad, bt.data, bt.grad, 0, "w"), QAT_OK);
     /* 2 * mean|x| / sqrt(7) per channel */
     float w[3 * 4] = {1, -1, 1, -1, 0.5f, 0.5f, -0.5f, -0.5f, 0, 0, 0, 0};
     int wshape[2] = {3, 4};
@@ -657,7 +656,7 @@ static void test_lsq_threads(void) {
         qat_tensor_param(&st, 1, shp1, &sd, &sg[run], "s");
         qat_tensor_param(&bt, 1, shp1, &bd, &bg[run], "b");
         qat_lsq q;
-        CU_ASSERT_FATAL(qat_lsq_init(&q, &s, 1, &st, &bt, 1, "a") == QAT_OK);
+        CU_ASSERT_FATAL(qat_lsq_init(&q, &s, 1, 1, st.data, st.grad, bt.data, bt.grad, 1, "a") == QAT_OK);
         qat_ctx ctx;
         qat_ctx_init(&ctx, 1 << 20);
         qat_tensor *y = qat_lsq_quantize(&ctx, x, &q);

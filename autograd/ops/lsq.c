@@ -1,8 +1,8 @@
 /* LSQ / LSQ+: fake-quant with a learnable step size s (Esser et al. 2020, "Learned Step Size
  * Quantization") and, for LSQ+, a learnable offset beta (Bhalgat et al. 2020). The forward is
  * the shared fake-quant kernel with zp derived from beta (see quant.h), so the simulated values
- * are exactly the INT8 model's. The node is QAT_OP_FAKEQUANT with iparam[0] = QAT_FQ_MODE_LSQ or
- * QAT_FQ_MODE_LSQ_PLUS; qat_fakequant_backward sends it here.
+ * are exactly the INT8 model's. The node is QAT_OP_LSQ with iparam[0] = 1 for LSQ+; the
+ * quantizer's state (scales, offsets, their initialisation) is fakequant/lsq.c.
  *
  * Backward, per element with code m from the forward (v = x / s):
  *   inside:  dx = dy, ds += dy * (round(v) - v), dbeta += 0
@@ -12,7 +12,7 @@
  * The sums use fixed tasks and double partials added in task order: the same result for any
  * thread count. */
 #include "kernels.h"
-#include "quant.h"
+#include "ops.h"
 #include <math.h>
 #include <string.h>
 
@@ -20,99 +20,7 @@
 #define LSQ_ROWS 256                /* rows per task (channels innermost) */
 #define LSQ_PAR_ELEMS ((int64_t)1 << 16)
 
-static const char *lsq_name(const qat_lsq *q) { return q->name ? q->name : "(unnamed)"; }
-
-qat_status qat_lsq_init(qat_lsq *q, const qat_qscheme *s, int plus, qat_tensor *scale,
-                        qat_tensor *offset, int per_example, const char *name) {
-    memset(q, 0, sizeof *q);
-    qat_status st = qat_qscheme_check(s);
-    if (st) return st;
-    const char *nm = name ? name : "(unnamed)";
-    if (!scale || scale->numel < 1 || (!s->per_channel && scale->numel != 1))
-        return qat_fail(QAT_ERR_ARG, "autograd/ops/lsq.c: %s: scale must have 1 element per "
-                        "tensor or one per channel", nm);
-    if (scale->numel > INT32_MAX)
-        return qat_fail(QAT_ERR_ARG, "autograd/ops/lsq.c: %s: too many channels", nm);
-    if (plus && (!offset || offset->numel != scale->numel))
-        return qat_fail(QAT_ERR_ARG, "autograd/ops/lsq.c: %s: LSQ+ needs an offset with as many "
-                        "elements as the scale", nm);
-    if (!plus && offset)
-        return qat_fail(QAT_ERR_ARG, "autograd/ops/lsq.c: %s: an offset needs LSQ+ (plus = 1)", nm);
-    q->name = name;
-    q->scheme = *s;
-    q->plus = plus != 0;
-    q->nchannels = (int)scale->numel;
-    q->scale = scale;
-    q->offset = offset;
-    q->per_example = per_example != 0;
-    q->scale_floor = QAT_QPARAMS_EPS;
-    q->fake_quant_enabled = 1;
-    return QAT_OK;
-}
-
-/* The qparams of channel c as the forward uses them. */
-static void lsq_channel(const qat_lsq *q, int c, int32_t qmin, int32_t qmax, float *scale,
-                        float *inv, int32_t *zp) {
-    float s = q->scale->data[c];
-    if (!(s >= q->scale_floor)) s = q->scale_floor; /* also NaN */
-    float is = 1.0f / s;
-    *scale = s, *inv = is;
-    /* LSQ+: zp = clamp(round(-beta / s)) is qmath's quantize of -beta with zero point 0 */
-    *zp = q->plus ? qat_quantize(-q->offset->data[c], is, 0, qmin, qmax)
-                  : qat_qscheme_symmetric_zp(&q->scheme);
-}
-
-void qat_lsq_qparams(const qat_lsq *q, float *scale, int32_t *zero_point) {
-    int32_t qmin, qmax;
-    qat_qscheme_range(&q->scheme, &qmin, &qmax);
-    float inv;
-    for (int c = 0; c < q->nchannels; c++) lsq_channel(q, c, qmin, qmax, &scale[c], &inv, &zero_point[c]);
-}
-
-void qat_lsq_clamp_scale(qat_lsq *q) {
-    float *s = q->scale->data;
-    for (int c = 0; c < q->nchannels; c++)
-        if (!(s[c] >= q->scale_floor)) s[c] = q->scale_floor;
-}
-
-qat_status qat_lsq_init_from_data(qat_lsq *q, const float *x, int ndim, const int *shape) {
-    qat_qlayout l;
-    qat_status st = qat_qlayout_of(&q->scheme, ndim, shape, &l);
-    if (st) return st;
-    if (l.channels != q->nchannels)
-        return qat_fail(QAT_ERR_SHAPE, "autograd/ops/lsq.c: %s: %d channels, expected %d",
-                        lsq_name(q), l.channels, q->nchannels);
-    int32_t qmin, qmax;
-    qat_qscheme_range(&q->scheme, &qmin, &qmax);
-    const int C = l.channels;
-    const int64_t per = l.outer * l.inner;
-    for (int c = 0; c < C; c++) {
-        double sum = 0;
-        for (int64_t o = 0; o < l.outer; o++)
-            for (int64_t i = 0; i < l.inner; i++) sum += fabs((double)x[(o * C + c) * l.inner + i]);
-        if (!isfinite(sum))
-            return qat_fail(QAT_ERR_NUMERIC, "autograd/ops/lsq.c: %s: data has NaN/inf", lsq_name(q));
-        float s = per ? (float)(2.0 * (sum / (double)per) / sqrt((double)qmax)) : 0.0f;
-        q->scale->data[c] = s >= q->scale_floor ? s : q->scale_floor;
-        if (q->plus) q->offset->data[c] = 0.0f;
-    }
-    return QAT_OK;
-}
-
-qat_status qat_lsq_init_from_qparams(qat_lsq *q, const float *scale, const int32_t *zero_point) {
-    for (int c = 0; c < q->nchannels; c++)
-        if (!(scale[c] > 0) || !isfinite(scale[c]))
-            return qat_fail(QAT_ERR_NUMERIC, "autograd/ops/lsq.c: %s: scale %g of channel %d is not "
-                            "finite and positive", lsq_name(q), (double)scale[c], c);
-    for (int c = 0; c < q->nchannels; c++) {
-        q->scale->data[c] = scale[c] >= q->scale_floor ? scale[c] : q->scale_floor;
-        if (q->plus) q->offset->data[c] = -(float)zero_point[c] * q->scale->data[c];
-    }
-    return QAT_OK;
-}
-
 qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q) {
-    qat_fakequant_init();
     if (!q->fake_quant_enabled) return x;
     qat_qlayout l;
     QAT_ASSERT(qat_qlayout_of(&q->scheme, x->ndim, x->shape, &l) == QAT_OK);
@@ -127,7 +35,7 @@ qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q) {
     float *scale = w, *inv = w + C, *lo = w + 2 * C, *hi = w + 3 * C;
     float *ds_below = w + 4 * C, *ds_above = w + 5 * C;
     for (int c = 0; c < C; c++) {
-        lsq_channel(q, c, qmin, qmax, &scale[c], &inv[c], &zp[c]);
+        qat_lsq_channel(q, c, qmin, qmax, &scale[c], &inv[c], &zp[c]);
         lo[c] = (float)(qmin - zp[c]);
         hi[c] = (float)(qmax - zp[c]);
         /* clipped: y = lo * s (zp fixed) or, with beta ~ -zp * s, y = qmin * s + beta */
@@ -136,9 +44,15 @@ qat_tensor *qat_lsq_quantize(qat_ctx *ctx, qat_tensor *x, qat_lsq *q) {
     }
     qat_fq_consts k = {scale, inv, zp, lo, hi, qmin, qmax};
 
-    qat_tensor *srcs[3] = {x, q->scale, q->offset};
-    qat_tensor *out = qat_tensor_op(ctx, QAT_OP_FAKEQUANT, x->ndim, x->shape, q->plus ? 3 : 2, srcs);
-    out->iparam[0] = q->plus ? QAT_FQ_MODE_LSQ_PLUS : QAT_FQ_MODE_LSQ;
+    /* the scale and offset as leaf tensors of this step: the backward accumulates into the
+     * quantizer's gradient arrays (none: no gradient) */
+    int cs[1] = {C};
+    qat_tensor *sc = qat_arena_alloc(&ctx->arena, 2 * sizeof *sc), *of = q->plus ? sc + 1 : NULL;
+    qat_tensor_param(sc, 1, cs, q->scale, q->scale_grad, q->name);
+    if (of) qat_tensor_param(of, 1, cs, q->offset, q->offset_grad, q->name);
+    qat_tensor *srcs[3] = {x, sc, of};
+    qat_tensor *out = qat_tensor_op(ctx, QAT_OP_LSQ, x->ndim, x->shape, q->plus ? 3 : 2, srcs);
+    out->iparam[0] = q->plus;
     uint8_t *code = NULL;
     if (out->requires_grad) {
         qat_fq_saved *sv = qat_arena_alloc(&ctx->arena, sizeof *sv);
@@ -178,7 +92,7 @@ static void lsq_run(double *acc, const float *restrict x, const float *restrict 
 void qat_lsq_backward(qat_ctx *ctx, qat_tensor *out) {
     const qat_fq_saved *sv = out->saved;
     qat_tensor *x = out->src[0], *s = out->src[1];
-    qat_tensor *beta = out->iparam[0] == QAT_FQ_MODE_LSQ_PLUS ? out->src[2] : NULL;
+    qat_tensor *beta = out->iparam[0] ? out->src[2] : NULL; /* LSQ+ */
     const qat_qlayout *l = &sv->layout;
     const int C = l->channels;
     const int64_t numel = x->numel;

@@ -1,7 +1,7 @@
 /* qconfig presets: which scheme and observer each quantization point uses. The x86 preset is
  * PyTorch's x86/onednn QAT qconfig without reduce_range (qat's INT8 kernels accumulate u8 x s8
  * products in int32 with VNNI, so the 7-bit activation workaround for vpmaddubsw is not needed). */
-#include "qmodel.h"
+#include "quant.h"
 #include <stdio.h>
 #include <string.h>
 
