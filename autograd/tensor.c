@@ -16,6 +16,23 @@ void qat_ctx_free(qat_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
 }
 
+qat_status qat_ctx_run(qat_ctx *ctx, qat_ctx_fn fn, void *arg) {
+    jmp_buf here, *outer = ctx->arena.oom;
+    ctx->arena.oom = &here;
+    if (setjmp(here)) {
+        ctx->arena.oom = outer;
+        size_t lim = qat_arena_limit();
+        char cap[96] = "";
+        if (lim) snprintf(cap, sizeof cap, " (memory limit %zu bytes per step)", lim);
+        return qat_fail(QAT_ERR_NOMEM, "out of memory: a step needed %zu more bytes of graph "
+                        "memory after %zu%s", ctx->arena.failed_bytes,
+                        ctx->arena.used + ctx->arena.extra_bytes, cap);
+    }
+    qat_status st = fn(ctx, arg);
+    ctx->arena.oom = outer;
+    return st;
+}
+
 void qat_ctx_reset(qat_ctx *ctx) {
     ctx->ntape = 0;
     qat_arena_reset(&ctx->arena);
@@ -60,9 +77,10 @@ qat_tensor *qat_tensor_op(qat_ctx *ctx, qat_op op, int ndim, const int *shape, i
     }
     if (ctx->grad_enabled && t->requires_grad) {
         if (ctx->ntape == ctx->tape_cap) {
-            ctx->tape_cap = ctx->tape_cap ? 2 * ctx->tape_cap : 256;
-            ctx->tape = realloc(ctx->tape, (size_t)ctx->tape_cap * sizeof *ctx->tape);
-            QAT_ASSERT(ctx->tape);
+            int cap = ctx->tape_cap ? 2 * ctx->tape_cap : 256;
+            qat_tensor **tape = realloc(ctx->tape, (size_t)cap * sizeof *tape);
+            if (!tape) qat_arena_fail(&ctx->arena, (size_t)cap * sizeof *tape);
+            ctx->tape = tape, ctx->tape_cap = cap;
         }
         ctx->tape[ctx->ntape++] = t;
     } else {

@@ -7,6 +7,7 @@
 #ifndef QAT_TENSOR_H
 #define QAT_TENSOR_H
 
+#include "arena.h"
 #include "base.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -58,27 +59,8 @@ struct qat_tensor {
     const char *name;
 };
 
-/* Bump allocator. Reset every step; after the first step it has grown to the step's peak and
- * a step does no malloc (several chunks are merged into one on reset). */
-typedef struct {
-    char *base;
-    size_t used, cap;
-    /* overflow chunks allocated during a step; freed and merged on reset */
-    void **extra;
-    int nextra, extra_cap;
-    size_t extra_bytes, peak;
-} qat_arena;
-
-void qat_arena_init(qat_arena *a, size_t initial_bytes);
-void qat_arena_free(qat_arena *a);
-void qat_arena_reset(qat_arena *a);
-/* 64-byte aligned; never returns NULL (aborts on out of memory). */
-void *qat_arena_alloc(qat_arena *a, size_t bytes);
-float *qat_arena_floats(qat_arena *a, int64_t n);           /* uninitialised */
-float *qat_arena_zeros(qat_arena *a, int64_t n);            /* zeroed */
-
 /* The forward context: the arena for this step and the tape of op outputs in creation order. */
-typedef struct {
+typedef struct qat_ctx {
     qat_arena arena;
     qat_tensor **tape;
     int ntape, tape_cap;
@@ -88,6 +70,15 @@ typedef struct {
 } qat_ctx;
 
 void qat_ctx_init(qat_ctx *ctx, size_t arena_bytes);
+/* Runs fn(ctx, arg), the graph work of one step (forward, loss, backward), so that running out
+ * of memory inside it returns QAT_ERR_NOMEM with a message instead of aborting: the arena and
+ * the tape jump back here (setjmp/longjmp) when they cannot grow. The library's entry points
+ * that run graphs (training, evaluation, calibration, inspect, benchmarks) go through here;
+ * after QAT_ERR_NOMEM the context must be reset before its next use, and what the interrupted
+ * step was updating (BN running statistics, observers) may be half done: start again from a
+ * checkpoint. Outside qat_ctx_run, running out of memory is fatal (QAT_ASSERT). Nests. */
+typedef qat_status (*qat_ctx_fn)(qat_ctx *ctx, void *arg);
+qat_status qat_ctx_run(qat_ctx *ctx, qat_ctx_fn fn, void *arg);
 void qat_ctx_free(qat_ctx *ctx);
 /* Forgets the tape and resets the arena: call at the start of every step. */
 void qat_ctx_reset(qat_ctx *ctx);

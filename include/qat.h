@@ -48,6 +48,11 @@ qat_isa qat_set_isa(qat_isa isa);
 void qat_set_threads(int n);
 int qat_get_threads(void);
 
+/* Caps the graph memory of one training or evaluation step (activations, gradients, tape) at
+ * `bytes`; a step that needs more fails with QAT_ERR_NOMEM, as does one for which malloc
+ * fails. 0 (the default) = no cap. Process-wide, like the thread count. */
+void qat_set_memory_limit(size_t bytes);
+
 /* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, layers/model.h) ------------------ */
 typedef struct qat_dataset qat_dataset;
 typedef struct qat_data_opts qat_data_opts;

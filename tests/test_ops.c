@@ -943,6 +943,39 @@ static void test_bn_fused_act(void) {
     free(w), free(y1), free(y2), free(gx1), free(gx2);
 }
 
+/* Out of memory inside qat_ctx_run is QAT_ERR_NOMEM with a message, not an abort: a cap below
+ * what the graph needs makes the arena fail; without the cap the same work runs. */
+static qat_status big_graph(qat_ctx *ctx, void *arg) {
+    int *steps = arg;
+    qat_tensor *x = qat_tensor_4d(ctx, 8, 64, 64, 16); /* 2 MiB */
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)(i % 7);
+    qat_tensor *y = qat_relu(ctx, qat_add(ctx, x, x));
+    (*steps)++;
+    return y->data[1] == 2.0f ? QAT_OK : QAT_ERR_NUMERIC;
+}
+
+static qat_status nested_graph(qat_ctx *ctx, void *arg) {
+    qat_status st = qat_ctx_run(ctx, big_graph, arg);
+    return st == QAT_ERR_NOMEM ? QAT_OK : QAT_ERR_ARG; /* the inner run reports it */
+}
+
+static void test_out_of_memory(void) {
+    int steps = 0;
+    qat_ctx ctx;
+    qat_set_memory_limit(1 << 20);
+    qat_ctx_init(&ctx, 1 << 16);
+    qat_status st = qat_ctx_run(&ctx, big_graph, &steps);
+    CU_ASSERT(st == QAT_ERR_NOMEM && steps == 0);
+    CU_ASSERT(strstr(qat_last_error(), "out of memory") != NULL);
+    CU_ASSERT(strstr(qat_last_error(), "memory limit 1048576") != NULL);
+    qat_ctx_reset(&ctx);
+    CU_ASSERT(qat_ctx_run(&ctx, nested_graph, &steps) == QAT_OK && steps == 0);
+    qat_set_memory_limit(0);
+    qat_ctx_reset(&ctx);
+    CU_ASSERT(qat_ctx_run(&ctx, big_graph, &steps) == QAT_OK && steps == 1);
+    qat_ctx_free(&ctx);
+}
+
 void register_ops_tests(void) {
     // clang-format off
     test_add_suite("ops",
@@ -963,6 +996,7 @@ void register_ops_tests(void) {
                    "graph gradcheck (fresh and shared grads)", test_graph_gradcheck,
                    "no grad records nothing", test_no_grad,
                    "batchnorm with fused relu/relu6", test_bn_fused_act,
+                   "out of memory in a graph is QAT_ERR_NOMEM", test_out_of_memory,
                    NULL);
     // clang-format on
 }

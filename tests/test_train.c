@@ -496,6 +496,27 @@ static void test_old_checkpoint_loads(void) {
               strstr(qat_last_error(), "section 'data'"));
 }
 
+/* Training and evaluation whose step outgrows qat_set_memory_limit return QAT_ERR_NOMEM (the
+ * library does not abort), and run once the cap is lifted. */
+static void test_out_of_memory(void) {
+    char out[400], ckpt[600];
+    snprintf(out, sizeof out, "%s/oom", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, out);
+    o.epochs = 1;
+    qat_set_memory_limit(64 << 10);
+    qat_status st = qat_train_run(&o);
+    CU_ASSERT(st == QAT_ERR_NOMEM && strstr(qat_last_error(), "out of memory"));
+    qat_set_memory_limit(0);
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", out);
+    qat_eval_result ev;
+    qat_set_memory_limit(64 << 10);
+    CU_ASSERT(qat_checkpoint_evaluate(ckpt, data_dir, &ev) == QAT_ERR_NOMEM);
+    qat_set_memory_limit(0);
+    CU_ASSERT(qat_checkpoint_evaluate(ckpt, data_dir, &ev) == QAT_OK && ev.n == 96);
+}
+
 void register_train_tests(void) {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
     CU_add_test(s, "loss falls on a tiny dataset", test_loss_falls);
@@ -506,4 +527,5 @@ void register_train_tests(void) {
     CU_add_test(s, "augmentation follows the dataset kind unless given", test_augment_follows_dataset);
     CU_add_test(s, "start line = metrics config line = checkpoint record", test_start_line);
     CU_add_test(s, "a checkpoint without the data section loads", test_old_checkpoint_loads);
+    CU_add_test(s, "out of memory is QAT_ERR_NOMEM, not an abort", test_out_of_memory);
 }

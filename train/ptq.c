@@ -17,6 +17,20 @@ void qat_ptq_opts_default(qat_ptq_opts *o) {
     o->eval_batch = QAT_EVAL_BATCH;
 }
 
+typedef struct {
+    qat_qmodel *q;
+    const qat_dataset *d;
+    const float *x;
+    int B;
+} calib_batch;
+
+static qat_status calib_step(qat_ctx *ctx, void *arg) {
+    calib_batch *c = arg;
+    qat_tensor *xt = qat_tensor_4d(ctx, c->B, c->d->h, c->d->w, c->d->c);
+    memcpy(xt->data, c->x, (size_t)xt->numel * sizeof(float));
+    return qat_qmodel_forward(c->q, ctx, xt) ? QAT_OK : QAT_ERR_SHAPE;
+}
+
 /* Runs up to n batches of `d` through q with the observers on (eval mode: BN running stats, no
  * dropout, no gradients, fake-quant off). Shuffled with the run's seed: an ImageFolder train split is sorted by
  * class, so the first batches alone would see one class. No augmentation. */
@@ -44,11 +58,9 @@ qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n) {
     r->qmodel->calibrating = 1;
     qat_qmodel_enable_fake_quant(r->qmodel, 0);
     for (int b = 0; b < n && !st; b++) {
-        int B = qat_loader_get(l, 0, b, x, y);
+        calib_batch cb = {r->qmodel, d, x, qat_loader_get(l, 0, b, x, y)};
         qat_ctx_reset(&ctx);
-        qat_tensor *xt = qat_tensor_4d(&ctx, B, d->h, d->w, d->c);
-        memcpy(xt->data, x, (size_t)xt->numel * sizeof(float));
-        if (!qat_qmodel_forward(r->qmodel, &ctx, xt)) st = QAT_ERR_SHAPE;
+        st = qat_ctx_run(&ctx, calib_step, &cb);
     }
     r->qmodel->calibrating = 0;
     qat_qmodel_enable_fake_quant(r->qmodel, 1);
@@ -193,6 +205,27 @@ qat_status qat_plot_layer_sqnr(const char *path, const char *ckpt, const qat_lay
     return st;
 }
 
+/* The SQNR of every layer on the first test batch (the graph part of inspect). */
+typedef struct {
+    qat_qmodel *q;
+    qat_loader *l;
+    double *sqnr;
+    int batch, B;
+} sqnr_batch;
+
+static qat_status sqnr_step(qat_ctx *ctx, void *arg) {
+    sqnr_batch *s = arg;
+    const qat_model *m = s->q->model;
+    const int batch = s->batch;
+    qat_tensor *x = qat_tensor_4d(ctx, batch, m->in_h, m->in_w, m->in_c);
+    int32_t *y = qat_arena_alloc(&ctx->arena, (size_t)batch * sizeof(int32_t));
+    s->B = qat_loader_get(s->l, 0, 0, x->data, y);
+    x->shape[0] = s->B, x->numel = (int64_t)s->B * m->in_h * m->in_w * m->in_c;
+    ctx->grad_enabled = 0;
+    qat_qmodel_sqnr(s->q, ctx, x, s->sqnr);
+    return QAT_OK;
+}
+
 qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
                        char **report) {
     return qat_inspect_with_sqnr(ckpt, data, val_split, batch, report, NULL);
@@ -230,18 +263,15 @@ qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_s
     lo.batch = batch > 0 ? batch : 128;
     for (int c = 0; c < 4; c++) lo.mean[c] = run.mean[c], lo.std[c] = run.std[c];
     if ((st = qat_loader_create(test, &lo, &l))) goto done;
-    qat_tensor *x = qat_tensor_4d(&ctx, lo.batch, m->in_h, m->in_w, m->in_c);
-    int32_t *y = qat_arena_alloc(&ctx.arena, (size_t)lo.batch * sizeof(int32_t));
-    int B = qat_loader_get(l, 0, 0, x->data, y);
-    x->shape[0] = B, x->numel = (int64_t)B * m->in_h * m->in_w * m->in_c;
-    ctx.grad_enabled = 0;
     sqnr = malloc((size_t)m->nlayers * sizeof(double));
     if (!sqnr) {
         st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
         goto done;
     }
     qat_qmodel *q = run.qmodel;
-    qat_qmodel_sqnr(q, &ctx, x, sqnr);
+    sqnr_batch sb = {q, l, sqnr, lo.batch, 0};
+    if ((st = qat_ctx_run(&ctx, sqnr_step, &sb))) goto done;
+    int B = sb.B;
     strbuf b = {0};
     sb_printf(&b, "%s: qconfig %s, activation observer %s, BN %s, observers %s; SQNR on %d test images\n",
               ckpt, q->cfg.name, q->act_obs == QAT_OBS_HISTOGRAM ? "histogram"

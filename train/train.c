@@ -43,6 +43,26 @@ static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
     return qat_run_forward(net, ctx, x);
 }
 
+/* One evaluation batch: its logits and loss (qat_ctx_run: out of memory is an error). */
+typedef struct {
+    qat_forward_fn fwd;
+    void *net;
+    const qat_dataset *d;
+    const float *x;
+    const int32_t *y;
+    int B;
+    qat_tensor *logits, *loss;
+} eval_job;
+
+static qat_status eval_step(qat_ctx *ctx, void *arg) {
+    eval_job *e = arg;
+    qat_tensor *xt = qat_tensor_4d(ctx, e->B, e->d->h, e->d->w, e->d->c);
+    memcpy(xt->data, e->x, (size_t)xt->numel * sizeof(float));
+    if (!(e->logits = e->fwd(e->net, ctx, xt))) return QAT_ERR_SHAPE; /* the forward said why */
+    e->loss = qat_softmax_cross_entropy(ctx, e->logits, e->y, 0.0f);
+    return QAT_OK;
+}
+
 qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
                             const float *std, int eval_batch, qat_eval_result *res, float *logits_out) {
     double t0 = qat_now();
@@ -67,22 +87,15 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
     long correct = 0, n = 0;
     double loss_sum = 0;
     int nb = qat_loader_num_batches(l);
-    for (int b = 0; b < nb; b++) {
-        int B = qat_loader_get(l, 0, b, x, y);
+    for (int b = 0; b < nb && !st; b++) {
+        eval_job e = {fwd, net, d, x, y, qat_loader_get(l, 0, b, x, y), NULL, NULL};
         qat_ctx_reset(&ctx);
-        qat_tensor *xt = qat_tensor_4d(&ctx, B, d->h, d->w, d->c);
-        memcpy(xt->data, x, (size_t)xt->numel * sizeof(float));
-        qat_tensor *logits = fwd(net, &ctx, xt);
-        if (!logits) {
-            st = QAT_ERR_SHAPE; /* the forward set the message */
-            break;
-        }
-        qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, y, 0.0f);
-        loss_sum += (double)loss->data[0] * B;
-        int K = logits->shape[1];
-        for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == y[i];
-        if (logits_out) memcpy(logits_out + (size_t)n * K, logits->data, (size_t)B * K * sizeof(float));
-        n += B;
+        if ((st = qat_ctx_run(&ctx, eval_step, &e))) break;
+        loss_sum += (double)e.loss->data[0] * e.B;
+        int K = e.logits->shape[1];
+        for (int i = 0; i < e.B; i++) correct += qat_argmax(e.logits->data + (size_t)i * K, K) == y[i];
+        if (logits_out) memcpy(logits_out + (size_t)n * K, e.logits->data, (size_t)e.B * K * sizeof(float));
+        n += e.B;
     }
     qat_ctx_free(&ctx);
     free(x), free(y);
@@ -308,6 +321,32 @@ static void print_freeze_plan(const qat_run *r, int spe) {
             (long long)r->sched.total_steps, bn, ob);
 }
 
+/* One training batch of r through the forward, and with smoothing >= 0 the loss and the
+ * backward (the graph part of a step; qat_ctx_run makes out of memory an error). */
+typedef struct {
+    qat_run *r;
+    const qat_dataset *d;
+    const float *x;
+    const int32_t *y;
+    int B;
+    float smoothing;          /* < 0: forward only */
+    qat_tensor *logits, *loss;
+} train_batch;
+
+static qat_status train_step(qat_ctx *ctx, void *arg) {
+    train_batch *t = arg;
+    qat_tensor *x = qat_tensor_4d(ctx, t->B, t->d->h, t->d->w, t->d->c);
+    memcpy(x->data, t->x, (size_t)x->numel * sizeof(float));
+    t->logits = qat_run_forward(t->r, ctx, x);
+    if (t->smoothing < 0) return QAT_OK;
+    t->loss = qat_softmax_cross_entropy(ctx, t->logits, t->y, t->smoothing);
+    if (!isfinite(t->loss->data[0])) return QAT_ERR_NUMERIC; /* no backward through NaN */
+    qat_model_zero_grad(t->r->model);
+    if (t->r->qmodel) qat_qmodel_zero_grad(t->r->qmodel);
+    qat_backward(ctx, t->loss);
+    return QAT_OK;
+}
+
 /* BN re-estimation (AIMET's name; NNCF calls it BatchNorm adaptation): every BN layer's running
  * statistics become the plain average of n training batches' statistics under the current
  * weights, fake-quantized as training sees them (PyTorch's momentum=None). The moving average
@@ -323,21 +362,20 @@ static qat_status bn_reestimate(qat_run *r, qat_loader *l, const qat_dataset *d,
     r->qmodel->act_observers_paused = 1;
     qat_rng rng = r->rng;
     if (n > spe) n = spe;
-    for (int k = 0; k < n; k++) {
+    qat_status st = QAT_OK;
+    for (int k = 0; k < n && !st; k++) {
         for (int i = 0; i < m->nlayers; i++) m->layers[i].bn.momentum = 1.0f / (float)(k + 1);
-        int B = qat_loader_get(l, epoch, (b0 + k) % spe, xb, yb);
+        train_batch tb = {r, d, xb, yb, qat_loader_get(l, epoch, (b0 + k) % spe, xb, yb), -1.0f, NULL, NULL};
         qat_ctx_reset(ctx);
         ctx->training = 1;
         ctx->grad_enabled = 0;
         ctx->rng = rng;
-        qat_tensor *x = qat_tensor_4d(ctx, B, d->h, d->w, d->c);
-        memcpy(x->data, xb, (size_t)x->numel * sizeof(float));
-        qat_run_forward(r, ctx, x);
+        st = qat_ctx_run(ctx, train_step, &tb);
     }
     for (int i = 0; i < m->nlayers; i++) m->layers[i].bn.momentum = momentum[i];
     r->qmodel->act_observers_paused = 0;
     free(momentum);
-    return QAT_OK;
+    return st;
 }
 
 /* Applies the freeze schedule before step r->step (batch b of `epoch`). */
@@ -546,22 +584,18 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             if (run.qmodel && (st = freeze_schedule(o, &run, loader, train, epoch, b, steps_per_epoch,
                                                     xb, yb, &ctx)))
                 goto done;
-            int B = qat_loader_get(loader, epoch, b, xb, yb);
+            train_batch tb = {&run, train, xb, yb, qat_loader_get(loader, epoch, b, xb, yb),
+                              o->label_smoothing, NULL, NULL};
             qat_ctx_reset(&ctx);
             ctx.training = 1;
             ctx.grad_enabled = 1;
             ctx.rng = run.rng;
-            qat_tensor *x = qat_tensor_4d(&ctx, B, train->h, train->w, train->c);
-            memcpy(x->data, xb, (size_t)B * img * sizeof(float));
-            qat_tensor *logits = qat_run_forward(&run, &ctx, x);
-            qat_tensor *loss = qat_softmax_cross_entropy(&ctx, logits, yb, o->label_smoothing);
-            if (!finite_or_report(loss->data[0], epoch, run.step, o->out_dir)) {
-                st = QAT_ERR_NUMERIC;
+            st = qat_ctx_run(&ctx, train_step, &tb);
+            if (st == QAT_ERR_NUMERIC && !finite_or_report(tb.loss->data[0], epoch, run.step, o->out_dir))
                 goto done;
-            }
-            qat_model_zero_grad(m);
-            if (run.qmodel) qat_qmodel_zero_grad(run.qmodel);
-            qat_backward(&ctx, loss);
+            if (st) goto done;
+            int B = tb.B;
+            qat_tensor *logits = tb.logits, *loss = tb.loss;
             run.rng = ctx.rng;
             lr = qat_sched_lr(&run.sched, run.step);
             qat_optim_step(&run.opt, m->params, m->grads, lr);
