@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g
 SAN     ?=
 # The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport
+             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport -Iruntime
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
@@ -26,14 +26,14 @@ ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
 LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
-                       optim/*.c datasets/*.c export/*.c train/*.c)
+                       optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c)
 CLI_SRCS := train/main.c $(wildcard train/cli*.c)
 LIB_SRCS := $(filter-out $(CLI_SRCS),$(LIB_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).
 RT_SRCS := base/error.c base/base.c base/container.c kernels/cpu.c $(wildcard kernels/int8*.c) \
-           $(wildcard export/q8*.c export/rt*.c)
+           $(wildcard runtime/*.c)
 RT_OBJS := $(RT_SRCS:%.c=$(BUILD)/%.o)
 RT_LDLIBS = -ldnnl -lz -lm
 TEST_SRCS := $(wildcard tests/*.c)
@@ -146,9 +146,10 @@ install: qat $(BUILD)/libqat.a $(BUILD)/libqat_rt.a
 # generator from only the sources the loader needs, writes the seeds, fuzzes FUZZ_SECONDS.
 FUZZ_SECONDS ?= 600
 FUZZ_DIR     ?= build-fuzz
-FUZZ_SRCS    = tests/fuzz/fuzz_q8.c export/q8_file.c base/container.c base/error.c
-FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Ibase -Iexport \
-               -Ikernels -Ifakequant -Iautograd
+FUZZ_SRCS    = tests/fuzz/fuzz_q8.c runtime/q8_file.c runtime/q8_model.c runtime/q8_kinds.c \
+               base/container.c base/error.c
+FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Ibase -Iruntime \
+               -Ikernels
 .PHONY: fuzz
 fuzz:
 	@command -v clang >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

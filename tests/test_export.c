@@ -257,10 +257,10 @@ static void test_macs_and_names(void) {
     qat_q8_model *m = make_model();
     const int64_t want[6] = {8 * 8 * 8 * 27, 4 * 4 * 8 * 9, 4 * 4 * 8 * 8, 0, 0, 80};
     for (int i = 0; i < 6; i++) CU_ASSERT_EQUAL(qat_q8_layer_macs(&m->layers[i]), want[i]);
-    CU_ASSERT_STRING_EQUAL(qat_q8_kind_names[QAT_Q8_CONV], "conv");
-    CU_ASSERT_STRING_EQUAL(qat_q8_kind_names[QAT_Q8_ADD], "add");
-    CU_ASSERT_STRING_EQUAL(qat_q8_kind_names[QAT_Q8_AVGPOOL], "avgpool");
-    CU_ASSERT_STRING_EQUAL(qat_q8_kind_names[QAT_Q8_LINEAR], "linear");
+    CU_ASSERT_STRING_EQUAL(qat_q8_kinds[QAT_Q8_CONV].name, "conv");
+    CU_ASSERT_STRING_EQUAL(qat_q8_kinds[QAT_Q8_ADD].name, "add");
+    CU_ASSERT_STRING_EQUAL(qat_q8_kinds[QAT_Q8_AVGPOOL].name, "avgpool");
+    CU_ASSERT_STRING_EQUAL(qat_q8_kinds[QAT_Q8_LINEAR].name, "linear");
     m->layers[0].k = 65536, m->layers[0].out_h = 65536, m->layers[0].out_w = 65536;
     m->layers[0].out_c = 65536, m->layers[0].in_c = 65536;
     CU_ASSERT_EQUAL(qat_q8_layer_macs(&m->layers[0]), 0); /* overflow: 0, not garbage */

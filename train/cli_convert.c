@@ -24,7 +24,7 @@ int cmd_convert(int argc, char **argv) {
     for (int i = 0; i < m->nlayers; i++) {
         const qat_q8_layer *L = &m->layers[i];
         macs += qat_q8_layer_macs(L);
-        if (L->weight) weights += (int64_t)L->out_c * (L->kind == QAT_Q8_LINEAR ? L->in_c : L->k * L->k * (L->in_c / L->groups));
+        weights += qat_q8_layer_weights(L);
     }
     if (json)
         printf("{\"model\": \"%s\", \"layers\": %d, \"weights\": %lld, \"macs\": %lld, \"qconfig\": \"%s\"}\n", out,

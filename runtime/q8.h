@@ -1,13 +1,20 @@
 /* The INT8 model (stage 3) in memory: what `qat convert` produces from a PTQ/QAT model, what a
  * .q8 file stores, what the runtime executes and what the integer-exact simulation evaluates.
  * Plain data: every number the INT8 arithmetic needs is stored here once (nothing is recomputed
- * at load), so the simulation (layers/qint.c), the native kernels, the reference kernels and
+ * at load), so the simulation (export/qsim.c), the native kernels, the reference kernels and
  * oneDNN all start from the same bits.
+ *
+ * Each INT8 layer kind has one row in each of three tables, indexed by qat_q8_kind: its format
+ * (qat_q8_kinds[], runtime/q8_kinds.c: which arrays, which invariants, its MACs), its
+ * execution (runtime/rt_kinds.c: prepare once, run per batch) and its integer-exact simulation
+ * (export/qsim.c). The tables are separate because the format part is all the fuzzer and the
+ * loader need, and the simulation runs on the training engine, which the deploy-only runtime
+ * library does not carry. docs/architecture.md says how to add a kind.
  *
  * Values: layer i produces value i; value -1 is the quantized model input. Activations are u8
  * codes, NHWC. Every layer reads values produced before it (input, skip < i).
  *
- * Arithmetic per layer kind (fakequant/qmath.h and kernels/int8.h define every function named):
+ * Arithmetic per layer kind (kernels/qmath.h and kernels/int8.h define every function named):
  *   input:    q = qat_quantize(x, 1.0f / in_scale, in_zp, in_qmin, in_qmax)
  *   CONV:     acc[c] = bias[c] + sum_taps (x - zx) * weight[c][tap]         (exact int32;
  *                      padded taps contribute 0, i.e. they read zx)
@@ -81,7 +88,35 @@ typedef struct {
     qat_q8_layer *layers;            /* every array in a layer is its own malloc block */
 } qat_q8_model;
 
-extern const char *const qat_q8_kind_names[QAT_Q8_KIND_COUNT];
+
+/* The per-layer arrays; in a .q8 file each is a section of that name ("weight", ...). */
+typedef enum {
+    QAT_Q8_ARR_WEIGHT = 0, /* s8: conv (out_c, k, k, in_c / groups), linear (out_c, in_c) */
+    QAT_Q8_ARR_BIAS,       /* s32 (out_c), accumulator units */
+    QAT_Q8_ARR_MULT,       /* f32 (out_c): requantization multipliers / dequantization scales */
+    QAT_Q8_ARR_FBIAS,      /* f32 (out_c): float bias of the logits */
+    QAT_Q8_ARR_WSCALE,     /* f32 (out_c): weight scales (reports) */
+    QAT_Q8_ARR_COUNT
+} qat_q8_array;
+#define QAT_Q8_ARR_BIT(a) (1u << (a))
+
+/* What the format knows of one INT8 layer kind (runtime/q8_kinds.c). */
+typedef struct {
+    const char *name;        /* "conv", "add", "avgpool", "linear": messages, reports */
+    unsigned arrays_need;    /* QAT_Q8_ARR_BIT of the arrays the kind must have */
+    unsigned arrays_allow;   /* ... and of those it may have */
+    int second_input;        /* reads value `skip` as a second operand (its qparams in sb, zb) */
+    int float_output;        /* produces the float logits: only as the last layer, no sy..hi */
+    /* Layer i's kind-specific invariants (its input operand, name and common shape limits are
+     * checked already, earlier layers are valid), before any array is looked at. */
+    qat_status (*check)(const qat_q8_model *m, const char *what, int i);
+    /* Weights per output channel of a layer whose shape is valid (NULL: no weights). */
+    int64_t (*weights_per_channel)(const qat_q8_layer *L);
+    /* Multiply-accumulates per image (NULL: 0); 0 when a factor is out of range. */
+    int64_t (*macs)(const qat_q8_layer *L);
+} qat_q8_kind_desc;
+
+extern const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT];
 
 /* Checks every invariant the runtime relies on: counts and shapes in range (each dimension
  * 1..65536, elements per image <= 2^28), values produced before use, shape chaining (a layer's
@@ -105,6 +140,8 @@ void qat_q8_free(qat_q8_model *m);
 
 /* Multiply-accumulates per image of a layer (0 for ADD/AVGPOOL). */
 int64_t qat_q8_layer_macs(const qat_q8_layer *L);
+/* Weights of a layer (0 for ADD/AVGPOOL). */
+int64_t qat_q8_layer_weights(const qat_q8_layer *L);
 
 #ifdef __cplusplus
 }

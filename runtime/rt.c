@@ -1,5 +1,7 @@
-/* The INT8 runtime: executes a qat_q8_model (export/q8.h) on the kernels of kernels/int8.h or,
- * per conv/linear layer, on oneDNN (kernels/int8_onednn.h).
+/* The INT8 runtime: executes a qat_q8_model (runtime/q8.h) on the kernels of kernels/int8.h or,
+ * per conv/linear layer, on oneDNN (kernels/int8_onednn.h). What each layer kind does at load
+ * and per batch is its row in qat_rt_kinds[] (runtime/rt_kinds.c); this file plans the buffers,
+ * runs the layers in order, picks the backends and answers the queries of qat_rt.h.
  *
  * Load packs every weight once and plans the activation buffers: each value (the quantized
  * input, each layer's output) gets an offset in one arena, and its memory is reused by other
@@ -7,10 +9,6 @@
  * and scaled by the batch size (every value's size is linear in it, so disjoint per-image
  * intervals stay disjoint), which lets any batch size run on one plan; a batch larger than the
  * arena only grows the arena. The logits go straight into the caller's array. */
-#include "int8.h"
-#include "int8_onednn.h"
-#include "q8.h"
-#include "qat_rt.h"
 #include "rt_internal.h"
 #include <omp.h>
 #include <stdio.h>
@@ -21,33 +19,6 @@
 #define RT_ALIGN 64
 #define AUTO_REPS 5
 
-typedef enum { OP_GEMM, OP_CONV, OP_DW, OP_ADD, OP_POOL, OP_LOGITS } rt_op;
-
-typedef struct {
-    rt_op op;
-    char name[QAT_Q8_NAME_MAX];
-    char kind[24];
-    int input, skip;              /* value indices, -1 = quantized model input */
-    int in_h, in_w, in_c, out_h, out_w, out_c;
-    qat_i8_conv_params cp;
-    size_t out_bytes;             /* per image (0 for the logits) */
-    int64_t macs;                 /* per image */
-    /* native */
-    void *pack;                   /* packed weights (64-byte aligned) */
-    qat_i8_gemm_weights gw;
-    qat_i8_dw_weights dw;
-    float *mult;                  /* (out_c): requant multipliers / logit deq scales */
-    float *fbias;                 /* (out_c) logits only, may be NULL */
-    qat_i8_requant rq;
-    qat_i8_add_params ap;
-    qat_i8_pool_params pp;
-    /* oneDNN (NULL when not created) */
-    qat_i8_dnnl_conv *dconv;
-    qat_i8_dnnl_linear *dlin;
-    int use_dnnl;
-    double last_ms;
-} rt_layer;
-
 struct qat_rt {
     int in_h, in_w, in_c, nclasses;
     float inv_in_scale;
@@ -56,7 +27,7 @@ struct qat_rt {
     uint8_t lut[4][256];          /* pixel -> quantized input code, per channel */
     qat_rt_backend backend;
     int nlayers;
-    rt_layer *layers;
+    qat_rt_node *layers;
     /* buffer plan: value v (-1..nlayers-1) at arena + off[v + 1] * n */
     size_t *off;
     size_t peak_per_img, total_per_img;
@@ -102,91 +73,18 @@ static void *aligned_alloc_zero(size_t n) {
 
 /* ---- per-layer preparation ----------------------------------------------------------------- */
 
-static float *copy_floats(const float *src, int n) {
-    float *p = malloc(sizeof(float) * (size_t)n);
-    if (p) memcpy(p, src, sizeof(float) * (size_t)n);
-    return p;
-}
-
-static qat_status prepare_gemm(rt_layer *l, const qat_q8_layer *L, int K) {
-    size_t sz = qat_i8_gemm_packed_size(L->out_c, K);
-    if (!sz) return qat_fail(QAT_ERR_SHAPE, "layer '%s': gemm %dx%d out of range", L->name, L->out_c, K);
-    if (!(l->pack = aligned_alloc_zero(sz))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
-    return qat_i8_gemm_pack(&l->gw, l->pack, sz, L->weight, L->bias, L->out_c, K, L->zx);
-}
-
-static qat_status prepare_dw(rt_layer *l, const qat_q8_layer *L) {
-    size_t sz = qat_i8_dw_packed_size(L->out_c, L->k, L->k);
-    if (!sz) return qat_fail(QAT_ERR_SHAPE, "layer '%s': depthwise %d channels %dx%d out of range",
-                             L->name, L->out_c, L->k, L->k);
-    if (!(l->pack = aligned_alloc_zero(sz))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
-    return qat_i8_dw_pack(&l->dw, l->pack, sz, L->weight, L->bias, L->out_c, L->k, L->k, L->zx);
-}
-
-/* Creates the oneDNN primitive of a conv/linear layer; a configuration oneDNN refuses leaves
- * the layer native (the contract of int8_onednn.h). */
-static void prepare_dnnl(rt_layer *l, const qat_q8_layer *L) {
-    if (l->op == OP_LOGITS) {
-        if (L->bias) return; /* the oneDNN linear takes no int32 bias */
-        qat_i8_dnnl_linear_desc d = {.in = L->in_h * L->in_w * L->in_c, .out = L->out_c,
-                                     .weight = L->weight, .deq_scale = L->mult,
-                                     .fbias = L->fbias, .zx = L->zx};
-        if (qat_i8_dnnl_linear_create(&l->dlin, &d)) l->dlin = NULL;
-        return;
-    }
-    qat_i8_dnnl_conv_desc d = {.h = L->in_h, .w = L->in_w, .cin = L->in_c, .cout = L->out_c,
-                               .k = L->k, .stride = L->stride, .pad = L->pad,
-                               .groups = L->groups, .weight = L->weight, .bias = L->bias,
-                               .mult = L->mult, .zx = L->zx, .zy = L->zy, .lo = L->lo,
-                               .hi = L->hi};
-    if (qat_i8_dnnl_conv_create(&l->dconv, &d)) l->dconv = NULL;
-}
-
-static qat_status prepare_layer(rt_layer *l, const qat_q8_layer *L) {
+/* What every kind shares; then the kind's prepare (runtime/rt_kinds.c). */
+static qat_status prepare_layer(qat_rt_node *l, const qat_q8_layer *L) {
+    const qat_q8_kind_desc *k = &qat_q8_kinds[L->kind];
+    l->kind = L->kind;
     snprintf(l->name, sizeof l->name, "%s", L->name);
     l->input = L->input;
-    l->skip = L->kind == QAT_Q8_ADD ? L->skip : -2;
+    l->skip = k->second_input ? L->skip : -2;
     l->in_h = L->in_h, l->in_w = L->in_w, l->in_c = L->in_c;
     l->out_h = L->out_h, l->out_w = L->out_w, l->out_c = L->out_c;
-    l->out_bytes = align_up((size_t)L->out_h * L->out_w * L->out_c);
+    l->out_bytes = k->float_output ? 0 : align_up((size_t)L->out_h * L->out_w * L->out_c);
     l->macs = qat_q8_layer_macs(L);
-    l->cp = (qat_i8_conv_params){L->k, L->k, L->stride, L->pad};
-    switch (L->kind) {
-    case QAT_Q8_CONV:
-        if (!(l->mult = copy_floats(L->mult, L->out_c))) return qat_fail(QAT_ERR_NOMEM, "out of memory");
-        l->rq = (qat_i8_requant){l->mult, L->zy, L->lo, L->hi};
-        if (L->groups > 1) {
-            l->op = OP_DW;
-            snprintf(l->kind, sizeof l->kind, "dw%dx%d/s%d", L->k, L->k, L->stride);
-            return prepare_dw(l, L);
-        }
-        l->op = (L->k == 1 && L->stride == 1 && L->pad == 0) ? OP_GEMM : OP_CONV;
-        if (l->op == OP_GEMM)
-            snprintf(l->kind, sizeof l->kind, "pw1x1");
-        else
-            snprintf(l->kind, sizeof l->kind, "conv%dx%d/s%d", L->k, L->k, L->stride);
-        return prepare_gemm(l, L, L->k * L->k * L->in_c);
-    case QAT_Q8_ADD:
-        l->op = OP_ADD;
-        snprintf(l->kind, sizeof l->kind, "add");
-        l->ap = (qat_i8_add_params){L->sx, L->sb, 1.0f / L->sy, L->zx, L->zb, L->zy, L->lo, L->hi};
-        return QAT_OK;
-    case QAT_Q8_AVGPOOL:
-        l->op = OP_POOL;
-        snprintf(l->kind, sizeof l->kind, "avgpool");
-        l->pp = (qat_i8_pool_params){L->pool_mult, L->zx, L->zy, L->lo, L->hi};
-        return QAT_OK;
-    case QAT_Q8_LINEAR:
-        l->op = OP_LOGITS;
-        l->out_bytes = 0;
-        snprintf(l->kind, sizeof l->kind, "linear");
-        if (!(l->mult = copy_floats(L->mult, L->out_c)) ||
-            (L->fbias && !(l->fbias = copy_floats(L->fbias, L->out_c))))
-            return qat_fail(QAT_ERR_NOMEM, "out of memory");
-        return prepare_gemm(l, L, L->in_h * L->in_w * L->in_c);
-    default:
-        return qat_fail(QAT_ERR_FORMAT, "layer '%s': unknown kind", L->name);
-    }
+    return qat_rt_kinds[L->kind].prepare(l, L);
 }
 
 /* ---- buffer plan -----------------------------------------------------------------------------
@@ -245,7 +143,7 @@ static qat_status plan_offsets(qat_rt *rt) {
     span[0] = (value_span){align_up((size_t)rt->in_h * rt->in_w * rt->in_c), -1, -1};
     for (int i = 0; i < rt->nlayers; i++) span[i + 1] = (value_span){rt->layers[i].out_bytes, i, i};
     for (int i = 0; i < rt->nlayers; i++) {
-        const rt_layer *l = &rt->layers[i];
+        const qat_rt_node *l = &rt->layers[i];
         span[l->input + 1].death = i;
         if (l->skip >= -1) span[l->skip + 1].death = i;
     }
@@ -273,11 +171,8 @@ static qat_status plan_offsets(qat_rt *rt) {
 static size_t scratch_need(const qat_rt *rt, int n) {
     size_t need = 0;
     for (int i = 0; i < rt->nlayers; i++) {
-        const rt_layer *l = &rt->layers[i];
-        qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
-        size_t s = l->op == OP_CONV ? qat_i8_conv_get_buffer_size(&d, &l->cp)
-                   : l->op == OP_DW ? qat_i8_dwconv_get_buffer_size(&d, &l->cp)
-                                    : 0;
+        const qat_rt_node *l = &rt->layers[i];
+        size_t s = qat_rt_kinds[l->kind].scratch ? qat_rt_kinds[l->kind].scratch(l, n) : 0;
         if (s > need) need = s;
     }
     return need;
@@ -308,33 +203,14 @@ static qat_status ensure_batch(qat_rt *rt, int n) {
 
 static uint8_t *value_ptr(qat_rt *rt, int v, int n) { return rt->arena + rt->off[v + 1] * (size_t)n; }
 
-static qat_status run_layer(qat_rt *rt, rt_layer *l, int n, float *logits) {
+static qat_status run_layer(qat_rt *rt, qat_rt_node *l, int n, float *logits) {
     const uint8_t *x = value_ptr(rt, l->input, n);
+    const uint8_t *x2 = l->skip >= -1 ? value_ptr(rt, l->skip, n) : NULL;
     uint8_t *y = l->out_bytes ? value_ptr(rt, (int)(l - rt->layers), n) : NULL;
-    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
-    int64_t pix = (int64_t)n * l->in_h * l->in_w;
-    if (l->use_dnnl) {
-        if (l->op == OP_LOGITS) return qat_i8_dnnl_linear_run(l->dlin, logits, x, n);
-        return qat_i8_dnnl_conv_run(l->dconv, y, x, n);
-    }
-    switch (l->op) {
-    case OP_GEMM:
-        if (pix > INT32_MAX) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
-        return qat_i8_gemm_u8(y, l->out_c, x, l->in_c, (int)pix, &l->gw, &l->rq);
-    case OP_CONV:
-        return qat_i8_conv(y, x, &d, &l->cp, &l->gw, &l->rq, rt->scratch, rt->scratch_size);
-    case OP_DW:
-        return qat_i8_dwconv(y, x, &d, &l->cp, &l->dw, &l->rq, rt->scratch, rt->scratch_size);
-    case OP_ADD:
-        return qat_i8_add(y, x, value_ptr(rt, l->skip, n), pix * l->in_c, &l->ap);
-    case OP_POOL:
-        return qat_i8_global_avgpool(y, x, &d, &l->pp);
-    case OP_LOGITS: {
-        int64_t K = (int64_t)l->in_h * l->in_w * l->in_c;
-        return qat_i8_gemm_f32(logits, l->out_c, x, K, n, &l->gw, l->mult, l->fbias);
-    }
-    }
-    return qat_fail(QAT_ERR_ARG, "runtime: bad layer");
+    if (l->use_dnnl)
+        return l->dlin ? qat_i8_dnnl_linear_run(l->dlin, logits, x, n)
+                       : qat_i8_dnnl_conv_run(l->dconv, y, x, n);
+    return qat_rt_kinds[l->kind].run(l, n, x, x2, y, logits, rt->scratch, rt->scratch_size);
 }
 
 static qat_status run_layers(qat_rt *rt, int n, float *logits) {
@@ -342,7 +218,7 @@ static qat_status run_layers(qat_rt *rt, int n, float *logits) {
     qat_i8_path prev = rt->backend == QAT_RT_BACKEND_REF ? qat_i8_set_path(QAT_I8_REF) : QAT_I8_AUTO;
     qat_status st = QAT_OK;
     for (int i = 0; i < rt->nlayers && !st; i++) {
-        rt_layer *l = &rt->layers[i];
+        qat_rt_node *l = &rt->layers[i];
         double t0 = omp_get_wtime();
         st = run_layer(rt, l, n, logits);
         l->last_ms = (omp_get_wtime() - t0) * 1e3;
@@ -390,10 +266,10 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Median time (ms) of the layer on the planned batch with the given backend. The arena's
  * contents are whatever is there: integer kernels take the same time on any data. */
-static qat_status time_layer(qat_rt *rt, rt_layer *l, int use_dnnl, double *ms) {
+static qat_status time_layer(qat_rt *rt, qat_rt_node *l, int use_dnnl, double *ms) {
     int n = rt->planned_n;
     float *logits = NULL;
-    if (l->op == OP_LOGITS && !(logits = malloc(sizeof(float) * (size_t)n * l->out_c)))
+    if (!l->out_bytes && !(logits = malloc(sizeof(float) * (size_t)n * l->out_c)))
         return qat_fail(QAT_ERR_NOMEM, "out of memory");
     l->use_dnnl = use_dnnl;
     double t[AUTO_REPS];
@@ -412,7 +288,7 @@ static qat_status time_layer(qat_rt *rt, rt_layer *l, int use_dnnl, double *ms) 
 
 static qat_status choose_backends(qat_rt *rt) {
     for (int i = 0; i < rt->nlayers; i++) {
-        rt_layer *l = &rt->layers[i];
+        qat_rt_node *l = &rt->layers[i];
         int has_dnnl = l->dconv || l->dlin;
         if (rt->backend != QAT_RT_BACKEND_AUTO || !has_dnnl) {
             l->use_dnnl = has_dnnl && rt->backend == QAT_RT_BACKEND_ONEDNN;
@@ -457,7 +333,7 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
     if (st) return st;
     if (o.threads > 0) qat_set_threads(o.threads);
     qat_rt *rt = calloc(1, sizeof *rt);
-    if (!rt || !(rt->layers = calloc((size_t)m->nlayers, sizeof(rt_layer)))) {
+    if (!rt || !(rt->layers = calloc((size_t)m->nlayers, sizeof(qat_rt_node)))) {
         free(rt);
         return qat_fail(QAT_ERR_NOMEM, "runtime: out of memory");
     }
@@ -472,9 +348,9 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
     for (int i = 0; i < m->nlayers && !st; i++) {
         st = prepare_layer(&rt->layers[i], &m->layers[i]);
         if (st) st = qat_fail(st, "model: layer %d '%s': %s", i, m->layers[i].name, qat_last_error());
-        else if (o.backend == QAT_RT_BACKEND_AUTO || o.backend == QAT_RT_BACKEND_ONEDNN)
-            if (rt->layers[i].op != OP_ADD && rt->layers[i].op != OP_POOL)
-                prepare_dnnl(&rt->layers[i], &m->layers[i]);
+        else if ((o.backend == QAT_RT_BACKEND_AUTO || o.backend == QAT_RT_BACKEND_ONEDNN) &&
+                 qat_rt_kinds[m->layers[i].kind].prepare_onednn)
+            qat_rt_kinds[m->layers[i].kind].prepare_onednn(&rt->layers[i], &m->layers[i]);
     }
     if (!st) st = plan_offsets(rt);
     if (!st) st = ensure_batch(rt, o.batch);
@@ -502,7 +378,7 @@ qat_status qat_rt_load(const char *path, const qat_rt_options *opt, qat_rt **out
 void qat_rt_free(qat_rt *rt) {
     if (!rt) return;
     for (int i = 0; rt->layers && i < rt->nlayers; i++) {
-        rt_layer *l = &rt->layers[i];
+        qat_rt_node *l = &rt->layers[i];
         free(l->pack);
         free(l->mult);
         free(l->fbias);
@@ -542,9 +418,9 @@ int qat_rt_num_layers(const qat_rt *rt) { return rt->nlayers; }
 qat_status qat_rt_layer(const qat_rt *rt, int i, qat_rt_layer_info *out) {
     if (!rt || !out || i < 0 || i >= rt->nlayers)
         return qat_fail(QAT_ERR_ARG, "qat_rt_layer: index %d out of range", i);
-    const rt_layer *l = &rt->layers[i];
+    const qat_rt_node *l = &rt->layers[i];
     out->name = l->name;
-    out->kind = l->kind;
+    out->kind = l->kind_text;
     out->backend = l->use_dnnl ? "onednn" : rt->backend == QAT_RT_BACKEND_REF ? "ref" : "native";
     out->macs = l->macs;
     out->last_ms = l->last_ms;

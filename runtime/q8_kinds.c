@@ -1,0 +1,137 @@
+/* What the .q8 format knows of each INT8 layer kind (qat_q8_kind_desc, runtime/q8.h): the
+ * arrays it carries, its invariants beyond those every layer has, its weights and MACs. One row
+ * per kind in qat_q8_kinds[]; the runtime's rows are in runtime/rt_kinds.c, the simulation's in
+ * export/qsim.c. */
+#include "q8_internal.h"
+
+#define ARR(a) QAT_Q8_ARR_BIT(QAT_Q8_ARR_##a)
+
+/* The product of n factors; 0 when one is out of range or the product overflows. */
+static int64_t product(const int64_t *f, int n) {
+    int64_t p = 1;
+    for (int j = 0; j < n; j++)
+        if (f[j] < 1 || __builtin_mul_overflow(p, f[j], &p)) return 0;
+    return p;
+}
+
+/* ---- conv: dense KxK or depthwise, requantized to u8 ------------------------------------------ */
+
+static qat_status check_conv_geometry(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->k < 1 || L->k > Q8_MAX_DIM || L->stride < 1 || L->stride > Q8_MAX_DIM)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "kernel %d / stride %d (need 1..%d)",
+                          L->k, L->stride, Q8_MAX_DIM);
+    if (L->pad < 0 || L->pad >= L->k)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "pad %d outside 0..k-1 (k %d)", L->pad,
+                          L->k);
+    const int64_t hh = (int64_t)L->in_h + 2 * (int64_t)L->pad - L->k;
+    const int64_t ww = (int64_t)L->in_w + 2 * (int64_t)L->pad - L->k;
+    if (hh < 0 || ww < 0)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                          "kernel %d larger than padded input %lldx%lld", L->k,
+                          (long long)(hh + L->k), (long long)(ww + L->k));
+    if (hh / L->stride + 1 != L->out_h || ww / L->stride + 1 != L->out_w)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                          "output %dx%d, but k %d stride %d pad %d on %dx%d give %lldx%lld",
+                          L->out_h, L->out_w, L->k, L->stride, L->pad, L->in_h, L->in_w,
+                          (long long)(hh / L->stride + 1), (long long)(ww / L->stride + 1));
+    if (L->groups == 1) {
+        if ((int64_t)L->k * L->k * L->in_c > Q8_MAX_GEMM_K)
+            return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                              "k*k*in_c = %lld exceeds the GEMM limit %d",
+                              (long long)L->k * L->k * L->in_c, Q8_MAX_GEMM_K);
+    } else if (L->groups == L->in_c && L->out_c == L->in_c) {
+        if ((int64_t)L->k * L->k > QAT_I8_DW_MAX_TAPS)
+            return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                              "depthwise k*k = %lld exceeds %d taps", (long long)L->k * L->k,
+                              QAT_I8_DW_MAX_TAPS);
+    } else {
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                          "groups %d with in_c %d, out_c %d (need 1 or depthwise: groups == "
+                          "in_c == out_c)", L->groups, L->in_c, L->out_c);
+    }
+    return QAT_OK;
+}
+
+static qat_status conv_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st;
+    if ((st = check_conv_geometry(m, what, i)) || (st = qat_q8_check_wbits(what, i, L))) return st;
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
+static int64_t conv_weights_per_channel(const qat_q8_layer *L) {
+    return (int64_t)L->k * L->k * (L->groups == 1 ? L->in_c : 1);
+}
+
+static int64_t conv_macs(const qat_q8_layer *L) {
+    if (L->groups != 1 && (L->groups != L->in_c || L->k < 1)) return 0;
+    /* Exact for a validated layer; 0 when a factor is out of range or the product overflows. */
+    const int64_t f[] = {L->out_h, L->out_w, L->out_c, L->k, L->k, L->groups != 1 ? 1 : L->in_c};
+    return product(f, 6);
+}
+
+/* ---- add: the residual sum of two u8 values ----------------------------------------------------- */
+
+static qat_status add_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st;
+    if ((st = qat_q8_check_operand(m, what, i, "skip", L->skip, L->sb, L->zb))) return st;
+    if (L->out_h != L->in_h || L->out_w != L->in_w || L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "add output %dx%dx%d != input %dx%dx%d", L->out_h, L->out_w,
+                                 L->out_c, L->in_h, L->in_w, L->in_c);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
+/* ---- avgpool: global average pool to 1x1xC ------------------------------------------------------ */
+
+static qat_status avgpool_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->out_h != 1 || L->out_w != 1 || L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "global average pool output %dx%dx%d (must be 1x1x%d)", L->out_h,
+                                 L->out_w, L->out_c, L->in_c);
+    if ((int64_t)L->in_h * L->in_w > Q8_MAX_POOL_HW)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "pool over %dx%d > 2^23 pixels",
+                                 L->in_h, L->in_w);
+    if (!qat_q8_pos_finite(L->pool_mult))
+        return qat_q8_layer_fail(QAT_ERR_NUMERIC, what, i, L, 1,
+                                 "pool multiplier %g is not finite and > 0", (double)L->pool_mult);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
+/* ---- linear: the classifier, dequantized to float logits ---------------------------------------- */
+
+static qat_status linear_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->in_h != 1 || L->in_w != 1 || L->out_h != 1 || L->out_w != 1)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "linear shape %dx%dx%d -> %dx%dx%d (must be 1x1xC)", L->in_h,
+                                 L->in_w, L->in_c, L->out_h, L->out_w, L->out_c);
+    if (L->out_c != m->nclasses)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "%d outputs for %d classes",
+                                 L->out_c, m->nclasses);
+    return qat_q8_check_wbits(what, i, L);
+}
+
+static int64_t linear_weights_per_channel(const qat_q8_layer *L) { return L->in_c; }
+
+static int64_t linear_macs(const qat_q8_layer *L) {
+    const int64_t f[] = {L->out_h, L->out_w, L->out_c, L->in_c};
+    return product(f, 4);
+}
+
+/* ---- the table ---------------------------------------------------------------------------------- */
+
+const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
+    [QAT_Q8_CONV] = {"conv", ARR(WEIGHT) | ARR(BIAS) | ARR(MULT) | ARR(WSCALE),
+                     ARR(WEIGHT) | ARR(BIAS) | ARR(MULT) | ARR(WSCALE), 0, 0, conv_check,
+                     conv_weights_per_channel, conv_macs},
+    [QAT_Q8_ADD] = {"add", 0, 0, 1, 0, add_check, NULL, NULL},
+    [QAT_Q8_AVGPOOL] = {"avgpool", 0, 0, 0, 0, avgpool_check, NULL, NULL},
+    /* fbias optional: qat_i8_gemm_f32 accepts a classifier without bias */
+    [QAT_Q8_LINEAR] = {"linear", ARR(WEIGHT) | ARR(MULT) | ARR(WSCALE),
+                       ARR(WEIGHT) | ARR(MULT) | ARR(FBIAS) | ARR(WSCALE), 0, 1, linear_check,
+                       linear_weights_per_channel, linear_macs},
+};
