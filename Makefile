@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g
 SAN     ?=
 # The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Ioptim -Idatasets -Itrain -Iexport -Iruntime
+             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
@@ -25,7 +25,7 @@ ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
-LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
+LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c models/*.c \
                        optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c)
 CLI_SRCS := train/main.c $(wildcard train/cli*.c)
 LIB_SRCS := $(filter-out $(CLI_SRCS),$(LIB_SRCS))

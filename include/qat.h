@@ -53,7 +53,7 @@ int qat_get_threads(void);
  * fails. 0 (the default) = no cap. Process-wide, like the thread count. */
 void qat_set_memory_limit(size_t bytes);
 
-/* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, layers/model.h) ------------------ */
+/* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, models/model.h) ----------------- */
 typedef struct qat_dataset qat_dataset;
 typedef struct qat_data_opts qat_data_opts;
 typedef struct qat_spec qat_spec;

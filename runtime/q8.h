@@ -128,7 +128,7 @@ extern const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT];
  * (or "model") in the message: "MODEL.q8: layer 3 'features.1.conv.0': ...". */
 qat_status qat_q8_validate(const qat_q8_model *m, const char *what);
 
-/* .q8 file (docs/formats.md): the container of export/container.h with magic "QATINT8\0".
+/* .q8 file (docs/formats.md): the container of base/container.h with magic "QATINT8\0".
  * Save validates first and writes atomically; load validates everything (any failure: one
  * error line naming the path, nothing allocated is leaked, *out = NULL). */
 qat_status qat_q8_save(const qat_q8_model *m, const char *path);

@@ -1,4 +1,4 @@
-/* The section container (export/container.c): round trips, atomic replacement, and hostile files
+/* The section container (base/container.c): round trips, atomic replacement, and hostile files
  * (every truncation, every single-bit flip, forged headers with valid checksums). Forged files are
  * built here byte by byte from the layout documented in container.h, with zlib's crc32. */
 #define _GNU_SOURCE

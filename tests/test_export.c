@@ -1,4 +1,4 @@
-/* The .q8 INT8 model file (export/q8_file.c): bit-exact round trip, every validation rule with
+/* The .q8 INT8 model file (runtime/q8_file.c, runtime/q8_model.c): bit-exact round trip, every validation rule with
  * a message naming the layer, damaged files, and a deterministic fuzz smoke test whose
  * mutations get their CRCs recomputed so they reach the parser and validator behind them. */
 #define _GNU_SOURCE

@@ -1,5 +1,5 @@
 /* INT8 kernels: every variant this CPU can run against naive references written here from the
- * definitions in kernels/int8.h and fakequant/qmath.h, demanding bit-exact output and printing
+ * definitions in kernels/int8.h and kernels/qmath.h, demanding bit-exact output and printing
  * the first mismatching index (CMSIS-NN habit). Shapes are odd on purpose (tails everywhere). */
 #include "int8.h"
 #include "test_util.h"

@@ -136,7 +136,7 @@ static void test_disabled_is_fp32(void) {
             ctx.training = training;
             ctx.grad_enabled = 1;
             qat_tensor *x = input(&ctx, 4, 9);
-            qat_tensor *y = pass ? qat_qmodel_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
+            qat_tensor *y = pass ? qat_quantized_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
             CU_ASSERT_FATAL(y != NULL);
             int32_t labels[4] = {0, 1, 2, 1};
             qat_backward(&ctx, qat_softmax_cross_entropy(&ctx, y, labels, 0.0f));
@@ -176,18 +176,18 @@ static void test_fold_matches_eval(void) {
     qat_tensor *ref = qat_model_forward(m, &ctx, x);
     qat_qmodel_enable_fake_quant(q, 0);
     q->fold_bn = 2;
-    qat_tensor *y = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *y = qat_quantized_forward(q, &ctx, x);
     CU_ASSERT(test_compare("folded conv-bn", y->data, ref->data, y->numel, 1e-5) <= 1e-5);
     CU_ASSERT(memcmp(y->data, ref->data, (size_t)y->numel * sizeof(float)) != 0); /* it did fold */
     /* calibrate on this batch, freeze, quantize: close to FP32 but not equal */
     q->fold_bn = 1;
     q->calibrating = 1;
-    qat_qmodel_forward(q, &ctx, x);
+    qat_quantized_forward(q, &ctx, x);
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
     qat_qmodel_enable_fake_quant(q, 1);
     q->exact_eval = 0; /* the float graph, whose trace qat_qmodel_sqnr compares below */
-    qat_tensor *yq = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *yq = qat_quantized_forward(q, &ctx, x);
     /* signal-to-quantization-noise ratio of the logits of a random 8-layer network */
     double sig = 0, noise = 0;
     for (int64_t i = 0; i < yq->numel; i++) {
@@ -240,7 +240,7 @@ static void test_fold_gradients(void) {
             ctx.grad_enabled = 1;
             if (mode == 2 && pass) qat_qmodel_freeze_bn(q);
             qat_tensor *x = input(&ctx, 6, 19);
-            qat_tensor *y = pass ? qat_qmodel_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
+            qat_tensor *y = pass ? qat_quantized_forward(q, &ctx, x) : qat_model_forward(m, &ctx, x);
             int32_t labels[6] = {0, 1, 2, 1, 0, 2};
             qat_backward(&ctx, qat_softmax_cross_entropy(&ctx, y, labels, 0.0f));
             if (!pass) {
@@ -535,12 +535,12 @@ static void test_lsq(void) {
     ctx.grad_enabled = 0;
     qat_tensor *x = input(&ctx, 4, 17);
     q->calibrating = 1;
-    qat_qmodel_forward(q, &ctx, x);
+    qat_quantized_forward(q, &ctx, x);
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
-    qat_tensor *a = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *a = qat_quantized_forward(q, &ctx, x);
     CU_ASSERT_FATAL(qat_qmodel_lsq_start(q) == QAT_OK);
-    qat_tensor *b = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *b = qat_quantized_forward(q, &ctx, x);
     CU_ASSERT(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0);
     qat_ctx_free(&ctx);
     qat_qmodel_free(q);

@@ -1,9 +1,9 @@
-/* Convert and the integer-exact simulation (layers/qint.c): the simulation's codes equal the
+/* Convert and the integer-exact simulation (export/convert.c, export/qsim.c): the simulation's codes equal the
  * INT8 kernels' on every layer, eval uses it, it stays close to the float fake-quant graph, and
  * models without an INT8 form are refused with a reason. */
 #include "int8.h"
 #include "int8_onednn.h"
-#include "qint.h"
+#include "export.h"
 #include "requant.h"
 #include "rt_internal.h"
 #include "test_util.h"
@@ -37,7 +37,7 @@ static qat_qmodel *calibrated(const char *spec_text, const char *qconfig, qat_mo
     *x = qat_tensor_4d(ctx, 5, 11, 11, 1);
     for (int64_t i = 0; i < (*x)->numel; i++) (*x)->data[i] = qat_rng_normal(&r);
     q->calibrating = 1;
-    qat_qmodel_forward(q, ctx, *x);
+    qat_quantized_forward(q, ctx, *x);
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
     return q;
@@ -104,9 +104,9 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
     qat_tensor *x;
     qat_qmodel *q = calibrated(spec_text, qconfig, &m, &spec, &ctx, &x);
     qat_q8_model *im;
-    CU_ASSERT_FATAL(qat_qint_build(q, NULL, NULL, &im) == QAT_OK);
+    CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
     uint8_t **codes = malloc((size_t)im->nlayers * sizeof *codes);
-    qat_tensor *logits = qat_qint_forward(im, &ctx, x, codes);
+    qat_tensor *logits = qat_qsim_forward(im, &ctx, x, codes);
     CU_ASSERT_FATAL(logits != NULL);
     /* input codes as the runtime quantizes them */
     uint8_t *in = malloc((size_t)x->numel);
@@ -163,10 +163,10 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
     }
     free(yr);
     /* eval forward = simulation, bit for bit; the float graph is close but not the same thing */
-    qat_tensor *ye = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *ye = qat_quantized_forward(q, &ctx, x);
     CU_ASSERT(ye && !memcmp(ye->data, logits->data, (size_t)logits->numel * sizeof(float)));
     q->exact_eval = 0;
-    qat_tensor *yg = qat_qmodel_forward(q, &ctx, x);
+    qat_tensor *yg = qat_quantized_forward(q, &ctx, x);
     double sig = 0, noise = 0;
     for (int64_t i = 0; i < yg->numel; i++) {
         double d = (double)yg->data[i] - logits->data[i];
@@ -227,7 +227,7 @@ static void test_wide_layer_integer_path(void) {
     for (int i = 0; i < COUT * K * K * CIN; i++) w[i] = (int8_t)(qat_rng_uniform(&r) < 0.5f ? 127 : -128);
     for (int64_t i = 0; i < x->numel; i++) x->data[i] = 3.0f * qat_rng_uniform(&r);
     uint8_t *codes[3];
-    qat_tensor *y = qat_qint_forward(&m, &ctx, x, codes);
+    qat_tensor *y = qat_qsim_forward(&m, &ctx, x, codes);
     CU_ASSERT_FATAL(y != NULL);
     uint8_t *in = malloc((size_t)x->numel);
     for (int64_t i = 0; i < x->numel; i++) in[i] = (uint8_t)qat_quantize(x->data[i], 1.0f / m.in_scale, 3, 0, 255);
@@ -274,12 +274,12 @@ static void expect_refused(const char *spec_text, const char *qconfig, const cha
     if (fq_off) q->fq[2].fake_quant_enabled = 0;
     qat_q8_model *im = (qat_q8_model *)1;
     char why[256];
-    CU_ASSERT(!qat_qint_convertible(q, why, sizeof why));
-    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG && im == NULL);
+    CU_ASSERT(!qat_convertible(q, why, sizeof why));
+    CU_ASSERT(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_ERR_ARG && im == NULL);
     if (!strstr(qat_last_error(), needle)) printf("\n  message: %s\n", qat_last_error());
     CU_ASSERT(strstr(qat_last_error(), needle) != NULL);
     /* eval falls back to the float graph instead of failing */
-    CU_ASSERT(qat_qmodel_forward(q, &ctx, x) != NULL);
+    CU_ASSERT(qat_quantized_forward(q, &ctx, x) != NULL);
     qat_ctx_free(&ctx);
     qat_qmodel_free(q);
     qat_model_free(m);
@@ -298,7 +298,7 @@ static void test_refusals(void) {
     qat_qmodel *q;
     CU_ASSERT_FATAL(qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, QAT_OBS_MINMAX, &q) == QAT_OK);
     qat_q8_model *im;
-    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG && strstr(qat_last_error(), "saw no data"));
+    CU_ASSERT(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_ERR_ARG && strstr(qat_last_error(), "saw no data"));
     qat_qmodel_free(q);
     qat_model_free(m);
     qat_spec_free(spec);
@@ -319,7 +319,7 @@ static void test_spec_overrides(void) {
     qat_tensor *x;
     qat_qmodel *q = calibrated(mixed, "w4a8", &m, &spec, &ctx, &x);
     qat_q8_model *im;
-    CU_ASSERT_FATAL(qat_qint_build(q, NULL, NULL, &im) == QAT_OK);
+    CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
     int wide = 0, narrow_ok = 1;
     for (int li = 0; li < im->nlayers; li++) {
         const qat_q8_layer *Y = &im->layers[li];
@@ -350,9 +350,9 @@ static void test_spec_overrides(void) {
     int off = 0;
     for (int i = 0; i < q->nfq; i++) off += !q->fq[i].fake_quant_enabled;
     CU_ASSERT(off == 3 * 2); /* expand, depthwise, project: a weight and an output point each */
-    CU_ASSERT(qat_qint_build(q, NULL, NULL, &im) == QAT_ERR_ARG);
+    CU_ASSERT(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_ERR_ARG);
     CU_ASSERT(strstr(qat_last_error(), "fake-quant is off at features.1") != NULL);
-    CU_ASSERT(qat_qmodel_forward(q, &ctx, x) != NULL);
+    CU_ASSERT(qat_quantized_forward(q, &ctx, x) != NULL);
     qat_ctx_free(&ctx);
     qat_qmodel_free(q);
     qat_model_free(m);

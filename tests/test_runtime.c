@@ -1,6 +1,6 @@
-/* The INT8 runtime (export/rt.c) on small random models built here: every backend and kernel
- * variant against an independent scalar re-implementation of the arithmetic of export/q8.h
- * (written from its comment with the fakequant/qmath.h functions), bit-exact; the buffer plan
+/* The INT8 runtime (runtime/rt.c) on small random models built here: every backend and kernel
+ * variant against an independent scalar re-implementation of the arithmetic of runtime/q8.h
+ * (written from its comment with the kernels/qmath.h functions), bit-exact; the buffer plan
  * (memory reuse, re-planning for larger batches); bad arguments. */
 #include "int8.h"
 #include "q8.h"
@@ -168,7 +168,7 @@ static qat_q8_model *make_chain(int depth) {
     return b.m;
 }
 
-/* ---- independent reference (the arithmetic of export/q8.h, one value at a time) ------------ */
+/* ---- independent reference (the arithmetic of runtime/q8.h, one value at a time) ------------ */
 
 static void ref_conv(const qat_q8_layer *L, const uint8_t *x, uint8_t *y, int n) {
     const int dw = L->groups > 1, cin_w = dw ? 1 : L->in_c;

@@ -1,5 +1,5 @@
 /* Checkpoint contents. The file container (magic, version, section table, CRCs, atomic write)
- * is export/container.c; this file decides what a training run stores in it. The spec text is
+ * is base/container.c; this file decides what a training run stores in it. The spec text is
  * stored so `qat eval --ckpt` rebuilds the architecture without being told it. */
 #include "container.h"
 #include "train.h"

@@ -13,7 +13,7 @@ qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_mode
         st = qat_fail(QAT_ERR_ARG, "%s: an FP32 checkpoint has no quantization parameters "
                                    "(run qat ptq or qat qat on it first, or qat quantize)", ckpt);
     else
-        st = qat_qint_build(r.qmodel, r.mean, r.std, &m);
+        st = qat_convert_qmodel(r.qmodel, r.mean, r.std, &m);
     if (st && r.qmodel) st = qat_fail(st, "%s: %s", ckpt, qat_last_error());
     if (!st && out) st = qat_q8_save(m, out);
     qat_run_free(&r);

@@ -36,7 +36,7 @@ static qat_tensor *model_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
 }
 
 qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x) {
-    return r->qmodel ? qat_qmodel_forward(r->qmodel, ctx, x) : qat_model_forward(r->model, ctx, x);
+    return r->qmodel ? qat_quantized_forward(r->qmodel, ctx, x) : qat_model_forward(r->model, ctx, x);
 }
 
 static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {

@@ -8,7 +8,7 @@
 #include "optim.h"
 #include "spec.h"
 #include "ops.h"
-#include "qint.h"
+#include "export.h"
 
 /* Default evaluation batch: every op output of a batch lives in the eval arena, so 128 images
  * keep evaluation under ~0.3 GB where 500 took ~1 GB, and run faster (measured: 1.7 s vs 2.3 s
@@ -157,7 +157,7 @@ qat_status qat_qat_run(const qat_qat_opts *o);
 
 /* ---- stage 3: `qat convert` (train/convert.c) -------------------------------------------------- */
 
-/* Loads a PTQ/QAT checkpoint and builds its INT8 model (layers/qint.h) with the run's input
+/* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
  * normalisation; writes it to out (atomically, .q8 format) when out != NULL, and hands the
  * model over in *model when model != NULL (free with qat_q8_free). An FP32 checkpoint gets
  * QAT_ERR_ARG saying to run ptq/qat first. */

@@ -1,4 +1,4 @@
-/* CRC repair of the container layout (export/container.h), shared by the fuzz harness and the
+/* CRC repair of the container layout (base/container.h), shared by the fuzz harness and the
  * fuzz smoke test: after a mutation, recompute every section CRC whose range lies inside the
  * buffer, then the header CRC, so that mutations reach the parser behind the checksums. */
 #ifndef QAT_CONTAINER_CRC_H

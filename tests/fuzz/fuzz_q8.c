@@ -1,4 +1,4 @@
-/* libFuzzer entry point for the .q8 loader (export/q8_file.c + export/container.c): `make fuzz`.
+/* libFuzzer entry point for the .q8 loader (runtime/q8_file.c, q8_model.c, q8_kinds.c + base/container.c): `make fuzz`.
  *
  * Each input is tried twice: as given (the container's own checks: magic, table, bounds, CRCs)
  * and with every section CRC and the header CRC recomputed, so that mutations reach the q8 record

@@ -18,7 +18,7 @@
 #include "model.h"
 #include "quant.h"
 
-/* ---- the QAT / PTQ model (layers/qmodel.c) ---------------------------------------------------- */
+/* ---- the QAT / PTQ model (models/qmodel.c) ---------------------------------------------------- */
 
 typedef enum {
     QAT_QMODEL_QAT = 0, /* activation observers: cfg.act_obs_qat */
@@ -52,7 +52,7 @@ typedef struct {
                                    * weight observers still follow the weights */
     qat_tensor **trace;           /* non-NULL: forward stores each layer's output here (nlayers) */
     /* 1 (default): in eval mode (not calibrating, no trace) a convertible model is evaluated by
-     * the integer-exact simulation of its INT8 model (layers/qint.h), so eval reports what the
+     * the integer-exact simulation of its INT8 model (export/export.h), so eval reports what the
      * INT8 runtime delivers; 0: the float fake-quant graph (training's arithmetic). */
     int exact_eval;
     /* cfg.lsq: one learned quantizer per point, used once lsq_ready (before that the observers

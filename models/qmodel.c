@@ -1,7 +1,6 @@
 /* The QAT / PTQ model: fake-quant around a qat_model's layer records and simulated BN folding.
  * docs/quantization.md ("QAT model") states what is computed and why. */
 #include "qmodel.h"
-#include "qint.h"
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -377,16 +376,6 @@ qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x) {
     if (!x || x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != m->in_h ||
         x->shape[2] != m->in_w || x->shape[3] != m->in_c)
         return qat_model_forward(m, ctx, x); /* sets the same shape error and returns NULL */
-    if (!ctx->training && q->exact_eval && !q->calibrating && !q->trace && qat_qint_convertible(q, NULL, 0)) {
-        /* Rebuilt per call (folding ~1e5 weights costs little next to a batch's forward); a
-         * model that fails to convert (say, an accumulator bound) is evaluated by the graph. */
-        qat_q8_model *im;
-        if (qat_qint_build(q, NULL, NULL, &im) == QAT_OK) {
-            qat_tensor *y = qat_qint_forward(im, ctx, x, NULL);
-            qat_q8_free(im);
-            return y;
-        }
-    }
     int observe = !q->observers_frozen && (ctx->training || q->calibrating);
     qat_tensor **outs = qat_arena_alloc(&ctx->arena, (size_t)m->nlayers * sizeof *outs);
     qat_tensor *xin = fq_at(q, ctx, x, 0, observe);
