@@ -13,8 +13,7 @@
 /* Largest |partial sum| a float conv/linear can form on this layer's inputs (|x - zx| <= 255):
  * below 2^24 every float partial sum is an exact integer, in any summation order. */
 static int float_exact(const qat_q8_layer *Y) {
-    int64_t R = (int64_t)Y->k * Y->k * (Y->in_c / (Y->groups > 0 ? Y->groups : 1));
-    if (Y->kind == QAT_Q8_LINEAR) R = Y->in_c;
+    const int64_t R = qat_q8_kinds[Y->kind].weights_per_channel(Y);
     for (int c = 0; c < Y->out_c; c++) {
         int64_t s = 0;
         for (int64_t k = 0; k < R; k++) s += abs(Y->weight[c * R + k]);
@@ -48,20 +47,17 @@ static qat_tensor *centered(qat_ctx *ctx, const uint8_t *x, int32_t zx, int ndim
     return t;
 }
 
-static qat_tensor *weights_f(qat_ctx *ctx, const qat_q8_layer *Y) {
-    qat_tensor *t;
-    if (Y->kind == QAT_Q8_LINEAR) {
-        int ls[2] = {Y->out_c, Y->in_c};
-        t = qat_tensor_new(ctx, 2, ls);
-    } else {
-        int ws[4] = {Y->out_c, Y->k, Y->k, Y->in_c / Y->groups};
-        t = qat_tensor_new(ctx, 4, ws);
-    }
+/* The integer weights of Y as floats of the given shape (OHWI, or (out, in)). */
+static qat_tensor *weights_f(qat_ctx *ctx, const qat_q8_layer *Y, int ndim, const int *shape) {
+    qat_tensor *t = qat_tensor_new(ctx, ndim, shape);
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)Y->weight[i];
     return t;
 }
 
-static void sim_conv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int N, uint8_t *y) {
+/* ---- one simulation per INT8 layer kind: a (and b, the second operand) -> y, or logits ------- */
+
+static void sim_conv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                     int N, uint8_t *y, float *logits) {
     int64_t HWo = (int64_t)Y->out_h * Y->out_w;
     const int C = Y->out_c;
     if (!float_exact(Y)) {
@@ -72,12 +68,13 @@ static void sim_conv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int 
                         conv_acc_int(Y, x, n, (int)(p / Y->out_w), (int)(p % Y->out_w), c), Y->mult[c], Y->zy, Y->lo, Y->hi);
         return;
     }
-    int xs[4] = {N, Y->in_h, Y->in_w, Y->in_c};
-    qat_tensor *acc = qat_conv2d(ctx, centered(ctx, x, Y->zx, 4, xs), weights_f(ctx, Y), NULL, Y->stride, Y->pad, Y->groups);
+    int xs[4] = {N, Y->in_h, Y->in_w, Y->in_c}, ws[4] = {Y->out_c, Y->k, Y->k, Y->in_c / Y->groups};
+    qat_tensor *acc = qat_conv2d(ctx, centered(ctx, x, Y->zx, 4, xs), weights_f(ctx, Y, 4, ws), NULL, Y->stride, Y->pad, Y->groups);
     qat_requant_rows(y, acc->data, acc->numel / C, C, Y->bias, Y->mult, Y->zy, Y->lo, Y->hi);
 }
 
-static void sim_linear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, int N, float *y) {
+static void sim_linear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                       int N, uint8_t *yc, float *y) {
     const int O = Y->out_c, I = Y->in_c;
     if (!float_exact(Y)) {
         for (int n = 0; n < N; n++)
@@ -88,18 +85,21 @@ static void sim_linear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, in
             }
         return;
     }
-    int xs[2] = {N, I};
-    qat_tensor *acc = qat_linear(ctx, centered(ctx, x, Y->zx, 2, xs), weights_f(ctx, Y), NULL);
+    int xs[2] = {N, I}, ws[2] = {O, I};
+    qat_tensor *acc = qat_linear(ctx, centered(ctx, x, Y->zx, 2, xs), weights_f(ctx, Y, 2, ws), NULL);
     for (int64_t i = 0; i < acc->numel; i++)
         y[i] = qat_i8_dequant_f32((int32_t)acc->data[i], Y->mult[i % O], Y->fbias, (int)(i % O));
 }
 
-static void sim_add(const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b, int64_t n, uint8_t *y) {
+static void sim_add(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b,
+                    int N, uint8_t *y, float *logits) {
+    const int64_t n = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
     qat_i8_add_params p = {Y->sx, Y->sb, 1.0f / Y->sy, Y->zx, Y->zb, Y->zy, Y->lo, Y->hi};
     for (int64_t i = 0; i < n; i++) y[i] = qat_i8_add_one(a[i], b[i], &p);
 }
 
-static void sim_avgpool(const qat_q8_layer *Y, const uint8_t *x, int N, uint8_t *y) {
+static void sim_avgpool(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                        int N, uint8_t *y, float *logits) {
     const int HW = Y->in_h * Y->in_w, C = Y->in_c;
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
@@ -108,6 +108,15 @@ static void sim_avgpool(const qat_q8_layer *Y, const uint8_t *x, int N, uint8_t 
             y[(int64_t)n * C + c] = (uint8_t)qat_requantize(s - HW * Y->zx, Y->pool_mult, Y->zy, Y->lo, Y->hi);
         }
 }
+
+typedef void (*sim_fn)(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b,
+                       int N, uint8_t *y, float *logits);
+static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
+    [QAT_Q8_CONV] = sim_conv,
+    [QAT_Q8_ADD] = sim_add,
+    [QAT_Q8_AVGPOOL] = sim_avgpool,
+    [QAT_Q8_LINEAR] = sim_linear,
+};
 
 qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,
                              uint8_t **codes) {
@@ -130,18 +139,11 @@ qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tens
         const qat_q8_layer *Y = &m->layers[li];
         const uint8_t *a = Y->input < 0 ? in : val[Y->input];
         int64_t n_out = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
-        val[li] = NULL;
-        if (Y->kind != QAT_Q8_LINEAR) val[li] = qat_arena_alloc(&ctx->arena, (size_t)n_out);
-        switch (Y->kind) {
-        case QAT_Q8_CONV: sim_conv(ctx, Y, a, N, val[li]); break;
-        case QAT_Q8_ADD: sim_add(Y, a, Y->skip < 0 ? in : val[Y->skip], n_out, val[li]); break;
-        case QAT_Q8_AVGPOOL: sim_avgpool(Y, a, N, val[li]); break;
-        case QAT_Q8_LINEAR:
-            logits = qat_tensor_2d(ctx, N, Y->out_c);
-            sim_linear(ctx, Y, a, N, logits->data);
-            break;
-        default: break;
-        }
+        const int float_out = qat_q8_kinds[Y->kind].float_output;
+        val[li] = float_out ? NULL : qat_arena_alloc(&ctx->arena, (size_t)n_out);
+        if (float_out) logits = qat_tensor_2d(ctx, N, Y->out_c);
+        const uint8_t *b = qat_q8_kinds[Y->kind].second_input ? (Y->skip < 0 ? in : val[Y->skip]) : NULL;
+        sim_kinds[Y->kind](ctx, Y, a, b, N, val[li], float_out ? logits->data : NULL);
         if (codes) codes[li] = val[li];
     }
     ctx->grad_enabled = grad;

@@ -212,6 +212,36 @@ void qat_lsq_qparams(const qat_lsq *q, float *scale, int32_t *zero_point);
 void qat_lsq_channel(const qat_lsq *q, int c, int32_t qmin, int32_t qmax, float *scale,
                      float *inv, int32_t *zp);
 
+/* ---- the quantization point (fakequant/qpoint.c) --------------------------------------------- */
+
+#define QAT_QPOINT_NAME_MAX 64
+
+/* One place of a model where values are quantized (the model input, a layer's weight, a layer's
+ * output), with everything that quantizes there: one struct per point, so the quantizer, its
+ * name and its flags cannot get out of step. */
+typedef struct {
+    char name[QAT_QPOINT_NAME_MAX]; /* "input", "features.3.body.1.weight_fq", "pool.out_fq", ... */
+    int weight;                /* 1: weights, observed alone (observer reset before each update,
+                                * so the range is that of the weights now); 0: activations */
+    int keep_float;            /* the spec's quant=0: fake-quant stays off at this point */
+    qat_fq fq;                 /* the observer-driven quantizer (calibration, fixed-qparams QAT) */
+    qat_lsq lsq;               /* the learned quantizer (qconfig lsq), once the model has one */
+} qat_qpoint;
+
+/* The point's quantizer (qat_fq_init) under its name; lsq stays empty until qat_lsq_init. */
+qat_status qat_qpoint_init(qat_qpoint *p, const char *name, int weight, const qat_qscheme *s,
+                           qat_observer_kind kind, int nchannels);
+void qat_qpoint_free(qat_qpoint *p);
+/* Whether the quantizer in use (the learned one when lsq) fake-quantizes. */
+int qat_qpoint_on(const qat_qpoint *p, int lsq);
+/* Turns fake-quant on or off for both quantizers (never on at a keep_float point). */
+void qat_qpoint_enable(qat_qpoint *p, int on);
+/* The qparams the forward uses now: the learned quantizer's when lsq, else the observer's
+ * (computed first when the observer has news). scale/zp have fq.nchannels entries. */
+qat_status qat_qpoint_qparams(qat_qpoint *p, int lsq, float *scale, int32_t *zero_point);
+/* Fixes the range: qparams from the observer (which must have seen data), observer off. */
+qat_status qat_qpoint_freeze(qat_qpoint *p);
+
 /* ---- qconfig presets (fakequant/qconfig.c) ------------------------------------------------------ */
 
 #define QAT_QCONFIG_NAME_MAX 16

@@ -1,5 +1,7 @@
-/* A model built from a spec: the architecture is a flat array of layer records that forward
- * walks, and all learnable parameters live in one allocation (grads in another), llm.c style.
+/* A model built from a spec: the architecture is an array of layer records in execution order
+ * (a DAG: each record names the records it reads, layers/layer.h) that forward walks through
+ * their kinds' descriptors, and all learnable parameters live in one allocation (grads in
+ * another), llm.c style.
  *
  *   qat_spec *s;  qat_spec_load("mbv2-tiny", &s);
  *   qat_model *m;
@@ -11,85 +13,13 @@
  *   ... optimizer step over m->params / m->grads / m->segs ...
  *   qat_model_zero_grad(m);  qat_ctx_reset(&ctx);
  *
- * Layer records are what later stages transform: stage 2 inserts fake-quant after activations,
- * on adds and on the classifier and simulates BN folding per QAT_LAYER_CONV_BN_ACT record;
- * stage 3 turns each record into one INT8 op.
- *
- * Names follow the PyTorch peer (torch_peer.py, class MBV2Tiny): the parameter and buffer names
- * are its state_dict keys ("features.3.body.1.0.weight" is block 3's depthwise conv), in the
- * order of model.parameters(). Conv weights are OHWI here, OIHW in PyTorch.
+ * The fake-quant model (models/qmodel.h) walks the same records with their kinds' fake-quant
+ * graphs, and convert (export/) turns each into its INT8 layer.
  */
 #ifndef QAT_MODEL_H
 #define QAT_MODEL_H
 
-#include "ops.h"
-#include "optim.h"
-#include "spec.h"
-
-typedef enum {
-    QAT_LAYER_CONV_BN_ACT = 0, /* conv (no bias) + BatchNorm + activation (or none) */
-    QAT_LAYER_ADD,             /* residual: output of `input` + output of `skip` */
-    QAT_LAYER_GLOBAL_AVGPOOL,  /* (N, H, W, C) -> (N, C) */
-    QAT_LAYER_DROPOUT,         /* only present when the classifier's dropout > 0 */
-    QAT_LAYER_LINEAR,          /* the classifier, with bias */
-    QAT_LAYER_KIND_COUNT
-} qat_layer_kind;
-
-extern const char *const qat_layer_kind_names[QAT_LAYER_KIND_COUNT];
-
-/* What a conv is for (summaries, and per-role choices in later stages). */
-typedef enum {
-    QAT_CONV_NONE = 0, /* not a conv layer */
-    QAT_CONV_STEM,
-    QAT_CONV_EXPAND,   /* ir: 1x1 in -> in*t */
-    QAT_CONV_DW,       /* depthwise k x k (groups == channels) */
-    QAT_CONV_PROJECT,  /* ir: 1x1 hidden -> out, no activation */
-    QAT_CONV_PW,       /* ds: 1x1 pointwise */
-    QAT_CONV_HEAD,
-    QAT_CONV_ROLE_COUNT
-} qat_conv_role;
-
-extern const char *const qat_conv_role_names[QAT_CONV_ROLE_COUNT];
-
-#define QAT_LAYER_NAME_MAX 48
-#define QAT_PARAM_NAME_MAX 64
-
-typedef struct {
-    qat_layer_kind kind;
-    char name[QAT_LAYER_NAME_MAX]; /* module path, e.g. "features.3.body.1"; "pool", "fc" */
-    int input;                     /* layer whose output this reads; -1 = the model input */
-    int skip;                      /* ADD: the other operand (layer index, -1 = model input) */
-    int stage;                     /* index into spec->stages, -1 for pool/dropout/linear */
-    int in_h, in_w, in_c;          /* per-image input shape */
-    int out_h, out_w, out_c;       /* per-image output shape (1x1xC after pooling) */
-    /* QAT_LAYER_CONV_BN_ACT */
-    qat_conv_role role;
-    int k, stride, pad, groups;
-    qat_act act;
-    qat_tensor weight;             /* conv (Cout, K, K, Cin/groups) or linear (out, in) */
-    qat_tensor gamma, beta;        /* BN scale and shift (Cout) */
-    qat_bn_state bn;               /* running mean/var point into model->buffers */
-    /* QAT_LAYER_LINEAR */
-    qat_tensor bias;               /* (out) */
-    /* QAT_LAYER_DROPOUT */
-    float dropout;
-    int64_t nparams;               /* learnable parameters of this layer */
-    int64_t macs;                  /* multiply-accumulates per image */
-} qat_layer;
-
-/* One learnable tensor: m->param_info[i] describes m->segs[i]. */
-typedef struct {
-    char name[QAT_PARAM_NAME_MAX]; /* PyTorch state_dict key */
-    qat_tensor *tensor;            /* persistent tensor in its layer record */
-    int layer;
-} qat_param_info;
-
-/* One buffer tensor (BN running statistics) inside m->buffers. */
-typedef struct {
-    char name[QAT_PARAM_NAME_MAX]; /* "features.0.1.running_mean" */
-    int64_t offset, numel;
-    int layer;
-} qat_buffer_info;
+#include "layer.h"
 
 typedef struct qat_model qat_model;
 struct qat_model {

@@ -7,10 +7,12 @@
  *   qat_tensor *logits = qat_qmodel_forward(q, &ctx, x);   // same records as qat_model_forward
  *   qat_qmodel_free(q);                                     // the model stays the caller's
  *
- * Quantization points (docs/quantization.md, "QAT model"): the model input; each CONV_BN_ACT's
- * weight (after simulated BN folding) and its output (after the activation; the conv+BN output
- * for project convs); each residual ADD output; the global pool output (= the classifier's
- * input); the classifier weight. The logits stay float (the INT8 model dequantizes them).
+ * Quantization points (docs/quantization.md, "QAT model"): the model input, then per layer
+ * the points its kind declares (qat_layer_desc.qpoints): each conv's weight (after simulated BN
+ * folding) and its output (after the activation; the conv+BN output for project convs); each
+ * residual add's output; the global pool's output (= the classifier's input); the classifier's
+ * weight. The logits stay float (the INT8 model dequantizes them). One qat_qpoint per point
+ * (fakequant/quant.h), and per layer the indices of its points.
  */
 #ifndef QAT_QMODEL_H
 #define QAT_QMODEL_H
@@ -25,17 +27,19 @@ typedef enum {
     QAT_QMODEL_PTQ,     /* activation observers: the kind given to create (minmax / histogram) */
 } qat_qmodel_mode;
 
-#define QAT_QPOINT_NAME_MAX 64
+/* A layer's quantization points: indices into qat_qmodel.points, -1 when it has none. */
+typedef struct {
+    int weight, out;
+    int in;                       /* the point holding the value of the layer's input 0 */
+} qat_qlayer;
 
 typedef struct {
     qat_model *model;             /* not owned */
     qat_qconfig cfg;
     qat_observer_kind act_obs;    /* the activation observer in use */
-    int nfq;
-    qat_fq *fq;                   /* all quantization points: [0] is the model input */
-    char (*fq_names)[QAT_QPOINT_NAME_MAX];
-    int *weight_fq, *out_fq;      /* per layer: index into fq, or -1 */
-    unsigned char *keep_float;    /* per point: 1 = a spec's quant=0 stage, fake-quant stays off */
+    int npoints;
+    qat_qpoint *points;           /* every quantization point: [0] is the model input */
+    qat_qlayer *layers;           /* (model->nlayers) */
     /* 1 (default): fold BN into the weight when the weight fake-quant is on, else plain conv+BN;
      * 2: always fold (tests); 0: never. */
     int fold_bn;
@@ -55,12 +59,12 @@ typedef struct {
      * the integer-exact simulation of its INT8 model (export/export.h), so eval reports what the
      * INT8 runtime delivers; 0: the float fake-quant graph (training's arithmetic). */
     int exact_eval;
-    /* cfg.lsq: one learned quantizer per point, used once lsq_ready (before that the observers
-     * of fq[] calibrate, and qat_qmodel_lsq_start initialises the scales from them). Scales
-     * and offsets live in one allocation like the model's params; lsq_segs for an optimizer. */
+    /* cfg.lsq: a learned quantizer at every point (points[i].lsq), used once lsq_ready (before
+     * that the observers calibrate, and qat_qmodel_lsq_start initialises the scales from them).
+     * Scales and offsets live in one allocation like the model's params; lsq_segs for an
+     * optimizer. */
     int lsq_ready;
     float lsq_lr_mult;            /* the quantizers' learning rate is the model's times this */
-    qat_lsq *lsq;                 /* (nfq) */
     float *lsq_params, *lsq_grads;
     int64_t nlsq;
     qat_param_seg *lsq_segs;
@@ -99,8 +103,8 @@ void qat_qmodel_lsq_clamp(qat_qmodel *q);
  * entries. Leaves fake-quant enabled. */
 void qat_qmodel_sqnr(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x, double *sqnr);
 
-/* The "quant" checkpoint section: qconfig name, observer kind, flags, schedule, then every fake
- * quant's state in fq order. */
+/* The "quant" checkpoint section: qconfig name, observer kind, flags, schedule, then every
+ * point's fake-quant state in point order, then the learned scales and offsets. */
 size_t qat_qmodel_state_bytes(const qat_qmodel *q);
 void qat_qmodel_pack(const qat_qmodel *q, void *buf);
 /* Builds a qmodel for m from a packed state (QAT_ERR_FORMAT / QAT_ERR_MISMATCH naming `path`

@@ -152,7 +152,7 @@ static void test_disabled_is_fp32(void) {
         free(out[0]), free(out[1]);
     }
     /* ... and the observers did watch (QAT mode, training) */
-    CU_ASSERT(q->fq[0].obs.seen > 0);
+    CU_ASSERT(q->points[0].fq.obs.seen > 0);
     free(buf0), free(buf1), free(g1);
     qat_qmodel_free(q);
     qat_model_free(m);
@@ -338,9 +338,9 @@ static void qat_opts(qat_qat_opts *qo, const char *out) {
 
 /* Activation observer ranges and qparams of every point. */
 static int same_quant_state(const qat_qmodel *a, const qat_qmodel *b) {
-    if (a->nfq != b->nfq) return 0;
-    for (int i = 0; i < a->nfq; i++) {
-        const qat_fq *x = &a->fq[i], *y = &b->fq[i];
+    if (a->npoints != b->npoints) return 0;
+    for (int i = 0; i < a->npoints; i++) {
+        const qat_fq *x = &a->points[i].fq, *y = &b->points[i].fq;
         size_t c = (size_t)x->nchannels;
         if (memcmp(x->scale, y->scale, c * sizeof(float)) ||
             memcmp(x->zero_point, y->zero_point, c * sizeof(int32_t)) ||
@@ -639,7 +639,7 @@ static void test_bad_inputs(void) {
     memcpy(v1 + 40, epochs, sizeof epochs); /* freeze_bn_epoch, freeze_observer_epoch */
     CU_ASSERT(qat_qmodel_unpack(r.model, v1, n - 16, "v1.ckpt", &q) == QAT_OK);
     CU_ASSERT(q && q->legacy_freeze_bn_epoch == 1 && q->legacy_freeze_observer_epoch == 2 &&
-              q->freeze_bn_step == -1 && q->freeze_observer_step == -1 && q->nfq == r.qmodel->nfq);
+              q->freeze_bn_step == -1 && q->freeze_observer_step == -1 && q->npoints == r.qmodel->npoints);
     qat_qmodel_free(q);
     q = NULL;
     memcpy(v1 + 4, &(uint32_t){3}, 4); /* a version from the future */

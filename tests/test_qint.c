@@ -271,7 +271,7 @@ static void expect_refused(const char *spec_text, const char *qconfig, const cha
     qat_ctx ctx;
     qat_tensor *x;
     qat_qmodel *q = calibrated(spec_text, qconfig, &m, &spec, &ctx, &x);
-    if (fq_off) q->fq[2].fake_quant_enabled = 0;
+    if (fq_off) q->points[2].fq.fake_quant_enabled = 0;
     qat_q8_model *im = (qat_q8_model *)1;
     char why[256];
     CU_ASSERT(!qat_convertible(q, why, sizeof why));
@@ -348,7 +348,7 @@ static void test_spec_overrides(void) {
     q = calibrated(floaty, "x86", &m, &spec, &ctx, &x);
     qat_qmodel_enable_fake_quant(q, 1);
     int off = 0;
-    for (int i = 0; i < q->nfq; i++) off += !q->fq[i].fake_quant_enabled;
+    for (int i = 0; i < q->npoints; i++) off += !q->points[i].fq.fake_quant_enabled;
     CU_ASSERT(off == 3 * 2); /* expand, depthwise, project: a weight and an output point each */
     CU_ASSERT(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_ERR_ARG);
     CU_ASSERT(strstr(qat_last_error(), "fake-quant is off at features.1") != NULL);

@@ -158,12 +158,13 @@ static void range_of(const float *v, int n, float *lo, float *hi) {
 
 /* The qparams the forward of point i uses now (learned ones once LSQ started). */
 static void qparams_of(const qat_qmodel *q, int i, float *scale, int32_t *zp) {
+    const qat_qpoint *p = &q->points[i];
     if (q->lsq_ready) {
-        qat_lsq_qparams(&q->lsq[i], scale, zp);
+        qat_lsq_qparams(&p->lsq, scale, zp);
         return;
     }
-    memcpy(scale, q->fq[i].scale, (size_t)q->fq[i].nchannels * sizeof(float));
-    memcpy(zp, q->fq[i].zero_point, (size_t)q->fq[i].nchannels * sizeof(int32_t));
+    memcpy(scale, p->fq.scale, (size_t)p->fq.nchannels * sizeof(float));
+    memcpy(zp, p->fq.zero_point, (size_t)p->fq.nchannels * sizeof(int32_t));
 }
 
 /* The names and SQNR of every layer, for callers that draw them (qat inspect --plot). */
@@ -288,15 +289,15 @@ qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_s
     for (int i = 0; i < m->nlayers; i++) {
         const qat_layer *L = &m->layers[i];
         char as[16] = "", az[8] = "", ws[32] = "", wr[32] = "";
-        if (q->out_fq[i] >= 0) {
+        if (q->layers[i].out >= 0) {
             float sc;
             int32_t zp;
-            qparams_of(q, q->out_fq[i], &sc, &zp);
+            qparams_of(q, q->layers[i].out, &sc, &zp);
             snprintf(as, sizeof as, "%.5g", (double)sc);
             snprintf(az, sizeof az, "%d", (int)zp);
         }
-        if (q->weight_fq[i] >= 0) {
-            const qat_fq *f = &q->fq[q->weight_fq[i]];
+        if (q->layers[i].weight >= 0) {
+            const qat_fq *f = &q->points[q->layers[i].weight].fq;
             float lo_s, hi_s, lo_w, hi_w, t;
             float *sc = malloc((size_t)f->nchannels * sizeof(float));
             int32_t *zp = malloc((size_t)f->nchannels * sizeof(int32_t));
@@ -305,7 +306,7 @@ qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_s
                 st = qat_fail(QAT_ERR_NOMEM, "inspect: out of memory");
                 goto done;
             }
-            qparams_of(q, q->weight_fq[i], sc, zp);
+            qparams_of(q, q->layers[i].weight, sc, zp);
             range_of(sc, f->nchannels, &lo_s, &hi_s);
             free(sc), free(zp);
             snprintf(ws, sizeof ws, "%.3g/%.3g", (double)lo_s, (double)hi_s);
@@ -315,8 +316,7 @@ qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_s
                 snprintf(wr, sizeof wr, "[%.3g, %.3g]", (double)lo_w, (double)hi_w);
             }
         }
-        const char *op = L->kind == QAT_LAYER_CONV_BN_ACT ? qat_conv_role_names[L->role]
-                                                          : qat_layer_kind_names[L->kind];
+        const char *op = qat_layer_op_name(L);
         sb_printf(&b, "%-22s %-14s %11s %4s %21s %21s %8.1f\n", L->name, op, as, az, ws, wr, sqnr[i]);
     }
     if (b.oom) {
