@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g
 SAN     ?=
 # The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime
+             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime -Iplot -Icli
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
@@ -25,10 +25,9 @@ ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
-LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c models/*.c \
-                       optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c)
-CLI_SRCS := train/main.c $(wildcard train/cli*.c)
-LIB_SRCS := $(filter-out $(CLI_SRCS),$(LIB_SRCS))
+LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
+                       models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c)
+CLI_SRCS := $(wildcard cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).

@@ -7,7 +7,7 @@
 #include "kernels.h"
 #include "qmodel.h"
 #include "train.h"
-#include "progress.h"
+#include "base.h" /* qat_now */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>

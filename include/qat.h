@@ -1,18 +1,21 @@
 /* qat — quantization-aware training of MobileNet-style CNNs in C.
  *
- * Usage (train mbv2-tiny on Fashion-MNIST, then evaluate the best checkpoint):
+ * Usage (train mbv2-tiny on Fashion-MNIST, quantize the best checkpoint to an INT8 model):
  *
  *   qat_train_opts o;
  *   qat_train_opts_default(&o);
  *   o.data = "fashion-mnist";
  *   o.out_dir = "runs/fp32";
  *   if (qat_train_run(&o)) { fprintf(stderr, "%s\n", qat_last_error()); return 1; }
- *   qat_eval_result r;
- *   if (qat_checkpoint_evaluate("runs/fp32/best.ckpt", "fashion-mnist", &r)) return 1;
- *   printf("accuracy %.4f\n", r.accuracy);
+ *   qat_quantize_opts q;
+ *   qat_quantize_opts_default(&q);
+ *   q.ckpt = "runs/fp32/best.ckpt", q.data = "fashion-mnist", q.out = "m.q8";
+ *   qat_quantize_report r;
+ *   if (qat_quantize_run(&q, &r)) return 1;      // m.q8 runs on include/qat_rt.h
  *
  * Every function that can fail returns a qat_status; qat_last_error() then names the file and
- * the problem in one line. Nothing in the library prints or exits.
+ * the problem in one line. Nothing in the library prints or exits: a run reports progress
+ * through the callback in its options (qat_event_fn).
  */
 #ifndef QAT_H
 #define QAT_H
@@ -48,16 +51,24 @@ qat_isa qat_set_isa(qat_isa isa);
 void qat_set_threads(int n);
 int qat_get_threads(void);
 
+/* For a program's main(), before any OpenMP call: re-executes the program with a short OpenMP
+ * spin (GOMP_SPINCOUNT=20000) unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY (OpenMP's
+ * default spin made the 2-core training step slower; see kernels/cpu.c). */
+void qat_exec_with_omp_defaults(char **argv);
+
 /* Caps the graph memory of one training or evaluation step (activations, gradients, tape) at
  * `bytes`; a step that needs more fails with QAT_ERR_NOMEM, as does one for which malloc
  * fails. 0 (the default) = no cap. Process-wide, like the thread count. */
 void qat_set_memory_limit(size_t bytes);
 
-/* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, models/model.h) ----------------- */
+/* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, models/model.h) ---- */
 typedef struct qat_dataset qat_dataset;
 typedef struct qat_data_opts qat_data_opts;
 typedef struct qat_spec qat_spec;
 typedef struct qat_model qat_model;
+typedef struct qat_rt qat_rt; /* include/qat_rt.h */
+
+#define QAT_NAME_MAX 48 /* bytes of a layer name, NUL included ("features.3.body.1") */
 
 /* path: "fashion-mnist", an IDX or CIFAR-10 folder, or a PNG ImageFolder root. */
 qat_status qat_dataset_open(const char *path, const qat_data_opts *o, qat_dataset **train,
@@ -66,6 +77,16 @@ void qat_dataset_free(qat_dataset *d);
 /* A preset name (mbv2-tiny, mbv1-tiny) or a spec file; format in docs/model-spec.md. */
 qat_status qat_spec_load(const char *name_or_path, qat_spec **out);
 void qat_spec_free(qat_spec *s);
+/* The model of spec for (in_h, in_w, in_c) inputs and nclasses classes; width > 0 replaces the
+ * spec's width. Parameters start at zero, BN at the identity: qat_model_init draws them. */
+qat_status qat_model_create(const qat_spec *spec, float width, int in_h, int in_w, int in_c,
+                            int nclasses, qat_model **out);
+void qat_model_free(qat_model *m);
+/* torchvision MobileNetV2's initialisation, drawn from a generator seeded with seed. */
+void qat_model_init_seed(qat_model *m, uint64_t seed);
+/* A table of layers (name, op, output shape, params, MACs) and totals, written like snprintf:
+ * at most cap bytes including the NUL; returns the length the whole table needs. */
+size_t qat_model_summary(const qat_model *m, char *buf, size_t cap);
 
 /* ---- training --------------------------------------------------------------------------- */
 typedef enum { QAT_OPT_SGD, QAT_OPT_ADAMW, QAT_OPT_COUNT } qat_opt_kind;
@@ -76,6 +97,41 @@ typedef enum {
     QAT_SCHED_ONECYCLE, /* PyTorch OneCycleLR */
     QAT_SCHED_COUNT
 } qat_sched_kind;
+
+/* "sgd", "adamw" / "constant", "step", "cosine", "onecycle" -> *out: 0, nonzero when unknown. */
+int qat_opt_parse(const char *s, qat_opt_kind *out);
+int qat_sched_parse(const char *s, qat_sched_kind *out);
+
+/* What a training run reports while it runs, through the callback of its options (the library
+ * prints nothing; the qat command line prints these as it always has). */
+typedef enum {
+    QAT_EVENT_START, /* the run starts: text is the data pipeline in one line; warning, when
+                      * not NULL, a line about a setting that misleads on this run */
+    QAT_EVENT_NOTE,  /* QAT: text is the freeze plan, or a freeze that just happened */
+    QAT_EVENT_STEP,  /* a step is done: epoch (0-based), batch (0-based) of batches, images of
+                      * the step, loss and acc the running averages of the epoch */
+    QAT_EVENT_EPOCH, /* an epoch is done and evaluated: text is its line; loss/acc of training,
+                      * test_loss/test_acc of the evaluation, seconds and img_per_s of training */
+    QAT_EVENT_STOP,  /* stop_at_accuracy reached: text says so */
+    QAT_EVENT_DONE,  /* the run is over: test_loss/test_acc of the last evaluation, best_acc,
+                      * epochs_done, steps, seconds and img_per_s of all training, params,
+                      * checkpoint (last.ckpt) and out_dir */
+} qat_event_kind;
+
+typedef struct {
+    qat_event_kind kind;
+    const char *text, *warning;
+    const char *phase;          /* STEP: "train" or "qat"; EPOCH: "fp32" or "qat" */
+    int epoch, epochs;          /* epochs: of the whole schedule */
+    int batch, batches, images; /* STEP */
+    float loss, acc, test_loss, test_acc, best_acc;
+    double seconds, img_per_s;
+    int epochs_done;
+    int64_t steps, params;
+    const char *checkpoint, *out_dir;
+} qat_event;
+
+typedef void (*qat_event_fn)(const qat_event *e, void *user);
 
 typedef struct {
     const char *data;        /* dataset path or name */
@@ -95,8 +151,8 @@ typedef struct {
                               * for the built-in fashion-mnist, none for any other data
                               * (qat_augment_default in datasets/dataset.h) */
     int eval_batch;
-    int quiet;               /* no progress output */
-    int json;                /* final summary as one JSON object on stdout */
+    qat_event_fn on_event;   /* progress and results as they happen (NULL: none) */
+    void *event_user;        /* passed to on_event */
     int qat_from_epoch;      /* > 0: from this epoch (1-based) on, train with fake-quant */
     const char *qconfig;     /* qconfig of that QAT phase (NULL: "x86") */
     /* The QAT phase (qat_from_epoch, or `qat qat`): BN statistics and observer ranges freeze
@@ -119,6 +175,13 @@ void qat_train_opts_default(qat_train_opts *o);
 /* Trains (or resumes) and writes out_dir/{last,best}.ckpt and out_dir/metrics.jsonl. */
 qat_status qat_train_run(const qat_train_opts *o);
 
+/* ---- evaluation ------------------------------------------------------------------------- */
+
+/* Default evaluation batch: every op output of a batch lives in the eval arena, so 128 images
+ * keep evaluation under ~0.3 GB where 500 took ~1 GB, and run faster (measured: 1.7 s vs 2.3 s
+ * for the 10,000 Fashion-MNIST test images, 2 threads). */
+#define QAT_EVAL_BATCH 128
+
 typedef struct {
     float accuracy, loss;
     int n;
@@ -129,8 +192,121 @@ typedef struct {
  * mean/std (one value per channel). */
 qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
                         int eval_batch, qat_eval_result *res);
-/* Loads a checkpoint and evaluates it on the test split of `data`. */
+/* Loads a checkpoint and evaluates it on the test split of `data` (a PTQ/QAT checkpoint as its
+ * INT8 model, by the integer-exact simulation). */
 qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_result *res);
+/* The same with the ImageFolder split and the batch size given. */
+qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
+                                         int eval_batch, qat_eval_result *res);
+/* An INT8 runtime (include/qat_rt.h) on the test split of `data`, normalised as the model was
+ * trained (an ImageFolder split with the training's default seed 1); name stands for the model
+ * in messages. res->loss is not computed (0). */
+qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, float val_split,
+                             int batch, qat_eval_result *res);
+/* FP32 inference speed of a checkpoint's model at batch `batch` (eval mode, no tape; `iters`
+ * timed runs, <= 0: 2000 at batch 1, else max(50, 4000 / batch)): what INT8 is compared with. */
+qat_status qat_checkpoint_fp32_speed(const char *ckpt, int batch, int iters, double *img_per_s);
+/* What a checkpoint holds, as `qat summary --ckpt` prints it: the model's summary table, a line
+ * with its kind, epoch, step and best accuracy, and the data pipeline it was trained with.
+ * *text is malloc'd (free it). */
+qat_status qat_checkpoint_summary(const char *ckpt, char **text);
+
+/* ---- quantization: PTQ, QAT, inspect, convert, quantize ------------------------------------ */
+
+typedef struct {
+    const char *ckpt;           /* FP32 checkpoint */
+    const char *data;
+    const char *qconfig;        /* preset name ["x86"]: x86, per-tensor, w4a8, lsq */
+    const char *observer;       /* activation observer: "minmax" or "histogram" [minmax] */
+    const char *out;            /* PTQ checkpoint to write */
+    int calib_batches;          /* [32] */
+    int batch;                  /* calibration batch size [128] */
+    int eval_batch;             /* [QAT_EVAL_BATCH] */
+    float val_split;
+    int threads;
+} qat_ptq_opts;
+
+void qat_ptq_opts_default(qat_ptq_opts *o);
+/* Loads, calibrates (train split, eval mode, no augmentation), freezes, evaluates FP32 and
+ * fake-quant accuracy on the test split and writes o->out (FP32 params + "quant" section). */
+qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_result *quant);
+
+typedef struct {
+    qat_train_opts train;       /* data, out_dir, epochs, batch, lr, opt, sched, resume, ... */
+    const char *ckpt;           /* FP32 checkpoint to start from (ignored with train.resume) */
+    const char *qconfig;        /* ["x86"] (the freeze schedule: train.freeze_*_epochs) */
+    float lsq_lr_mult;          /* qconfig lsq: quantizer lr = lr * this [0.01] */
+} qat_qat_opts;
+
+/* QAT defaults: 3 epochs, lr 0.01 cosine without warmup, no label smoothing change. */
+void qat_qat_opts_default(qat_qat_opts *o);
+/* Quantization-aware fine-tuning with the training loop of qat_train_run; metrics.jsonl lines
+ * have phase "qat", checkpoints carry the "quant" section. */
+qat_status qat_qat_run(const qat_qat_opts *o);
+
+/* Per layer (model order, the rows of the inspect report): module path and SQNR in dB, +inf
+ * for a layer whose fake-quant output equals the FP32 one. */
+typedef struct {
+    int n;
+    char (*names)[QAT_NAME_MAX];
+    double *sqnr_db;
+} qat_layer_sqnr;
+
+/* `qat inspect`: per layer of a PTQ/QAT checkpoint the output qparams, the weight scales and
+ * range, and the SQNR of the output with fake-quant against FP32 on the first `batch` test
+ * images. *report is a malloc'd table (free it); *layers (when not NULL) gets the names and
+ * SQNRs (free with qat_layer_sqnr_free). */
+qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
+                       char **report, qat_layer_sqnr *layers);
+void qat_layer_sqnr_free(qat_layer_sqnr *s);
+
+/* What convert wrote. */
+typedef struct {
+    int layers;                 /* INT8 layers */
+    int64_t weights, macs;      /* int8 weights; multiply-accumulates per image */
+    char qconfig[16];
+    int in_h, in_w, in_c;
+} qat_convert_info;
+
+/* A PTQ/QAT checkpoint to an INT8 model file (.q8, atomically): BN folded, weights and biases
+ * quantized as the checkpoint's evaluation computes them. An FP32 checkpoint gets QAT_ERR_ARG
+ * saying to run ptq/qat first. info may be NULL. */
+qat_status qat_convert(const char *ckpt, const char *out, qat_convert_info *info);
+
+typedef struct {
+    const char *ckpt;        /* FP32 checkpoint */
+    const char *data;
+    const char *out;         /* INT8 model file to write */
+    const char *work_dir;    /* PTQ checkpoint and QAT run go here [<out>.work] */
+    const char *qconfig;     /* [x86] */
+    const char *observer;    /* PTQ activation observer [histogram] */
+    const char *backend;     /* INT8 runtime backend of the verification [auto] */
+    float max_drop;          /* accepted accuracy drop vs FP32, in points [0.5] */
+    int qat_epochs;          /* most QAT epochs when PTQ falls short [3] */
+    int calib_batches;       /* [32] */
+    int threads;
+    float val_split;
+    qat_event_fn on_event;   /* the QAT fine-tuning's events (NULL: none) */
+    void *event_user;
+} qat_quantize_opts;
+
+typedef struct {
+    qat_eval_result fp32, ptq, qat, int8;
+    int qat_ran;             /* PTQ fell short and QAT fine-tuning ran */
+    int qat_epochs;          /* epochs it ran */
+    const char *chosen;      /* "ptq" or "qat": what was converted */
+    float sim_accuracy;      /* the chosen model's accuracy (integer-exact simulation) */
+    int agree, same_logits;  /* images whose INT8-runtime prediction / logits (bitwise) equal the simulation's */
+    int64_t fp32_bytes, int8_bytes; /* FP32 parameters + BN buffers; the .q8 file */
+    float target;            /* accuracy needed: fp32 - max_drop */
+    int met;                 /* INT8 runtime accuracy >= target */
+} qat_quantize_report;
+
+void qat_quantize_opts_default(qat_quantize_opts *o);
+/* PTQ; QAT when the PTQ accuracy is below FP32 - max_drop (stopping once within it); convert;
+ * verify with the INT8 runtime on the test split. Returns QAT_OK also when the target was
+ * missed (r->met says); errors only for failures. */
+qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r);
 
 #ifdef __cplusplus
 }

@@ -48,7 +48,7 @@ typedef enum {
 
 extern const char *const qat_conv_role_names[QAT_CONV_ROLE_COUNT];
 
-#define QAT_LAYER_NAME_MAX 48
+#define QAT_LAYER_NAME_MAX QAT_NAME_MAX
 #define QAT_PARAM_NAME_MAX 64
 #define QAT_LAYER_MAX_IN 4
 

@@ -133,6 +133,12 @@ void qat_model_init(qat_model *m, qat_rng *rng) {
     }
 }
 
+void qat_model_init_seed(qat_model *m, uint64_t seed) {
+    qat_rng r;
+    qat_rng_seed(&r, seed);
+    qat_model_init(m, &r);
+}
+
 qat_tensor *qat_model_forward(qat_model *m, qat_ctx *ctx, qat_tensor *x) {
     if (!x || x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != m->in_h ||
         x->shape[2] != m->in_w || x->shape[3] != m->in_c) {

@@ -1,5 +1,5 @@
 /* The QAT / PTQ model: the quantization points of a qat_model's layer records and the forward
- * through their kinds' fake-quant graphs (layers/*.c, forward_fq). docs/quantization.md ("QAT
+ * through their kinds' fake-quant graphs (layers/<kind>.c, forward_fq). docs/quantization.md ("QAT
  * model") states what is computed and why. */
 #include "qmodel.h"
 #include <math.h>

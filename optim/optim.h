@@ -53,8 +53,6 @@ void qat_optim_step(qat_optimizer *o, float *params, const float *grads, float l
 int64_t qat_optim_state_floats(const qat_optimizer *o);
 void qat_optim_free(qat_optimizer *o);
 const char *qat_opt_name(qat_opt_kind k);
-/* "sgd", "adamw"; returns 0 and sets *out when known, nonzero otherwise. */
-int qat_opt_parse(const char *s, qat_opt_kind *out);
 
 /* Per-kind update kernels over one contiguous range [0, numel) of a segment (optim/sgd.c,
  * optim/adamw.c). Internal: qat_optim_step splits segments across threads and calls these.
@@ -87,7 +85,5 @@ void qat_sched_default(qat_sched *s, qat_sched_kind kind, float base_lr, int64_t
 /* lr to use for step `step` (0-based). Steps past the end keep the last value of the schedule. */
 float qat_sched_lr(const qat_sched *s, int64_t step);
 const char *qat_sched_name(qat_sched_kind k);
-/* "constant", "step", "cosine", "onecycle"; returns 0 and sets *out when known. */
-int qat_sched_parse(const char *s, qat_sched_kind *out);
 
 #endif

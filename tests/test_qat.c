@@ -34,7 +34,6 @@ static void base_opts(qat_train_opts *o, const char *out) {
     o->batch = 32;
     o->threads = 1;
     o->lr = 0.05f;
-    o->quiet = 1;
     o->seed = 7;
 }
 
@@ -289,7 +288,7 @@ static void test_ptq_close_to_fp32(void) {
         CU_ASSERT_FATAL(qat_checkpoint_evaluate(out, data_dir, &ev) == QAT_OK);
         CU_ASSERT(ev.accuracy == qr.accuracy && ev.loss == qr.loss);
         char *report = NULL;
-        st = qat_inspect(out, data_dir, 0, 16, &report);
+        st = qat_inspect(out, data_dir, 0, 16, &report, NULL);
         CU_ASSERT_FATAL(st == QAT_OK && report);
         /* one row per layer with an SQNR: the head conv's row ends in a number */
         const char *row = strstr(report, "\nfeatures.4 ");
@@ -301,7 +300,7 @@ static void test_ptq_close_to_fp32(void) {
         }
         qat_layer_sqnr ls;
         char *rep2 = NULL;
-        CU_ASSERT_FATAL(qat_inspect_with_sqnr(out, data_dir, 0, 16, &rep2, &ls) == QAT_OK);
+        CU_ASSERT_FATAL(qat_inspect(out, data_dir, 0, 16, &rep2, &ls) == QAT_OK);
         CU_ASSERT(ls.n > 0 && !strcmp(ls.names[ls.n - 1], "fc") && ls.sqnr_db[ls.n - 1] > 10);
         CU_ASSERT(rep2 && !strcmp(rep2, report));
         free(rep2);
@@ -319,7 +318,7 @@ static void test_ptq_close_to_fp32(void) {
     CU_ASSERT(qat_ptq_run(&o, &fp, &qr) == QAT_ERR_ARG);
     CU_ASSERT(strstr(qat_last_error(), "kl") != NULL);
     char *report = NULL;
-    CU_ASSERT(qat_inspect(ckpt, data_dir, 0, 16, &report) == QAT_ERR_ARG && !report);
+    CU_ASSERT(qat_inspect(ckpt, data_dir, 0, 16, &report, NULL) == QAT_ERR_ARG && !report);
     CU_ASSERT(strstr(qat_last_error(), "FP32") != NULL);
 }
 
@@ -328,7 +327,7 @@ static void qat_opts(qat_qat_opts *qo, const char *out) {
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
     qat_qat_opts_default(qo);
     qat_train_opts *o = &qo->train;
-    o->data = data_dir, o->out_dir = out, o->batch = 32, o->threads = 1, o->quiet = 1, o->seed = 7;
+    o->data = data_dir, o->out_dir = out, o->batch = 32, o->threads = 1, o->seed = 7;
     o->epochs = 3;
     o->lr = 0.005f;
     qo->ckpt = ckpt;

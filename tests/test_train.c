@@ -58,7 +58,6 @@ static void base_opts(qat_train_opts *o, const char *out) {
     o->batch = 32;
     o->threads = 1;
     o->lr = 0.05f;
-    o->quiet = 1;
     o->seed = 7;
 }
 
@@ -253,8 +252,35 @@ static void test_qat_from_epoch(void) {
     CU_ASSERT(strstr(qat_last_error(), "no-such-qconfig") != NULL);
 }
 
-/* Runs o with stderr captured into err (size bytes) and stdout discarded. */
-static qat_status run_captured(const qat_train_opts *o, char *err, size_t size) {
+/* The lines a run's events become on the command line's stderr (cli/progress.c: the start line
+ * and its warning, "qat: " notes, epoch and stop lines; the progress bar left out). */
+typedef struct {
+    char *buf;
+    size_t size, len;
+} event_lines;
+
+static void put_line(event_lines *t, const char *prefix, const char *text) {
+    int n = snprintf(t->buf + t->len, t->size - t->len, "%s%s\n", prefix, text);
+    if (n > 0) t->len += (size_t)n < t->size - t->len ? (size_t)n : t->size - t->len - 1;
+}
+
+static void collect_events(const qat_event *e, void *user) {
+    event_lines *t = user;
+    if (e->kind == QAT_EVENT_STEP || e->kind == QAT_EVENT_DONE) return;
+    put_line(t, e->kind == QAT_EVENT_NOTE ? "qat: " : "", e->text);
+    if (e->kind == QAT_EVENT_START && e->warning) put_line(t, "", e->warning);
+}
+
+/* Runs o with stderr captured into err (size bytes) and stdout discarded; with lines, the
+ * run's events as the command line prints them go to lines (lsize bytes). */
+static qat_status run_captured(const qat_train_opts *o, char *err, size_t size, char *lines,
+                               size_t lsize) {
+    event_lines t = {lines, lsize, 0};
+    qat_train_opts oe = *o;
+    if (lines) {
+        lines[0] = 0;
+        oe.on_event = collect_events, oe.event_user = &t;
+    }
     char path[400];
     snprintf(path, sizeof path, "%s/stderr.txt", tmpdir);
     fflush(stdout), fflush(stderr);
@@ -263,7 +289,7 @@ static qat_status run_captured(const qat_train_opts *o, char *err, size_t size) 
     CU_ASSERT_FATAL(fd >= 0 && null >= 0 && saved_err >= 0 && saved_out >= 0);
     dup2(fd, 2), dup2(null, 1);
     close(fd), close(null);
-    qat_status st = qat_train_run(o);
+    qat_status st = qat_train_run(&oe);
     fflush(stdout), fflush(stderr);
     dup2(saved_err, 2), dup2(saved_out, 1);
     close(saved_err), close(saved_out);
@@ -377,18 +403,19 @@ static void test_augment_follows_dataset(void) {
     CU_ASSERT(qat_train_run(&o) == QAT_ERR_ARG && strstr(qat_last_error(), "--crop-pad 12"));
 }
 
-/* One start line with the whole pipeline; the same as the first line of metrics.jsonl and in
- * the checkpoint; nothing with quiet. */
+/* One start line with the whole pipeline (an event, printed by the command line); the same as
+ * the first line of metrics.jsonl and in the checkpoint; nothing with quiet. */
 static void test_start_line(void) {
-    char out[400], path[600], err[16384], line[4096], want[1024];
+    char out[400], path[600], printed[16384], err[16384], line[4096], want[1024];
     snprintf(out, sizeof out, "%s/start", tmpdir);
     qat_train_opts o;
     folder_opts(&o, out);
     o.epochs = 2;
-    o.quiet = 0;
-    qat_status st = run_captured(&o, err, sizeof err);
+    /* err: what the command line prints on stderr for this run's events */
+    qat_status st = run_captured(&o, printed, sizeof printed, err, sizeof err);
     if (st) printf("\n  %s\n", qat_last_error());
     CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT_STRING_EQUAL(printed, ""); /* the library itself prints nothing */
     snprintf(want, sizeof want, "data: imagefolder %s, 135 train / 15 test (val-split 0.1, seed 7), "
              "12x12x1, 3 classes, normalise mean ", folder_dir);
     int ok = strncmp(err, want, strlen(want)) == 0;
@@ -439,10 +466,10 @@ static void test_start_line(void) {
     CU_ASSERT_FATAL(st == QAT_OK);
     CU_ASSERT(m.n == 2 && m.rows[0].epoch == 1 && m.rows[1].epoch == 2);
     qat_metrics_free(&m);
-    /* --quiet prints nothing */
+    /* --quiet (no callback) prints nothing */
     snprintf(out, sizeof out, "%s/start-quiet", tmpdir);
     folder_opts(&o, out);
-    CU_ASSERT_FATAL(run_captured(&o, err, sizeof err) == QAT_OK);
+    CU_ASSERT_FATAL(run_captured(&o, err, sizeof err, NULL, 0) == QAT_OK);
     CU_ASSERT_STRING_EQUAL(err, "");
 }
 

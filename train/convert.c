@@ -1,5 +1,6 @@
-/* `qat convert`: a PTQ/QAT checkpoint to an INT8 model file. */
+/* `qat convert`: a PTQ/QAT checkpoint to an INT8 model file (export/convert.c does the work). */
 #include "train.h"
+#include <stdio.h>
 #include <string.h>
 
 qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_model **model) {
@@ -20,4 +21,23 @@ qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_mode
     if (!st && model) *model = m;
     else qat_q8_free(m);
     return st;
+}
+
+qat_status qat_convert(const char *ckpt, const char *out, qat_convert_info *info) {
+    if (!ckpt || !out) return qat_fail(QAT_ERR_ARG, "convert: a checkpoint and an output path are required");
+    qat_q8_model *m;
+    qat_status st = qat_convert_checkpoint(ckpt, out, &m);
+    if (st) return st;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->layers = m->nlayers;
+        for (int i = 0; i < m->nlayers; i++) {
+            info->macs += qat_q8_layer_macs(&m->layers[i]);
+            info->weights += qat_q8_layer_weights(&m->layers[i]);
+        }
+        snprintf(info->qconfig, sizeof info->qconfig, "%s", m->qconfig);
+        info->in_h = m->in_h, info->in_w = m->in_w, info->in_c = m->in_c;
+    }
+    qat_q8_free(m);
+    return QAT_OK;
 }

@@ -86,7 +86,8 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
     qo.train.epochs = o->qat_epochs;
     qo.train.threads = o->threads;
     qo.train.val_split = o->val_split;
-    qo.train.quiet = o->quiet;
+    qo.train.on_event = o->on_event;
+    qo.train.event_user = o->event_user;
     qo.train.stop_at_accuracy = r->target;
     qat_status st = qat_qat_run(&qo);
     if (st) return st;

@@ -1,8 +1,9 @@
 /* The FP32 training loop of `qat train`: data → forward → loss → backward → optimizer, with
  * per-epoch evaluation, metrics.jsonl and atomic checkpoints (last.ckpt, best.ckpt). */
 #include "train.h"
-#include "progress.h"
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,122 +31,6 @@ void qat_train_opts_default(qat_train_opts *o) {
     o->bn_reestimate_batches = QAT_BN_REESTIMATE_BATCHES;
 }
 
-
-static qat_tensor *model_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
-    return qat_model_forward(net, ctx, x);
-}
-
-qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x) {
-    return r->qmodel ? qat_quantized_forward(r->qmodel, ctx, x) : qat_model_forward(r->model, ctx, x);
-}
-
-static qat_tensor *run_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
-    return qat_run_forward(net, ctx, x);
-}
-
-/* One evaluation batch: its logits and loss (qat_ctx_run: out of memory is an error). */
-typedef struct {
-    qat_forward_fn fwd;
-    void *net;
-    const qat_dataset *d;
-    const float *x;
-    const int32_t *y;
-    int B;
-    qat_tensor *logits, *loss;
-} eval_job;
-
-static qat_status eval_step(qat_ctx *ctx, void *arg) {
-    eval_job *e = arg;
-    qat_tensor *xt = qat_tensor_4d(ctx, e->B, e->d->h, e->d->w, e->d->c);
-    memcpy(xt->data, e->x, (size_t)xt->numel * sizeof(float));
-    if (!(e->logits = e->fwd(e->net, ctx, xt))) return QAT_ERR_SHAPE; /* the forward said why */
-    e->loss = qat_softmax_cross_entropy(ctx, e->logits, e->y, 0.0f);
-    return QAT_OK;
-}
-
-qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
-                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out) {
-    double t0 = qat_now();
-    qat_loader_opts lo;
-    memset(&lo, 0, sizeof lo);
-    lo.batch = eval_batch > 0 ? eval_batch : QAT_EVAL_BATCH;
-    lo.prefetch = 0; /* batches come from decoded memory; see qat_loader_opts.prefetch */
-    for (int c = 0; c < 4; c++) lo.mean[c] = mean[c], lo.std[c] = std[c];
-    qat_loader *l;
-    qat_status st = qat_loader_create(d, &lo, &l);
-    if (st) return st;
-    float *x = malloc((size_t)lo.batch * d->h * d->w * d->c * sizeof(float));
-    int32_t *y = malloc((size_t)lo.batch * sizeof(int32_t));
-    if (!x || !y) {
-        free(x), free(y), qat_loader_free(l);
-        return qat_fail(QAT_ERR_NOMEM, "%s: out of memory for evaluation batches", d->source);
-    }
-    qat_ctx ctx;
-    qat_ctx_init(&ctx, 64u << 20);
-    ctx.training = 0;
-    ctx.grad_enabled = 0;
-    long correct = 0, n = 0;
-    double loss_sum = 0;
-    int nb = qat_loader_num_batches(l);
-    for (int b = 0; b < nb && !st; b++) {
-        eval_job e = {fwd, net, d, x, y, qat_loader_get(l, 0, b, x, y), NULL, NULL};
-        qat_ctx_reset(&ctx);
-        if ((st = qat_ctx_run(&ctx, eval_step, &e))) break;
-        loss_sum += (double)e.loss->data[0] * e.B;
-        int K = e.logits->shape[1];
-        for (int i = 0; i < e.B; i++) correct += qat_argmax(e.logits->data + (size_t)i * K, K) == y[i];
-        if (logits_out) memcpy(logits_out + (size_t)n * K, e.logits->data, (size_t)e.B * K * sizeof(float));
-        n += e.B;
-    }
-    qat_ctx_free(&ctx);
-    free(x), free(y);
-    qat_loader_free(l);
-    res->n = (int)n;
-    res->accuracy = n ? (float)correct / (float)n : 0.0f;
-    res->loss = n ? (float)(loss_sum / n) : 0.0f;
-    res->seconds = qat_now() - t0;
-    return st;
-}
-
-qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
-                        int eval_batch, qat_eval_result *res) {
-    return qat_evaluate_net(model_fwd, m, d, mean, std, eval_batch, res, NULL);
-}
-
-qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res) {
-    return qat_evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL);
-}
-
-qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
-                                         int eval_batch, qat_eval_result *res) {
-    qat_run run;
-    qat_status st = qat_checkpoint_load(ckpt, &run);
-    if (st) return st;
-    qat_data_opts dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.val_split = val_split;
-    dopt.seed = run.seed; /* the same ImageFolder split as training */
-    qat_dataset *train = NULL, *test = NULL;
-    if (!(st = qat_dataset_open(data, &dopt, &train, &test))) {
-        qat_model *m = run.model;
-        if (m->in_h != test->h || m->in_w != test->w || m->in_c != test->c ||
-            m->nclasses != test->nclasses)
-            st = qat_fail(QAT_ERR_MISMATCH,
-                          "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
-                          ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h,
-                          test->w, test->c, test->nclasses);
-        else
-            st = qat_run_evaluate(&run, test, eval_batch, res);
-    }
-    qat_dataset_free(train);
-    qat_dataset_free(test);
-    qat_run_free(&run);
-    return st;
-}
-
-qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_result *res) {
-    return qat_checkpoint_evaluate_split(ckpt, data, 0.0f, QAT_EVAL_BATCH, res);
-}
 
 static qat_status make_dir(const char *dir) {
     char buf[1024];
@@ -302,8 +187,22 @@ static void plan_freeze(const qat_train_opts *o, qat_run *r, int64_t start, int 
     q->freeze_observer_step = freeze_step(o->freeze_observer_epochs, from + (end - from) / 2, start, spe);
 }
 
+/* A one-line event for the callback (a message; the numbers stay zero). */
+static void note(const qat_train_opts *o, qat_event_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note(const qat_train_opts *o, qat_event_kind kind, const char *fmt, ...) {
+    if (!o->on_event) return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    qat_event e = {.kind = kind, .text = text};
+    o->on_event(&e, o->event_user);
+}
+
 /* Says when the schedule freezes what, and at which learning rate. */
-static void print_freeze_plan(const qat_run *r, int spe) {
+static void freeze_plan_note(const qat_train_opts *o, const qat_run *r, int spe) {
     const qat_qmodel *q = r->qmodel;
     char bn[160] = "BN statistics never freeze", ob[120] = "observer ranges never freeze";
     if (q->bn_frozen)
@@ -317,8 +216,8 @@ static void print_freeze_plan(const qat_run *r, int spe) {
     else if (q->freeze_observer_step >= 0)
         snprintf(ob, sizeof ob, "observer ranges at step %lld (epoch %.2f)",
                  (long long)q->freeze_observer_step, (double)q->freeze_observer_step / spe + 1);
-    fprintf(stderr, "qat: qconfig %s at step %lld of %lld; %s; %s\n", q->cfg.name, (long long)r->step,
-            (long long)r->sched.total_steps, bn, ob);
+    note(o, QAT_EVENT_NOTE, "qconfig %s at step %lld of %lld; %s; %s", q->cfg.name, (long long)r->step,
+         (long long)r->sched.total_steps, bn, ob);
 }
 
 /* One training batch of r through the forward, and with smoothing >= 0 the loss and the
@@ -390,17 +289,17 @@ static qat_status freeze_schedule(const qat_train_opts *o, qat_run *r, qat_loade
             if (st) return st;
         }
         qat_qmodel_freeze_bn(q);
-        if (!o->quiet && n > 0)
-            fprintf(stderr, "qat: step %lld: BN statistics re-estimated over %d batches and frozen (lr %.3g)\n",
-                    (long long)r->step, n, qat_sched_lr(&r->sched, r->step));
-        else if (!o->quiet)
-            fprintf(stderr, "qat: step %lld: BN statistics frozen as they are (lr %.3g)\n",
-                    (long long)r->step, qat_sched_lr(&r->sched, r->step));
+        if (n > 0)
+            note(o, QAT_EVENT_NOTE, "step %lld: BN statistics re-estimated over %d batches and frozen (lr %.3g)",
+                 (long long)r->step, n, qat_sched_lr(&r->sched, r->step));
+        else
+            note(o, QAT_EVENT_NOTE, "step %lld: BN statistics frozen as they are (lr %.3g)",
+                 (long long)r->step, qat_sched_lr(&r->sched, r->step));
     }
     if (!q->observers_frozen && q->freeze_observer_step >= 0 && r->step >= q->freeze_observer_step) {
         qat_status st = qat_qmodel_freeze_observers(q);
         if (st) return st;
-        if (!o->quiet) fprintf(stderr, "qat: step %lld: observer ranges frozen\n", (long long)r->step);
+        note(o, QAT_EVENT_NOTE, "step %lld: observer ranges frozen", (long long)r->step);
     }
     return QAT_OK;
 }
@@ -519,11 +418,12 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         char line[4096]; /* the longest: --data of 255 bytes, each escaped as \u00XX */
         qat_pipeline_json(&run.pipeline, line, sizeof line);
         if ((st = append_line(o->out_dir, line))) goto done;
-        if (!o->quiet) {
+        if (o->on_event) {
+            char warning[1024];
             qat_pipeline_describe(&run.pipeline, line, sizeof line);
-            fprintf(stderr, "%s\n", line);
-            qat_pipeline_warning(&run.pipeline, line, sizeof line);
-            if (line[0]) fprintf(stderr, "%s\n", line);
+            qat_pipeline_warning(&run.pipeline, warning, sizeof warning);
+            qat_event e = {.kind = QAT_EVENT_START, .text = line, .warning = warning[0] ? warning : NULL};
+            o->on_event(&e, o->event_user);
         }
     }
     if (run.qmodel) { /* a version-1 quant state counted its schedule in epochs */
@@ -532,7 +432,7 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         if (q->legacy_freeze_observer_epoch >= 0)
             q->freeze_observer_step = (int64_t)q->legacy_freeze_observer_epoch * steps_per_epoch;
         q->legacy_freeze_bn_epoch = q->legacy_freeze_observer_epoch = -1;
-        if (!o->quiet && qo) print_freeze_plan(&run, steps_per_epoch);
+        if (qo) freeze_plan_note(o, &run, steps_per_epoch);
     }
 
     qat_loader_opts lo;
@@ -557,8 +457,7 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     int epochs = run.sched.total_steps > 0 ? (int)((run.sched.total_steps + steps_per_epoch - 1) / steps_per_epoch)
                                            : o->epochs;
     qat_model *m = run.model;
-    qat_progress prog;
-    qat_progress_init(&prog, qo ? "qat" : "train", epochs, steps_per_epoch, o->quiet);
+    const char *prog_phase = qo ? "qat" : "train"; /* the progress line's word */
     int64_t steps_this_run = 0;
     qat_eval_result ev = {0};
     double train_s = 0;
@@ -568,11 +467,10 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         if (!qo && o->qat_from_epoch > 0 && epoch + 1 >= o->qat_from_epoch && !run.qmodel) {
             if ((st = switch_to_qat(o, &run, epoch, steps_per_epoch))) goto done;
             phase = "qat";
-            prog.phase = "qat";
-            if (!o->quiet) print_freeze_plan(&run, steps_per_epoch);
+            prog_phase = "qat";
+            freeze_plan_note(o, &run, steps_per_epoch);
         }
-        if (run.qmodel) phase = prog.phase = "qat";
-        qat_progress_epoch_start(&prog);
+        if (run.qmodel) phase = prog_phase = "qat";
         double e0 = qat_now(), loss_sum = 0;
         long correct = 0, seen = 0;
         float lr = 0;
@@ -610,7 +508,13 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == yb[i];
             seen += B;
             loss_sum += (double)loss->data[0] * B;
-            qat_progress_step(&prog, epoch, b, B, (float)(loss_sum / seen), (float)correct / seen);
+            if (o->on_event) {
+                qat_event e = {.kind = QAT_EVENT_STEP, .phase = prog_phase, .epoch = epoch,
+                               .epochs = epochs, .batch = b, .batches = steps_per_epoch,
+                               .images = (int)seen, .loss = (float)(loss_sum / seen),
+                               .acc = (float)correct / seen, .seconds = qat_now() - e0};
+                o->on_event(&e, o->event_user);
+            }
         }
         double epoch_s = qat_now() - e0;
         train_s += epoch_s;
@@ -619,10 +523,17 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         int epoch_done = run.step % steps_per_epoch == 0;
         if (epoch_done) run.epoch = epoch + 1;
         if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev))) goto done;
-        if (!o->quiet)
-            fprintf(stderr, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s\n",
-                    epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
-                    epoch_s, seen / epoch_s);
+        if (o->on_event) {
+            char text[256];
+            snprintf(text, sizeof text, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s",
+                     epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
+                     epoch_s, seen / epoch_s);
+            qat_event e = {.kind = QAT_EVENT_EPOCH, .text = text, .phase = phase, .epoch = epoch,
+                           .epochs = epochs, .loss = (float)(loss_sum / seen),
+                           .acc = (float)correct / seen, .test_loss = ev.loss,
+                           .test_acc = ev.accuracy, .seconds = epoch_s, .img_per_s = seen / epoch_s};
+            o->on_event(&e, o->event_user);
+        }
         if ((st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
                                  (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
             goto done;
@@ -631,21 +542,18 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
         if ((st = qat_checkpoint_save(last_path, &run))) goto done;
         if (best && (st = qat_checkpoint_save(best_path, &run))) goto done;
         if (o->stop_at_accuracy > 0 && ev.accuracy >= o->stop_at_accuracy && epoch_done) {
-            if (!o->quiet)
-                fprintf(stderr, "test accuracy %.2f%% reached the target %.2f%%: stopping\n",
-                        100.0 * ev.accuracy, 100.0 * o->stop_at_accuracy);
+            note(o, QAT_EVENT_STOP, "test accuracy %.2f%% reached the target %.2f%%: stopping",
+                 100.0 * ev.accuracy, 100.0 * o->stop_at_accuracy);
             stopped_early = 1;
         }
     }
-    if (o->json)
-        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"best_accuracy\": %.4f, \"epochs\": %d, "
-               "\"steps\": %lld, \"train_seconds\": %.1f, \"img_per_s\": %.1f, \"params\": %lld, "
-               "\"checkpoint\": \"%s\"}\n",
-               ev.accuracy, ev.loss, run.best_acc, run.epoch, (long long)run.step, train_s,
-               train_s > 0 ? train_images / train_s : 0.0, (long long)m->nparams, last_path);
-    else if (!o->quiet)
-        printf("test accuracy %.2f%% (best %.2f%%) after %lld steps, %.1f s training; checkpoints in %s\n",
-               100.0 * ev.accuracy, 100.0 * run.best_acc, (long long)run.step, train_s, o->out_dir);
+    if (o->on_event) {
+        qat_event e = {.kind = QAT_EVENT_DONE, .test_loss = ev.loss, .test_acc = ev.accuracy,
+                       .best_acc = run.best_acc, .epochs_done = run.epoch, .steps = run.step,
+                       .seconds = train_s, .img_per_s = train_s > 0 ? train_images / train_s : 0.0,
+                       .params = m->nparams, .checkpoint = last_path, .out_dir = o->out_dir};
+        o->on_event(&e, o->event_user);
+    }
 done:
     free(xb);
     free(yb);

@@ -10,10 +10,6 @@
 #include "ops.h"
 #include "export.h"
 
-/* Default evaluation batch: every op output of a batch lives in the eval arena, so 128 images
- * keep evaluation under ~0.3 GB where 500 took ~1 GB, and run faster (measured: 1.7 s vs 2.3 s
- * for the 10,000 Fashion-MNIST test images, 2 threads). */
-#define QAT_EVAL_BATCH 128
 
 /* What a training run feeds the network and how it steps, said once (train/pipeline.c): the
  * start-of-training line, the first line of metrics.jsonl ({"phase": "config", ...}) and the
@@ -84,9 +80,6 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r);
 /* Loads a checkpoint into a new run: the model is rebuilt from the spec stored in the file. */
 qat_status qat_checkpoint_load(const char *path, qat_run *r);
 void qat_run_free(qat_run *r);
-/* qat_checkpoint_evaluate with the ImageFolder split and batch size given. */
-qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
-                                         int eval_batch, qat_eval_result *res);
 
 /* The network a run trains or evaluates: qat_qmodel_forward when r->qmodel, else the model. */
 qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x);
@@ -99,104 +92,16 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
 /* qat_evaluate of the run's network (fake-quant when r->qmodel). */
 qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res);
 
-/* ---- stage 2: `qat ptq` and `qat qat` (train/ptq.c, train/train.c) ----------------------------- */
+/* ---- internals of the entry points of include/qat.h -------------------------------------------- */
 
-typedef struct {
-    const char *ckpt;           /* FP32 checkpoint */
-    const char *data;
-    const char *qconfig;        /* preset name ["x86"] */
-    const char *observer;       /* activation observer: "minmax" or "histogram" [minmax] */
-    const char *out;            /* PTQ checkpoint to write */
-    int calib_batches;          /* [32] */
-    int batch;                  /* calibration batch size [128] */
-    int eval_batch;             /* [500] */
-    float val_split;
-    int threads;
-} qat_ptq_opts;
-
-void qat_ptq_opts_default(qat_ptq_opts *o);
 /* Runs up to n shuffled batches of d through r->qmodel in eval mode with observers on and
  * fake-quant off (the calibration of PTQ, and of the LSQ scales before QAT). */
 qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n);
-/* Loads, calibrates (train split, eval mode, no augmentation), freezes, evaluates FP32 and
- * fake-quant accuracy on the test split and writes o->out (FP32 params + "quant" section). */
-qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_result *quant);
-
-/* `qat inspect`: per layer of a PTQ/QAT checkpoint the output qparams, the weight scales and
- * range, and the SQNR of the output with fake-quant against FP32 on the first `batch` test
- * images. *report is a malloc'd table (free it). */
-qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int batch,
-                       char **report);
-/* Per layer (model order, the rows of the report): module path and SQNR in dB, +inf for a
- * layer whose fake-quant output equals the FP32 one. */
-typedef struct {
-    int n;
-    char (*names)[QAT_LAYER_NAME_MAX];
-    double *sqnr_db;
-} qat_layer_sqnr;
-/* qat_inspect that also fills *layers (when not NULL; free with qat_layer_sqnr_free). */
-qat_status qat_inspect_with_sqnr(const char *ckpt, const char *data, float val_split, int batch,
-                                 char **report, qat_layer_sqnr *layers);
-void qat_layer_sqnr_free(qat_layer_sqnr *s);
-/* The SQNR of each layer as a bar chart PNG (layer names below, dB up; +inf bars capped and
- * marked "inf"); ckpt only names the chart. */
-qat_status qat_plot_layer_sqnr(const char *path, const char *ckpt, const qat_layer_sqnr *s);
-
-typedef struct {
-    qat_train_opts train;       /* data, out_dir, epochs, batch, lr, opt, sched, resume, ... */
-    const char *ckpt;           /* FP32 checkpoint to start from (ignored with train.resume) */
-    const char *qconfig;        /* ["x86"] (the freeze schedule: train.freeze_*_epochs) */
-    float lsq_lr_mult;          /* qconfig lsq: quantizer lr = lr * this [0.01] */
-} qat_qat_opts;
-
-/* QAT defaults: 3 epochs, lr 0.01 cosine without warmup, no label smoothing change. */
-void qat_qat_opts_default(qat_qat_opts *o);
-/* Quantization-aware fine-tuning with the training loop of qat_train_run; metrics.jsonl lines
- * have phase "qat", checkpoints carry the "quant" section. */
-qat_status qat_qat_run(const qat_qat_opts *o);
-
-/* ---- stage 3: `qat convert` (train/convert.c) -------------------------------------------------- */
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
  * normalisation; writes it to out (atomically, .q8 format) when out != NULL, and hands the
  * model over in *model when model != NULL (free with qat_q8_free). An FP32 checkpoint gets
  * QAT_ERR_ARG saying to run ptq/qat first. */
 qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_model **model);
-
-/* ---- stage 4: `qat quantize` (train/quantize.c) --------------------------------------------------- */
-
-typedef struct {
-    const char *ckpt;        /* FP32 checkpoint */
-    const char *data;
-    const char *out;         /* INT8 model file to write */
-    const char *work_dir;    /* PTQ checkpoint and QAT run go here [<out>.work] */
-    const char *qconfig;     /* [x86] */
-    const char *observer;    /* PTQ activation observer [histogram] */
-    const char *backend;     /* INT8 runtime backend of the verification [auto] */
-    float max_drop;          /* accepted accuracy drop vs FP32, in points [0.5] */
-    int qat_epochs;          /* most QAT epochs when PTQ falls short [3] */
-    int calib_batches;       /* [32] */
-    int threads;
-    float val_split;
-    int quiet;
-} qat_quantize_opts;
-
-typedef struct {
-    qat_eval_result fp32, ptq, qat, int8;
-    int qat_ran;             /* PTQ fell short and QAT fine-tuning ran */
-    int qat_epochs;          /* epochs it ran */
-    const char *chosen;      /* "ptq" or "qat": what was converted */
-    float sim_accuracy;      /* the chosen model's accuracy (integer-exact simulation) */
-    int agree, same_logits;  /* images whose INT8-runtime prediction / logits (bitwise) equal the simulation's */
-    int64_t fp32_bytes, int8_bytes; /* FP32 parameters + BN buffers; the .q8 file */
-    float target;            /* accuracy needed: fp32 - max_drop */
-    int met;                 /* INT8 runtime accuracy >= target */
-} qat_quantize_report;
-
-void qat_quantize_opts_default(qat_quantize_opts *o);
-/* PTQ; QAT when the PTQ accuracy is below FP32 - max_drop (stopping once within it); convert;
- * verify with the INT8 runtime on the test split. Returns QAT_OK also when the target was
- * missed (r->met says); errors only for failures. */
-qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r);
 
 #endif

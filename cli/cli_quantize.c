@@ -1,6 +1,7 @@
 /* qat quantize: FP32 checkpoint -> INT8 model within an accuracy budget (train/quantize.c). */
 #include "cli.h"
-#include "train.h"
+#include "progress.h"
+#include "qat.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@ static void row(const char *name, const qat_eval_result *e, double fp32, const c
 int cmd_quantize(int argc, char **argv) {
     qat_quantize_opts o;
     qat_quantize_opts_default(&o);
-    int json = 0;
+    int json = 0, quiet = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &o.ckpt, "FP32 checkpoint"},
         {"data", OPT_STR, &o.data, "dataset: calibration/fine-tuning on its train split, accuracy on its test split"},
@@ -26,7 +27,7 @@ int cmd_quantize(int argc, char **argv) {
         {"backend", OPT_STR, &o.backend, "INT8 runtime backend of the verification: auto, native, onednn, ref [auto]"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &o.threads, "threads [all cores]"},
-        {"quiet", OPT_FLAG, &o.quiet, "no progress output"},
+        {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print one JSON object"},
     };
     for (int a = 0; a < argc; a++)
@@ -35,7 +36,10 @@ int cmd_quantize(int argc, char **argv) {
                    NOPTS(opts), argc, argv))
         return 0;
     if (!o.ckpt || !o.data || !o.out) usage_error("quantize", "%s", "--ckpt, --data and -o are required");
-    if (json) o.quiet = 1; /* stdout carries the JSON object only */
+    if (json) quiet = 1; /* stdout carries the JSON object only */
+    cli_report report; /* the QAT fine-tuning's progress and summary, as qat qat prints them */
+    cli_report_init(&report, quiet, 0);
+    o.on_event = cli_report_event, o.event_user = &report;
     qat_quantize_report r;
     if (qat_quantize_run(&o, &r)) die(qat_last_error());
     double fp = r.fp32.accuracy, short_by = 100.0 * (r.target - r.int8.accuracy);

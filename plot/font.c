@@ -2,7 +2,7 @@
  * bit 4 = leftmost pixel). Capitals and digits use rows 0-6 (baseline at row 6); row 7 holds
  * the descenders of g j p q y, the comma's tail and the underscore. Drawn for this project
  * (a plain 5x7 style) so the plots need no font files. */
-#include "plot.h"
+#include "font.h"
 
 static const uint8_t font[95][QAT_FONT_H] = {
     {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, /* ' ' */

@@ -3,7 +3,7 @@
  * Tolerant where the writer can be (whitespace, key order, unknown keys, bare nan/inf that
  * printf writes for a diverged loss), strict where a file is broken: every problem is reported
  * as "path:line: what, at column N". */
-#include "plot.h"
+#include "metrics.h"
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>

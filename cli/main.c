@@ -1,9 +1,11 @@
 /* The qat command line. Every subcommand describes its options in a table (name, kind, target,
- * help) from which both parsing and --help are generated (train/cli.c). Only the CLI files
- * (train/main.c, train/cli*.c) print errors and exit. */
+ * help) from which both parsing and --help are generated (cli/cli.c). Only the CLI files
+ * (cli/) print and exit; they call the library through include/qat.h and include/qat_rt.h
+ * (docs/architecture.md lists the few internals they use). */
 #include "cli.h"
-#include "kernels.h"
-#include "train.h"
+#include "plot.h" /* qat inspect --plot */
+#include "progress.h"
+#include "qat.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
     qat_train_opts_default(&o);
     o.data = NULL;
-    int flip = 0, no_flip = 0;
+    int flip = 0, no_flip = 0, quiet = 0, json = 0;
     const cli_opt opts[] = {
         {"data", OPT_STR, &o.data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
@@ -63,8 +65,8 @@ static int cmd_train(int argc, char **argv) {
         {"max-steps", OPT_I64, &o.max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
         {"out", OPT_STR, &o.out_dir, "output directory for checkpoints and metrics.jsonl [runs/train]"},
         {"resume", OPT_STR, &o.resume, "continue exactly from a checkpoint (last.ckpt)"},
-        {"quiet", OPT_FLAG, &o.quiet, "no progress output"},
-        {"json", OPT_FLAG, &o.json, "print the final summary as one JSON object"},
+        {"quiet", OPT_FLAG, &quiet, "no progress output"},
+        {"json", OPT_FLAG, &json, "print the final summary as one JSON object"},
         {"qat-from-epoch", OPT_INT, &o.qat_from_epoch, "from epoch K (1-based) on, train with fake-quant (QAT) [off]"},
         {"qconfig", OPT_STR, &o.qconfig, "qconfig of the QAT phase: x86, per-tensor, w4a8 [x86]"},
         {"freeze-bn-epoch", OPT_FREEZE, &o.freeze_bn_epochs, FREEZE_BN_HELP},
@@ -74,6 +76,9 @@ static int cmd_train(int argc, char **argv) {
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("train", flip, no_flip, &o);
     if (!o.data) usage_error("train", "%s", "--data is required");
+    cli_report report;
+    cli_report_init(&report, quiet, json);
+    o.on_event = cli_report_event, o.event_user = &report;
     qat_status st = qat_train_run(&o);
     if (st) die_run(st);
     return 0;
@@ -145,7 +150,7 @@ static int cmd_qat(int argc, char **argv) {
     qat_qat_opts qo;
     qat_qat_opts_default(&qo);
     qat_train_opts *o = &qo.train;
-    int flip = 0, no_flip = 0;
+    int flip = 0, no_flip = 0, quiet = 0, json = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &qo.ckpt, "FP32 (or PTQ) checkpoint to fine-tune"},
         {"data", OPT_STR, &o->data, "dataset: fashion-mnist, an IDX/CIFAR-10 folder or a PNG ImageFolder"},
@@ -170,13 +175,16 @@ static int cmd_qat(int argc, char **argv) {
         {"max-steps", OPT_I64, &o->max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
         {"out", OPT_STR, &o->out_dir, "output directory for checkpoints and metrics.jsonl [runs/qat]"},
         {"resume", OPT_STR, &o->resume, "continue exactly from a QAT checkpoint (last.ckpt)"},
-        {"quiet", OPT_FLAG, &o->quiet, "no progress output"},
-        {"json", OPT_FLAG, &o->json, "print the final summary as one JSON object"},
+        {"quiet", OPT_FLAG, &quiet, "no progress output"},
+        {"json", OPT_FLAG, &json, "print the final summary as one JSON object"},
     };
     if (parse_opts("qat", "--ckpt FP32.ckpt --data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("qat", flip, no_flip, o);
     if (!o->data) usage_error("qat", "%s", "--data is required");
     if (!qo.ckpt && !o->resume) usage_error("qat", "%s", "--ckpt (or --resume) is required");
+    cli_report report;
+    cli_report_init(&report, quiet, json);
+    o->on_event = cli_report_event, o->event_user = &report;
     qat_status st = qat_qat_run(&qo);
     if (st) die_run(st);
     return 0;
@@ -199,7 +207,7 @@ static int cmd_inspect(int argc, char **argv) {
     if (threads > 0) qat_set_threads(threads);
     char *report;
     qat_layer_sqnr layers;
-    if (qat_inspect_with_sqnr(ckpt, data, val_split, batch, &report, plot ? &layers : NULL))
+    if (qat_inspect(ckpt, data, val_split, batch, &report, plot ? &layers : NULL))
         die(qat_last_error());
     fputs(report, stdout);
     free(report);
@@ -215,21 +223,10 @@ static int cmd_inspect(int argc, char **argv) {
 
 /* `qat summary --ckpt CKPT`: the checkpoint's model and how it was trained. */
 static int summary_ckpt(const char *ckpt) {
-    qat_run run;
-    if (qat_checkpoint_load(ckpt, &run)) die(qat_last_error());
-    char buf[1 << 16];
-    qat_model_summary(run.model, buf, sizeof buf);
-    fputs(buf, stdout);
-    printf("checkpoint: %s, %s, epoch %d, step %lld, best test accuracy %.2f%%\n", ckpt,
-           run.qmodel ? "fake-quant (PTQ/QAT)" : "FP32", run.epoch, (long long)run.step,
-           100.0 * run.best_acc);
-    if (run.has_pipeline) {
-        qat_pipeline_describe(&run.pipeline, buf, sizeof buf);
-        printf("%s training: %s\n", run.pipeline.phase, buf);
-    } else {
-        printf("data: not recorded (a checkpoint written before qat recorded its data pipeline)\n");
-    }
-    qat_run_free(&run);
+    char *text;
+    if (qat_checkpoint_summary(ckpt, &text)) die(qat_last_error());
+    fputs(text, stdout);
+    free(text);
     return 0;
 }
 

@@ -1,6 +1,5 @@
 /* Option parsing and error exits of the qat command line (see cli.h). */
 #include "cli.h"
-#include "optim.h"
 #include "qat.h"
 #include <errno.h>
 #include <limits.h>

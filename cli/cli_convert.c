@@ -1,6 +1,6 @@
 /* qat convert: PTQ/QAT checkpoint -> INT8 model file (.q8). */
 #include "cli.h"
-#include "train.h"
+#include "qat.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -18,21 +18,14 @@ int cmd_convert(int argc, char **argv) {
         if (!strcmp(argv[a], "-o")) argv[a] = "--out";
     if (parse_opts("convert", "--ckpt QAT.ckpt -o MODEL.q8", opts, NOPTS(opts), argc, argv)) return 0;
     if (!ckpt || !out) usage_error("convert", "%s", "--ckpt and -o are required");
-    qat_q8_model *m;
-    if (qat_convert_checkpoint(ckpt, out, &m)) die(qat_last_error());
-    int64_t macs = 0, weights = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        const qat_q8_layer *L = &m->layers[i];
-        macs += qat_q8_layer_macs(L);
-        weights += qat_q8_layer_weights(L);
-    }
+    qat_convert_info m;
+    if (qat_convert(ckpt, out, &m)) die(qat_last_error());
     if (json)
         printf("{\"model\": \"%s\", \"layers\": %d, \"weights\": %lld, \"macs\": %lld, \"qconfig\": \"%s\"}\n", out,
-               (int)m->nlayers, (long long)weights, (long long)macs, m->qconfig);
+               m.layers, (long long)m.weights, (long long)m.macs, m.qconfig);
     else
         printf("%s: %d INT8 layers, %lld weights (%.1f KiB as int8), %.2f MMAC per image, qconfig %s, input %dx%dx%d\n",
-               out, (int)m->nlayers, (long long)weights, weights / 1024.0, macs / 1e6, m->qconfig, (int)m->in_h,
-               (int)m->in_w, (int)m->in_c);
-    qat_q8_free(m);
+               out, m.layers, (long long)m.weights, m.weights / 1024.0, m.macs / 1e6, m.qconfig, m.in_h,
+               m.in_w, m.in_c);
     return 0;
 }

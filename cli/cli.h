@@ -1,4 +1,4 @@
-/* Shared by the files of the qat command line (train/main.c, train/cli_*.c): option tables from
+/* Shared by the files of the qat command line (cli/main.c, cli/cli_*.c): option tables from
  * which both parsing and --help are generated, and the error exits. Only the CLI prints errors
  * and exits; the library returns qat_status. */
 #ifndef QAT_CLI_H
@@ -29,13 +29,13 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
                    char **argv, char **pos, int max_pos, int *npos);
 
 /* Commands implemented outside main.c. */
-int cmd_convert(int argc, char **argv);   /* train/cli_convert.c */
-int cmd_infer(int argc, char **argv);     /* train/cli_int8.c */
-int cmd_bench(int argc, char **argv);     /* train/cli_int8.c */
+int cmd_convert(int argc, char **argv);   /* cli/cli_convert.c */
+int cmd_infer(int argc, char **argv);     /* cli/cli_int8.c */
+int cmd_bench(int argc, char **argv);     /* cli/cli_int8.c */
 /* `qat eval --int8 MODEL.q8`: accuracy of the INT8 runtime on data's test split. */
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
                   const char *backend, int json);
-int cmd_plot(int argc, char **argv);      /* train/cli_plot.c */
-int cmd_quantize(int argc, char **argv);  /* train/cli_quantize.c */
+int cmd_plot(int argc, char **argv);      /* cli/cli_plot.c */
+int cmd_quantize(int argc, char **argv);  /* cli/cli_quantize.c */
 
 #endif

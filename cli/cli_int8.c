@@ -1,8 +1,8 @@
 /* qat eval --int8 / bench / infer: the INT8 runtime (include/qat_rt.h) on the command line. */
 #include "cli.h"
-#include "dataset.h"
+#include "dataset.h" /* qat infer: the PNG reader */
+#include "qat.h"
 #include "qat_rt.h"
-#include "train.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -34,36 +34,10 @@ int cli_eval_int8(const char *model, const char *data, float val_split, int batc
                   const char *backend, int json) {
     if (batch <= 0) usage_error("eval", "%s", "--batch must be >= 1");
     qat_rt *rt = load_or_die("eval", model, backend, threads, batch);
-    int h, w, c, nc = qat_rt_nclasses(rt);
-    qat_rt_input_shape(rt, &h, &w, &c);
-    qat_data_opts dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.val_split = val_split;
-    dopt.seed = 1; /* qat train's default seed: the same ImageFolder split as training */
-    qat_dataset *train = NULL, *test = NULL;
-    if (qat_dataset_open(data, &dopt, &train, &test)) die(qat_last_error());
-    if (test->h != h || test->w != w || test->c != c || test->nclasses != nc) {
-        fprintf(stderr, "qat: %s expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d\n",
-                model, h, w, c, nc, test->source, test->h, test->w, test->c, test->nclasses);
-        exit(1);
-    }
-    qat_loader_opts lo = {.batch = batch};
-    qat_rt_input_norm(rt, lo.mean, lo.std);
-    qat_loader *l;
-    if (qat_loader_create(test, &lo, &l)) die(qat_last_error());
-    float *x = xmalloc(sizeof(float) * (size_t)batch * h * w * c);
-    float *logits = xmalloc(sizeof(float) * (size_t)batch * nc);
-    int32_t *labels = xmalloc(sizeof(int32_t) * (size_t)batch);
-    int64_t correct = 0, seen = 0;
-    double t0 = omp_get_wtime();
-    for (int b = 0; b < qat_loader_num_batches(l); b++) {
-        int n = qat_loader_get(l, 0, b, x, labels);
-        if (qat_rt_run(rt, x, n, logits)) die(qat_rt_last_error());
-        for (int i = 0; i < n; i++) correct += qat_argmax(logits + (size_t)i * nc, nc) == labels[i];
-        seen += n;
-    }
-    double secs = omp_get_wtime() - t0;
-    double acc = seen ? (double)correct / seen : 0;
+    qat_eval_result r;
+    if (qat_evaluate_int8(rt, model, data, val_split, batch, &r)) die(qat_last_error());
+    int64_t seen = r.n;
+    double secs = r.seconds, acc = r.accuracy;
     size_t peak = qat_rt_peak_activation_bytes(rt);
     if (json)
         printf("{\"accuracy\": %.4f, \"images\": %lld, \"seconds\": %.3f, \"img_per_s\": %.1f, "
@@ -75,10 +49,6 @@ int cli_eval_int8(const char *model, const char *data, float val_split, int batc
                "every activation had its own buffer)\n",
                model, 100.0 * acc, (long long)seen, seen / secs, backend, batch, peak / 1024.0,
                batch, peak / 1024.0 / batch, qat_rt_total_activation_bytes(rt) / 1024.0);
-    free(x), free(logits), free(labels);
-    qat_loader_free(l);
-    qat_dataset_free(train);
-    qat_dataset_free(test);
     qat_rt_free(rt);
     return 0;
 }
@@ -172,27 +142,9 @@ static double bench_batch(const bench_cfg *cfg, int bs, char **js, size_t *jlen)
 /* FP32 inference img/s of a checkpoint's model at batch bs (eval mode, no tape): what INT8 is
  * compared with. Iterations as bench_batch, on the same pseudo-random pixels normalised. */
 static double bench_fp32(const char *ckpt, int bs, int iters) {
-    qat_run r;
-    if (qat_checkpoint_load(ckpt, &r)) die(qat_last_error());
-    qat_model *m = r.model;
-    qat_ctx ctx;
-    qat_ctx_init(&ctx, 64u << 20);
-    ctx.training = 0;
-    ctx.grad_enabled = 0;
-    if (iters <= 0) iters = bs == 1 ? 2000 : 50 > 4000 / bs ? 50 : 4000 / bs;
-    double total = 0;
-    for (int k = -3; k < iters; k++) { /* 3 warm-up runs */
-        qat_ctx_reset(&ctx);
-        qat_tensor *x = qat_tensor_4d(&ctx, bs, m->in_h, m->in_w, m->in_c);
-        for (int64_t i = 0; i < x->numel; i++)
-            x->data[i] = ((uint8_t)(i * 2654435761u >> 24) / 255.0f - r.mean[i % m->in_c]) / r.std[i % m->in_c];
-        double t0 = omp_get_wtime();
-        if (!qat_model_forward(m, &ctx, x)) die(qat_last_error());
-        if (k >= 0) total += omp_get_wtime() - t0;
-    }
-    qat_ctx_free(&ctx);
-    qat_run_free(&r);
-    return bs * iters / total;
+    double img_s;
+    if (qat_checkpoint_fp32_speed(ckpt, bs, iters, &img_s)) die(qat_last_error());
+    return img_s;
 }
 
 /* "1,64" -> sizes; returns the count (usage error on anything else). */
@@ -311,7 +263,8 @@ int cmd_infer(int argc, char **argv) {
     int *idx = xmalloc(sizeof(int) * nc);
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * nc;
-        double mx = z[qat_argmax(z, nc)], sum = 0;
+        double mx = z[0], sum = 0;
+        for (int k = 1; k < nc; k++) mx = z[k] > mx ? z[k] : mx;
         for (int k = 0; k < nc; k++) sum += p[k] = exp((double)z[k] - mx);
         for (int k = 0; k < nc; k++) p[k] /= sum, idx[k] = k;
         for (int a = 0; a < top; a++) /* partial selection sort: top K by probability */
