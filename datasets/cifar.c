@@ -1,6 +1,6 @@
 /* CIFAR-10 binary version: each record is 1 label byte + 32*32*3 pixel bytes stored as three
  * planes (R, G, B; CHW), which we transpose to the HWC layout the rest of qat uses. */
-#include "dataset.h"
+#include "images.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

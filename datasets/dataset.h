@@ -14,8 +14,9 @@
  *   }
  *   qat_loader_free(l); qat_dataset_free(train); qat_dataset_free(test);
  *
- * Conventions of the PNG decoder (same as PIL's convert('L') / convert('RGB') that
- * torchvision's ImageFolder applies):
+ * The images and the format readers are datasets/images.h (idx.c, cifar.c, png_folder.c read,
+ * images.c holds). Conventions of the PNG decoder (same as PIL's convert('L') / convert('RGB')
+ * that torchvision's ImageFolder applies):
  *   - every colour type and bit depth becomes 8-bit; 16-bit samples are scaled (v*255/65535,
  *     rounded), sub-byte gray is scaled to 0..255, palettes are expanded;
  *   - alpha (an alpha channel or palette/gray tRNS) is dropped, not composited: a transparent
@@ -39,33 +40,11 @@
 #ifndef QAT_DATASET_H
 #define QAT_DATASET_H
 
-#include "qat.h"
-#include <stdint.h>
+#include "images.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef struct qat_dataset {
-    int n, h, w, c;          /* images (n, h, w, c), uint8, NHWC */
-    int nclasses;
-    uint8_t *images;
-    int32_t *labels;         /* n, in [0, nclasses) */
-    char source[512];        /* what was opened, for messages */
-    char (*class_names)[64]; /* nclasses names (ImageFolder folder names; "0".."9" for IDX/CIFAR) */
-    char kind[16];           /* what qat_dataset_open found: the built-in name ("fashion-mnist",
-                              * "mnist") when opened by that name, else "idx", "cifar10" or
-                              * "imagefolder"; it picks the augmentation (qat_augment_default) */
-    float val_split;         /* > 0: an ImageFolder without train/ test/ whose test split is this
-                              * fraction held out of its images; 0: the dataset's own test split */
-} qat_dataset;
-
-typedef struct qat_data_opts {
-    float val_split;   /* ImageFolder without train/ test/ subfolders: fraction held out as test (default 0.1 when 0) */
-    int channels;      /* 0 = native; else convert every image to 1 or 3 channels */
-    int height, width; /* 0 = size of the first image; else resize (bilinear) every image to this */
-    uint64_t seed;     /* split shuffle */
-} qat_data_opts;
 
 /* path: "fashion-mnist" or "mnist" (= /usr/share/datasets/<name> unless ./<name> is a
  * directory), a directory of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
@@ -116,33 +95,6 @@ int qat_loader_num_batches(const qat_loader *l);
  * 0 of epoch+1 after the last) in a background pthread; results are identical either way. */
 int qat_loader_get(qat_loader *l, int epoch, int index, float *x, int32_t *labels);
 void qat_loader_free(qat_loader *l);
-
-/* ---- PNG files (libpng) ------------------------------------------------------------- */
-/* Decodes any PNG to 8-bit gray (*c = 1) or RGB (*c = 3) following the conventions above;
- * *pixels (h, w, c) is malloc'd. Errors name the file (not a PNG, truncated, bad CRC, ...). */
-qat_status qat_png_read(const char *path, int *h, int *w, int *c, uint8_t **pixels);
-/* 8-bit RGB (h, w, 3) / gray (h, w) PNG writers, written to a temp file then renamed. */
-qat_status qat_png_write_rgb(const char *path, int w, int h, const uint8_t *rgb);
-qat_status qat_png_write_gray(const char *path, int w, int h, const uint8_t *gray);
-
-/* ---- internals shared by the dataset files ------------------------------------------ */
-/* A dataset with zeroed n*h*w*c images, n labels and nclasses names ("0", "1", ...). */
-qat_dataset *qat_dataset_alloc(int n, int h, int w, int c, int nclasses, const char *source);
-/* Bilinear resize with half-pixel centres (PIL / OpenCV without antialiasing):
- * src (sh, sw, c) -> dst (dh, dw, c). */
-void qat_image_resize(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw, int c);
-/* Channel conversion between 1 and 3 channels (same count copies): src (npix, cs) -> dst (npix, cd). */
-void qat_image_convert(const uint8_t *src, int cs, uint8_t *dst, int cd, int64_t npix);
-
-/* Format loaders; dir is a directory path. They do not apply qat_data_opts channels/size. */
-qat_status qat_idx_open(const char *dir, qat_dataset **train, qat_dataset **test);
-/* One IDX file, raw or gzip: images (magic 2051, (n, h, w)) or labels (magic 2049, (n)). */
-qat_status qat_idx_read_images(const char *path, int *n, int *h, int *w, uint8_t **pixels);
-qat_status qat_idx_read_labels(const char *path, int *n, uint8_t **labels);
-qat_status qat_cifar_open(const char *dir, qat_dataset **train, qat_dataset **test);
-/* Applies opts channels / size itself (it must unify images of different sizes anyway). */
-qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_dataset **train,
-                                qat_dataset **test);
 
 #ifdef __cplusplus
 }

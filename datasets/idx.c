@@ -1,6 +1,6 @@
 /* IDX files (MNIST, Fashion-MNIST), raw or gzip. zlib's gzread reads both, so one reader
  * serves; sizes come from the big-endian header and are checked against what the file holds. */
-#include "dataset.h"
+#include "images.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

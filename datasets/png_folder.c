@@ -2,7 +2,7 @@
  * root/train/<class>/ and root/test/<class>/. The whole dataset is decoded up front (in
  * parallel over files), then converted to one channel count and size. Conventions are in
  * dataset.h. */
-#include "dataset.h"
+#include "images.h"
 #include "base.h"
 #include <dirent.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* 8-bit gray / RGB PNG writers (plots, tests). Written to path.tmp and renamed, so a reader
  * never sees half a file. */
-#include "dataset.h"
+#include "images.h"
 #include <errno.h>
 #include <png.h>
 #include <setjmp.h>
