@@ -1,6 +1,11 @@
-/* Compute kernels behind the autograd ops: an FP32 GEMM wrapper, NHWC im2col/col2im and the
- * depthwise convolution kernels. Every SIMD kernel has a scalar `_ref` beside it; the unsuffixed
- * name dispatches on qat_cpu_isa() (kernels/cpu.c).
+/* The ground floor of the numbers: CPU feature detection and the thread count (kernels/cpu.c)
+ * and the FP32 kernels behind the autograd ops — a GEMM wrapper, NHWC im2col/col2im, depthwise
+ * convolution. The other kernels have their own headers here: the quantization arithmetic
+ * (qmath.h), fake-quant / straight-through / min-max (fq.h), the BatchNorm passes (bn.h), the
+ * INT8 kernels and oneDNN backend of the runtime (int8.h, int8_onednn.h), the simulation's
+ * requantization (requant.h). Every SIMD kernel has a scalar `_ref` beside it, lives in a file
+ * named for its ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c, built with those flags),
+ * and the unsuffixed name dispatches on qat_cpu_isa().
  *
  * Threading: kernels open their own OpenMP regions sized by qat_get_threads(); called from
  * inside a parallel region they run on the calling thread only. OpenBLAS is always kept

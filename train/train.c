@@ -1,5 +1,7 @@
-/* The FP32 training loop of `qat train`: data → forward → loss → backward → optimizer, with
- * per-epoch evaluation, metrics.jsonl and atomic checkpoints (last.ckpt, best.ckpt). */
+/* The training loop of `qat train` and `qat qat`: data → forward → loss → backward → optimizer
+ * (optimizer_step), with per-epoch evaluation, metrics.jsonl and atomic checkpoints (last.ckpt,
+ * best.ckpt); for QAT the freeze schedule (BN re-estimation, frozen BN and observers). What
+ * happens is reported through qat_train_opts.on_event: this file prints nothing. */
 #include "train.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -246,6 +248,29 @@ static qat_status train_step(qat_ctx *ctx, void *arg) {
     return QAT_OK;
 }
 
+/* One optimizer step on a batch: the graph (forward, loss, backward) through qat_ctx_run, then
+ * the update of the parameters (and of the learned quantizers) at the schedule's rate. The one
+ * place a training step happens: a data-parallel run would sum the gradients across processes
+ * between the two (the model's are one array, m->grads, and so are q->lsq_grads). */
+static qat_status optimizer_step(qat_run *run, qat_ctx *ctx, train_batch *tb, float *lr) {
+    qat_ctx_reset(ctx);
+    ctx->training = 1;
+    ctx->grad_enabled = 1;
+    ctx->rng = run->rng;
+    qat_status st = qat_ctx_run(ctx, train_step, tb);
+    if (st) return st;
+    run->rng = ctx->rng;
+    *lr = qat_sched_lr(&run->sched, run->step);
+    qat_optim_step(&run->opt, run->model->params, run->model->grads, *lr);
+    if (run->has_qopt) {
+        qat_optim_step(&run->qopt, run->qmodel->lsq_params, run->qmodel->lsq_grads,
+                       *lr * run->qmodel->lsq_lr_mult);
+        qat_qmodel_lsq_clamp(run->qmodel);
+    }
+    run->step++;
+    return QAT_OK;
+}
+
 /* BN re-estimation (AIMET's name; NNCF calls it BatchNorm adaptation): every BN layer's running
  * statistics become the plain average of n training batches' statistics under the current
  * weights, fake-quantized as training sees them (PyTorch's momentum=None). The moving average
@@ -484,25 +509,12 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
                 goto done;
             train_batch tb = {&run, train, xb, yb, qat_loader_get(loader, epoch, b, xb, yb),
                               o->label_smoothing, NULL, NULL};
-            qat_ctx_reset(&ctx);
-            ctx.training = 1;
-            ctx.grad_enabled = 1;
-            ctx.rng = run.rng;
-            st = qat_ctx_run(&ctx, train_step, &tb);
+            st = optimizer_step(&run, &ctx, &tb, &lr);
             if (st == QAT_ERR_NUMERIC && !finite_or_report(tb.loss->data[0], epoch, run.step, o->out_dir))
                 goto done;
             if (st) goto done;
             int B = tb.B;
             qat_tensor *logits = tb.logits, *loss = tb.loss;
-            run.rng = ctx.rng;
-            lr = qat_sched_lr(&run.sched, run.step);
-            qat_optim_step(&run.opt, m->params, m->grads, lr);
-            if (run.has_qopt) {
-                qat_optim_step(&run.qopt, run.qmodel->lsq_params, run.qmodel->lsq_grads,
-                               lr * run.qmodel->lsq_lr_mult);
-                qat_qmodel_lsq_clamp(run.qmodel);
-            }
-            run.step++;
             steps_this_run++;
             int K = logits->shape[1];
             for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == yb[i];
