@@ -6,7 +6,7 @@
  *
  *   bench_int8 --model MODEL.q8 [--batch 64] [--threads 2] [--steps 30] [--backend auto]
  */
-#include "kernels.h"
+#include "qat.h" /* qat_exec_with_omp_defaults */
 #include "qat_rt.h"
 #include <omp.h>
 #include <stdio.h>

@@ -18,8 +18,8 @@ out=bench/out; mkdir -p "$out"
 : > "$out/int8_qat.jsonl"; : > "$out/int8_torch.jsonl"; : > "$out/int8_fp32.jsonl"
 
 make -s BUILD="$build" "$build/libqat_rt.a" "$build/bench_train" >&2
-# bench_int8 uses the deploy library only (plus kernels.h for the OpenMP spin policy).
-cc -O2 -std=gnu11 -fopenmp -Wall -Wextra -Iinclude -Ikernels bench/bench_int8.c \
+# bench_int8 uses the deploy library only (plus qat.h for the OpenMP spin policy).
+cc -O2 -std=gnu11 -fopenmp -Wall -Wextra -Iinclude bench/bench_int8.c \
    "$build/libqat_rt.a" -ldnnl -lz -lm -o "$build/bench_int8"
 
 for r in $(seq "$rounds"); do
