@@ -1,6 +1,7 @@
-# qat build. Portable baseline x86-64 objects; SIMD kernels live in files whose name says their
-# ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c) and are compiled for it, then chosen at
-# run time by CPU detection (kernels/cpu.c), so one binary runs on any x86-64.
+# qat build. Portable baseline x86-64 objects; SIMD kernels live in kernels/, in files whose name
+# says their ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c) and are compiled for it, then
+# chosen at run time by CPU detection (kernels/cpu.c), so one binary runs on any x86-64.
+# Folders and what goes where: docs/architecture.md.
 #
 #   make          libqat.a and the CLI ./qat
 #   make test     install missing packages, build and run the CUnit suite

@@ -76,7 +76,7 @@ static const stage_line stage_lines[QAT_STAGE_KIND_COUNT] = {
     [QAT_STAGE_HEAD] = {"head", "conv", QAT_STAGE_HEAD, head_keys},
 };
 
-/* Layer records a stage expands to, at most (model.c builds exactly these or fewer). */
+/* Layer records a stage expands to, at most (layers/build.c builds exactly these or fewer). */
 static int stage_max_layers(const qat_spec_stage *st) {
     switch (st->kind) {
     case QAT_STAGE_IR: return st->n * (st->t > 1 ? 4 : 3); /* expand, dw, project, add */
