@@ -7,9 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *cli_command = NULL;
+
+void cli_error_line(const char *msg) {
+    /* "qat CMD: " as usage errors begin; a library message that opens with the command's own
+     * name ("train: --epochs ...") does not repeat it */
+    if (!cli_command) {
+        fprintf(stderr, "qat: %s\n", msg);
+        return;
+    }
+    size_t n = strlen(cli_command);
+    if (!strncmp(msg, cli_command, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    fprintf(stderr, "qat %s: %s\n", cli_command, msg);
+}
+
 void die(const char *msg) {
-    fprintf(stderr, "qat: %s\n", msg);
+    cli_error_line(msg);
     exit(1);
+}
+
+void die_run(qat_status st) {
+    cli_error_line(qat_last_error());
+    exit(st == QAT_ERR_ARG ? 2 : 1);
 }
 
 void usage_error(const char *cmd, const char *fmt, const char *arg) {
@@ -117,4 +136,10 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
 int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
                char **argv) {
     return parse_opts_pos(cmd, synopsis, opts, n, argc, argv, NULL, 0, NULL);
+}
+
+int opt_given(int argc, char **argv, const char *name) {
+    for (int a = 0; a < argc; a++)
+        if (!strncmp(argv[a], "--", 2) && !strcmp(argv[a] + 2, name)) return 1;
+    return 0;
 }
