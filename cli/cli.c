@@ -143,3 +143,10 @@ int opt_given(int argc, char **argv, const char *name) {
         if (!strncmp(argv[a], "--", 2) && !strcmp(argv[a] + 2, name)) return 1;
     return 0;
 }
+
+void check_observer_settings(const char *cmd, int argc, char **argv, const char *observer) {
+    if (opt_given(argc, argv, "percentile") && strcmp(observer, "percentile"))
+        usage_error(cmd, "%s", "--percentile applies to --observer percentile only");
+    if (opt_given(argc, argv, "averaging-constant") && strcmp(observer, "moving-average"))
+        usage_error(cmd, "%s", "--averaging-constant applies to --observer moving-average only");
+}

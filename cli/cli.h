@@ -42,6 +42,15 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
  * from "left alone"): for the checks across options, which the parser does not make. */
 int opt_given(int argc, char **argv, const char *name);
 
+/* --percentile / --averaging-constant go with --observer percentile / moving-average only
+ * (ptq and quantize). */
+void check_observer_settings(const char *cmd, int argc, char **argv, const char *observer);
+#define OBSERVER_OPTS(obs, pct, avg, dflt)                                                          \
+    {"observer", OPT_STR, &(obs),                                                                  \
+     "activation observer: minmax, moving-average, mse (= histogram), percentile [" dflt "]"},    \
+    {"percentile", OPT_FLOAT, &(pct), "--observer percentile: the range kept, in percent (50, 100] [99.99]"}, \
+    {"averaging-constant", OPT_FLOAT, &(avg), "--observer moving-average: c of new = old + c (batch - old) [0.01]"}
+
 /* Commands implemented outside main.c. */
 int cmd_convert(int argc, char **argv);   /* cli/cli_convert.c */
 int cmd_infer(int argc, char **argv);     /* cli/cli_int8.c */

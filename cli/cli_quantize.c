@@ -20,7 +20,7 @@ int cmd_quantize(int argc, char **argv) {
         {"out", OPT_STR, &o.out, "INT8 model file to write (also -o)"},
         {"max-drop", OPT_FLOAT, &o.max_drop, "accepted accuracy drop vs FP32, in points [0.5]"},
         {"qconfig", OPT_STR, &o.qconfig, "quantization preset: x86, per-tensor, w4a8, lsq [x86]"},
-        {"observer", OPT_STR, &o.observer, "PTQ activation observer: minmax or histogram [histogram]"},
+        OBSERVER_OPTS(o.observer, o.percentile, o.averaging_constant, "histogram"),
         {"qat-epochs", OPT_INT, &o.qat_epochs, "most QAT epochs when PTQ falls short (stops once within target) [3]"},
         {"calib-batches", OPT_INT, &o.calib_batches, "PTQ calibration batches of 128 [32]"},
         {"work-dir", OPT_STR, &o.work_dir, "where the PTQ checkpoint and the QAT run go [OUT.work]"},
@@ -36,6 +36,7 @@ int cmd_quantize(int argc, char **argv) {
                    NOPTS(opts), argc, argv))
         return 0;
     if (!o.ckpt || !o.data || !o.out) usage_error("quantize", "%s", "--ckpt, --data and -o are required");
+    check_observer_settings("quantize", argc, argv, o.observer);
     if (json) quiet = 1; /* stdout carries the JSON object only */
     cli_report report; /* the QAT fine-tuning's progress and summary, as qat qat prints them */
     cli_report_init(&report, quiet, 0);

@@ -132,7 +132,7 @@ static int cmd_ptq(int argc, char **argv) {
         {"ckpt", OPT_STR, &o.ckpt, "FP32 checkpoint to quantize"},
         {"data", OPT_STR, &o.data, "dataset: calibration on its train split, accuracy on its test split"},
         {"qconfig", OPT_STR, &o.qconfig, "quantization preset: x86, per-tensor, w4a8, lsq [x86]"},
-        {"observer", OPT_STR, &o.observer, "activation observer: minmax or histogram [minmax]"},
+        OBSERVER_OPTS(o.observer, o.percentile, o.averaging_constant, "minmax"),
         {"calib-batches", OPT_INT, &o.calib_batches, "calibration batches [32]"},
         {"batch", OPT_INT, &o.batch, "calibration batch size [128]"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
@@ -145,6 +145,7 @@ static int cmd_ptq(int argc, char **argv) {
                    argc, argv))
         return 0;
     if (!o.ckpt || !o.data || !o.out) usage_error("ptq", "%s", "--ckpt, --data and --out are required");
+    check_observer_settings("ptq", argc, argv, o.observer);
     cli_report report;
     cli_report_init(&report, quiet || json, json);
     o.on_event = cli_report_event, o.event_user = &report;

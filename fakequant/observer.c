@@ -8,11 +8,25 @@
 
 /* ---- observers ---------------------------------------------------------------------------- */
 
-qat_status qat_observer_parse(const char *name, qat_observer_kind *kind) {
-    if (name && !strcmp(name, "minmax")) *kind = QAT_OBS_MINMAX;
-    else if (name && !strcmp(name, "histogram")) *kind = QAT_OBS_HISTOGRAM;
-    else return qat_fail(QAT_ERR_ARG, "unknown observer '%s' (minmax, histogram)", name ? name : "(null)");
-    return QAT_OK;
+qat_status qat_observer_parse(const char *name, qat_observer_kind *kind, qat_hist_method *method) {
+    static const struct {
+        const char *name;
+        qat_observer_kind kind;
+        qat_hist_method method;
+    } names[] = {
+        {"minmax", QAT_OBS_MINMAX, QAT_HIST_MSE},
+        {"moving-average", QAT_OBS_MOVING_AVG, QAT_HIST_MSE},
+        {"histogram", QAT_OBS_HISTOGRAM, QAT_HIST_MSE},
+        {"mse", QAT_OBS_HISTOGRAM, QAT_HIST_MSE},
+        {"percentile", QAT_OBS_HISTOGRAM, QAT_HIST_PERCENTILE},
+    };
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i].name)) {
+            *kind = names[i].kind;
+            if (method) *method = names[i].method;
+            return QAT_OK;
+        }
+    return qat_fail(QAT_ERR_ARG, "unknown observer '%s' (%s)", name ? name : "(null)", QAT_OBSERVER_NAMES);
 }
 
 static const char *obs_name(const qat_observer *o) { return o->name ? o->name : "(unnamed)"; }

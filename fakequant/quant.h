@@ -105,9 +105,12 @@ typedef struct {
     double zeros;            /* exact zeros seen: they quantize without error (ReLU outputs) */
 } qat_observer;
 
-/* The PTQ observer named on the command line ("minmax", "histogram"), or QAT_ERR_ARG naming
- * it and listing the known ones. */
-qat_status qat_observer_parse(const char *name, qat_observer_kind *kind);
+/* The PTQ activation observer named on the command line, or QAT_ERR_ARG naming it and listing
+ * the known ones: "minmax", "moving-average" (PyTorch's MovingAverageMinMaxObserver), "mse" (=
+ * "histogram": the range minimising the quantization + clipping error), "percentile" (the
+ * histogram's [q(1-p), q(p)]). method may be NULL. */
+qat_status qat_observer_parse(const char *name, qat_observer_kind *kind, qat_hist_method *method);
+#define QAT_OBSERVER_NAMES "minmax, moving-average, mse (= histogram), percentile"
 
 /* nchannels must be 1 for per-tensor schemes; histogram observers are per-tensor only. */
 qat_status qat_observer_init(qat_observer *o, qat_observer_kind kind, const qat_qscheme *s,

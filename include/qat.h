@@ -229,7 +229,10 @@ typedef struct {
     const char *ckpt;           /* FP32 checkpoint */
     const char *data;
     const char *qconfig;        /* preset name ["x86"]: x86, per-tensor, w4a8, lsq */
-    const char *observer;       /* activation observer: "minmax" or "histogram" [minmax] */
+    const char *observer;       /* activation observer: minmax, moving-average, mse (=
+                                 * histogram), percentile [minmax] */
+    float percentile;           /* observer percentile: the kept range, in percent [99.99] */
+    float averaging_constant;   /* observer moving-average: new = old + c (batch - old) [0.01] */
     const char *out;            /* PTQ checkpoint to write */
     int calib_batches;          /* [32] */
     int batch;                  /* calibration batch size [128] */
@@ -293,7 +296,8 @@ typedef struct {
     const char *out;         /* INT8 model file to write */
     const char *work_dir;    /* PTQ checkpoint and QAT run go here [<out>.work] */
     const char *qconfig;     /* [x86] */
-    const char *observer;    /* PTQ activation observer [histogram] */
+    const char *observer;    /* PTQ activation observer [histogram]; its settings: */
+    float percentile, averaging_constant; /* as qat_ptq_opts [99.99, 0.01] */
     const char *backend;     /* INT8 runtime backend of the verification [auto] */
     float max_drop;          /* accepted accuracy drop vs FP32, in points [0.5] */
     int qat_epochs;          /* most QAT epochs when PTQ falls short [3] */

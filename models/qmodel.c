@@ -74,8 +74,8 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
     *out = NULL;
     qat_status st;
     if ((st = qat_qscheme_check(&cfg->act)) || (st = qat_qscheme_check(&cfg->weight))) return st;
-    if (mode == QAT_QMODEL_PTQ && act_obs != QAT_OBS_MINMAX && act_obs != QAT_OBS_HISTOGRAM)
-        return qat_fail(QAT_ERR_ARG, "qmodel: PTQ observer must be minmax or histogram");
+    if (mode == QAT_QMODEL_PTQ && (unsigned)act_obs >= QAT_OBS_KIND_COUNT)
+        return qat_fail(QAT_ERR_ARG, "qmodel: unknown PTQ observer kind %d", (int)act_obs);
     qat_qmodel *q = calloc(1, sizeof *q);
     int cap = 1 + 2 * m->nlayers;
     if (q) {

@@ -322,6 +322,60 @@ static void test_ptq_close_to_fp32(void) {
     CU_ASSERT(strstr(qat_last_error(), "FP32") != NULL);
 }
 
+/* Issue 16 point 4: the PTQ observers from the options. On the same calibration batches a
+ * moving average with c = 1 (the last batch's range) and the 99th percentile keep a range
+ * inside min-max's, so no activation scale is larger and some are smaller; "mse" is the
+ * histogram observer; bad settings are refused before any work. */
+static void ptq_scales(const char *obs, float pct, float avg, float *scales, int *n) {
+    char ckpt[400], out[400];
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
+    snprintf(out, sizeof out, "%s/ptq-%s.ckpt", tmpdir, obs);
+    qat_ptq_opts o;
+    qat_ptq_opts_default(&o);
+    o.ckpt = ckpt, o.data = data_dir, o.out = out, o.observer = obs;
+    o.percentile = pct, o.averaging_constant = avg;
+    o.calib_batches = 4, o.batch = 32, o.threads = 1;
+    qat_eval_result fp, qr;
+    qat_status st = qat_ptq_run(&o, &fp, &qr);
+    if (st) printf("\n  %s: %s\n", obs, qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT(fabsf(qr.accuracy - fp.accuracy) <= 0.1f);
+    qat_run r = load(out);
+    CU_ASSERT_FATAL(r.qmodel != NULL);
+    *n = 0;
+    for (int i = 0; i < r.qmodel->npoints; i++)
+        if (!r.qmodel->points[i].weight) scales[(*n)++] = r.qmodel->points[i].fq.scale[0];
+    qat_run_free(&r);
+}
+
+static void test_ptq_observers(void) {
+    float mm[256], ma[256], pc[256], mse[256], hist[256];
+    int n, n2;
+    ptq_scales("minmax", 99.99f, 0.01f, mm, &n);
+    ptq_scales("moving-average", 99.99f, 1.0f, ma, &n2);
+    CU_ASSERT_FATAL(n == n2 && n > 3);
+    ptq_scales("percentile", 99.0f, 0.01f, pc, &n2);
+    ptq_scales("mse", 99.99f, 0.01f, mse, &n2);
+    ptq_scales("histogram", 99.99f, 0.01f, hist, &n2);
+    int ma_smaller = 0, pc_smaller = 0;
+    for (int i = 0; i < n; i++) {
+        CU_ASSERT(ma[i] <= mm[i] && pc[i] <= mm[i]);
+        ma_smaller += ma[i] < mm[i];
+        pc_smaller += pc[i] < mm[i];
+    }
+    CU_ASSERT(ma_smaller > 0 && pc_smaller > 0);
+    CU_ASSERT(memcmp(mse, hist, (size_t)n * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(pc, hist, (size_t)n * sizeof(float)) != 0);
+    qat_ptq_opts o;
+    qat_ptq_opts_default(&o);
+    o.ckpt = "/nonexistent.ckpt", o.data = data_dir, o.out = "/nonexistent/out.ckpt";
+    o.observer = "percentile", o.percentile = 40;
+    qat_eval_result fp, qr;
+    CU_ASSERT(qat_ptq_run(&o, &fp, &qr) == QAT_ERR_ARG && strstr(qat_last_error(), "--percentile 40"));
+    o.observer = "moving-average", o.averaging_constant = 0;
+    CU_ASSERT(qat_ptq_run(&o, &fp, &qr) == QAT_ERR_ARG && strstr(qat_last_error(), "--averaging-constant 0"));
+}
+
 static void qat_opts(qat_qat_opts *qo, const char *out) {
     static char ckpt[400];
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
@@ -932,6 +986,7 @@ void register_qat_tests(void) {
     CU_add_test(s, "folded ConvBn in eval == conv -> BN", test_fold_matches_eval);
     CU_add_test(s, "folded ConvBn (batch, running, frozen stats): FP32 logits and gradients", test_fold_gradients);
     CU_add_test(s, "PTQ accuracy close to FP32; eval of PTQ checkpoint", test_ptq_close_to_fp32);
+    CU_add_test(s, "PTQ observers: moving-average, percentile, mse and their settings", test_ptq_observers);
     CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
     CU_add_test(s, "BN freeze: re-estimated statistics, no loss jump at lr ~0", test_bn_freeze_continuity);
     CU_add_test(s, "BN freeze: default schedule by lr, no collapse", test_auto_freeze_schedule);

@@ -4,10 +4,23 @@
 #include "train.h"
 #include <string.h>
 
+qat_status qat_ptq_check_observer(const char *name, float percentile, float averaging_constant,
+                                  qat_observer_kind *kind, qat_hist_method *method) {
+    qat_status st = qat_observer_parse(name ? name : "minmax", kind, method);
+    if (st) return st;
+    if (*kind == QAT_OBS_HISTOGRAM && *method == QAT_HIST_PERCENTILE && !(percentile > 50 && percentile <= 100))
+        return qat_fail(QAT_ERR_ARG, "ptq: --percentile %g is outside (50, 100]", (double)percentile);
+    if (*kind == QAT_OBS_MOVING_AVG && !(averaging_constant > 0 && averaging_constant <= 1))
+        return qat_fail(QAT_ERR_ARG, "ptq: --averaging-constant %g is outside (0, 1]", (double)averaging_constant);
+    return QAT_OK;
+}
+
 void qat_ptq_opts_default(qat_ptq_opts *o) {
     memset(o, 0, sizeof *o);
     o->qconfig = "x86";
     o->observer = "minmax";
+    o->percentile = 99.99f;
+    o->averaging_constant = QAT_OBS_AVERAGING_CONSTANT;
     o->calib_batches = 32;
     o->batch = 128;
     o->eval_batch = QAT_EVAL_BATCH;
@@ -19,9 +32,10 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
     if (o->calib_batches < 1 || o->batch < 1)
         return qat_fail(QAT_ERR_ARG, "ptq: --calib-batches and --batch must be positive");
     qat_observer_kind obs;
+    qat_hist_method method;
     qat_qconfig cfg;
     qat_status st;
-    if ((st = qat_observer_parse(o->observer ? o->observer : "minmax", &obs)) ||
+    if ((st = qat_ptq_check_observer(o->observer, o->percentile, o->averaging_constant, &obs, &method)) ||
         (st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg)))
         return st;
     if (o->threads > 0) qat_set_threads(o->threads);
@@ -51,6 +65,13 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
     qat_progress p_q = {o->on_event, o->event_user, "ptq: evaluating fake-quant"};
     if ((st = qat_run_evaluate(&run, test, o->eval_batch, fp32, &p_fp))) goto done;
     if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, obs, &run.qmodel))) goto done;
+    for (int i = 0; i < run.qmodel->npoints; i++) { /* the observer's settings, activations only */
+        qat_qpoint *pt = &run.qmodel->points[i];
+        if (pt->weight) continue;
+        pt->fq.obs.method = method;
+        pt->fq.obs.percentile = o->percentile;
+        pt->fq.obs.averaging_constant = o->averaging_constant;
+    }
     if ((st = qat_calibrate(&run, train, o->batch, o->calib_batches, &p_cal))) goto done;
     if ((st = qat_qmodel_freeze_observers(run.qmodel))) goto done;
     if (cfg.lsq && (st = qat_qmodel_lsq_start(run.qmodel))) goto done; /* same qparams, learnable */

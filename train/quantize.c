@@ -12,6 +12,8 @@ void qat_quantize_opts_default(qat_quantize_opts *o) {
     memset(o, 0, sizeof *o);
     o->qconfig = "x86";
     o->observer = "histogram";
+    o->percentile = 99.99f;
+    o->averaging_constant = QAT_OBS_AVERAGING_CONSTANT;
     o->backend = "auto";
     o->max_drop = 0.5f;
     o->qat_epochs = 3;
@@ -116,7 +118,8 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
         return qat_fail(QAT_ERR_ARG, "quantize: unknown backend '%s' (auto, native, onednn, ref)", o->backend);
     if ((st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg))) return st;
     qat_observer_kind obs;
-    if ((st = qat_observer_parse(o->observer, &obs))) return st;
+    qat_hist_method method;
+    if ((st = qat_ptq_check_observer(o->observer, o->percentile, o->averaging_constant, &obs, &method))) return st;
     if (o->threads > 0) qat_set_threads(o->threads);
     char dir[1024], ptq_path[1100], qat_dir[1100], best[1200];
     snprintf(dir, sizeof dir, "%s", o->work_dir ? o->work_dir : o->out);
@@ -132,6 +135,7 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     po.qconfig = o->qconfig, po.observer = o->observer;
     po.calib_batches = o->calib_batches, po.threads = o->threads, po.val_split = o->val_split;
     po.on_event = o->on_event, po.event_user = o->event_user;
+    po.percentile = o->percentile, po.averaging_constant = o->averaging_constant;
     if ((st = qat_ptq_run(&po, &r->fp32, &r->ptq))) return st;
     r->target = r->fp32.accuracy - o->max_drop / 100.0f;
     const char *chosen = ptq_path;

@@ -107,6 +107,9 @@ qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qa
 
 /* Runs up to n shuffled batches of d through r->qmodel in eval mode with observers on and
  * fake-quant off (the calibration of PTQ, and of the LSQ scales before QAT). */
+/* The PTQ observer of a name and its settings, checked (QAT_ERR_ARG names the bad one). */
+qat_status qat_ptq_check_observer(const char *name, float percentile, float averaging_constant,
+                                  qat_observer_kind *kind, qat_hist_method *method);
 qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p);
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
