@@ -61,5 +61,6 @@ int cli_eval_int8(const char *model, const char *data, float val_split, int batc
                   const char *backend, int json, struct cli_report *progress);
 int cmd_plot(int argc, char **argv);      /* cli/cli_plot.c */
 int cmd_quantize(int argc, char **argv);  /* cli/cli_quantize.c */
+int cmd_sensitivity(int argc, char **argv); /* cli/cli_sensitivity.c */
 
 #endif

@@ -299,6 +299,7 @@ static const cli_cmd commands[] = {
     {"ptq", cmd_ptq, "post-training quantization of an FP32 checkpoint (calibrate, evaluate)"},
     {"qat", cmd_qat, "quantization-aware fine-tuning of an FP32 checkpoint"},
     {"inspect", cmd_inspect, "per-layer quantization parameters and SQNR of a PTQ/QAT checkpoint"},
+    {"sensitivity", cmd_sensitivity, "per-layer quantization sensitivity: only-this-layer quantized / float, sorted"},
     {"quantize", cmd_quantize, "FP32 checkpoint to INT8 model within an accuracy budget (PTQ, QAT if needed)"},
     {"convert", cmd_convert, "turn a PTQ/QAT checkpoint into an INT8 model file (.q8)"},
     {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
@@ -310,7 +311,7 @@ static const cli_cmd commands[] = {
 static void print_main_help(void) {
     printf("qat: quantization-aware training of MobileNet-style CNNs\n\nusage: qat COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        printf("  %-10s %s\n", commands[i].name, commands[i].help);
+        printf("  %-11s %s\n", commands[i].name, commands[i].help);
     printf("\n'qat COMMAND --help' lists a command's options. Example:\n"
            "  qat train --data fashion-mnist --out runs/fp32\n"
            "  qat eval --ckpt runs/fp32/best.ckpt --data fashion-mnist\n"

@@ -277,6 +277,34 @@ qat_status qat_inspect(const char *ckpt, const char *data, float val_split, int 
                        char **report, qat_layer_sqnr *layers);
 void qat_layer_sqnr_free(qat_layer_sqnr *s);
 
+/* `qat sensitivity`: per layer with a weight (conv, linear), the accuracy and mean logits KL
+ * divergence against FP32 on the first `images` test images, with only that layer quantized
+ * and with only that layer's weight left float (train/sensitivity.c says exactly what). */
+typedef struct {
+    const char *ckpt, *data;    /* FP32 (or PTQ/QAT: its FP32 weights) checkpoint */
+    const char *qconfig;        /* [x86]; not lsq */
+    const char *observer;       /* PTQ activation observer [histogram] */
+    float percentile, averaging_constant;
+    int calib_batches;          /* of 128 [32] */
+    int images;                 /* test images compared [2000] */
+    float val_split;
+    int threads;
+    qat_event_fn on_event;      /* QAT_EVENT_PROGRESS (NULL: none) */
+    void *event_user;
+} qat_sensitivity_opts;
+
+typedef struct {
+    int n, images;
+    char (*names)[QAT_NAME_MAX];
+    double *quant_acc, *quant_kl;  /* (n) only this layer quantized */
+    double *float_acc, *float_kl;  /* (n) everything quantized but this layer's weight */
+    double fp32_acc, quant_all_acc, quant_all_kl;
+} qat_sensitivity;
+
+void qat_sensitivity_opts_default(qat_sensitivity_opts *o);
+qat_status qat_sensitivity_run(const qat_sensitivity_opts *o, qat_sensitivity *out);
+void qat_sensitivity_free(qat_sensitivity *s);
+
 /* What convert wrote. */
 typedef struct {
     int layers;                 /* INT8 layers */

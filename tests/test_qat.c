@@ -376,6 +376,50 @@ static void test_ptq_observers(void) {
     CU_ASSERT(qat_ptq_run(&o, &fp, &qr) == QAT_ERR_ARG && strstr(qat_last_error(), "--averaging-constant 0"));
 }
 
+/* Issue 16 point 2: per-layer sensitivity. One row per conv/linear in model order; the FP32
+ * column is the FP32 checkpoint's own accuracy; 4-bit weights cost more than 8-bit; leaving
+ * the most sensitive layer float brings the logits closer to FP32 than quantizing everything. */
+static void test_sensitivity(void) {
+    char ckpt[400];
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
+    qat_sensitivity s8, s4;
+    qat_sensitivity_opts o;
+    qat_sensitivity_opts_default(&o);
+    o.ckpt = ckpt, o.data = data_dir, o.calib_batches = 4, o.images = 100000, o.threads = 1;
+    o.qconfig = "x86";
+    qat_status st = qat_sensitivity_run(&o, &s8);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    o.qconfig = "w4a8";
+    CU_ASSERT_FATAL(qat_sensitivity_run(&o, &s4) == QAT_OK);
+    qat_run r = load(ckpt);
+    int k = 0, names_ok = 1;
+    for (int i = 0; i < r.model->nlayers; i++) {
+        qat_layer_kind kind = r.model->layers[i].kind;
+        if (kind != QAT_LAYER_CONV_BN_ACT && kind != QAT_LAYER_LINEAR && kind != QAT_LAYER_FC) continue;
+        names_ok &= k < s8.n && !strcmp(s8.names[k], r.model->layers[i].name);
+        k++;
+    }
+    CU_ASSERT(names_ok && k == s8.n && s8.n == s4.n && s8.n > 3);
+    qat_eval_result ev;
+    CU_ASSERT_FATAL(qat_checkpoint_evaluate(ckpt, data_dir, &ev) == QAT_OK);
+    CU_ASSERT(s8.images == ev.n && fabs(s8.fp32_acc - ev.accuracy) < 1e-6);
+    CU_ASSERT(s4.quant_all_kl > s8.quant_all_kl && s8.quant_all_kl > 0);
+    double best = 1e30;
+    int finite = 1;
+    for (int i = 0; i < s4.n; i++) {
+        best = s4.float_kl[i] < best ? s4.float_kl[i] : best;
+        finite &= isfinite(s4.float_kl[i]) && s4.float_kl[i] >= 0 && isfinite(s4.quant_kl[i]) && s4.quant_kl[i] >= 0;
+        /* one layer quantized costs less than all of them */
+        CU_ASSERT(s4.quant_kl[i] < s4.quant_all_kl);
+    }
+    CU_ASSERT(finite && best < s4.quant_all_kl);
+    qat_run_free(&r);
+    qat_sensitivity_free(&s8), qat_sensitivity_free(&s4);
+    o.qconfig = "lsq";
+    CU_ASSERT(qat_sensitivity_run(&o, &s4) == QAT_ERR_ARG);
+}
+
 static void qat_opts(qat_qat_opts *qo, const char *out) {
     static char ckpt[400];
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
@@ -987,6 +1031,7 @@ void register_qat_tests(void) {
     CU_add_test(s, "folded ConvBn (batch, running, frozen stats): FP32 logits and gradients", test_fold_gradients);
     CU_add_test(s, "PTQ accuracy close to FP32; eval of PTQ checkpoint", test_ptq_close_to_fp32);
     CU_add_test(s, "PTQ observers: moving-average, percentile, mse and their settings", test_ptq_observers);
+    CU_add_test(s, "per-layer sensitivity: only-this-layer quantized / float", test_sensitivity);
     CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
     CU_add_test(s, "BN freeze: re-estimated statistics, no loss jump at lr ~0", test_bn_freeze_continuity);
     CU_add_test(s, "BN freeze: default schedule by lr, no collapse", test_auto_freeze_schedule);
