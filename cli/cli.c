@@ -7,16 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-void die(const char *msg) {
-    fprintf(stderr, "qat: %s\n", msg);
-    exit(1);
+/* An error exit. In a job of several ranks (mpirun, docs/distributed.md) rank 0 says it, the
+ * others only when it may be theirs alone; an error every rank found together ends the job
+ * cleanly, any other ends the whole job (the others would wait for this rank forever). */
+static int error_prefix(int collective) {
+    if (qat_dist_size() <= 1 || qat_dist_rank() == 0) return fprintf(stderr, "qat"), 1;
+    if (collective) return 0;
+    fprintf(stderr, "qat (rank %d)", qat_dist_rank());
+    return 1;
+}
+static __attribute__((noreturn)) void error_exit(int code) {
+    if (qat_dist_size() > 1 && !qat_dist_error_collective()) qat_dist_abort(code);
+    qat_dist_finalize();
+    exit(code);
+}
+
+void die(const char *msg) { die_code(msg, 1); }
+
+void die_code(const char *msg, int code) {
+    if (error_prefix(qat_dist_error_collective())) fprintf(stderr, ": %s\n", msg);
+    error_exit(code);
 }
 
 void usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "qat %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see 'qat %s --help')\n", cmd);
-    exit(2);
+    if (error_prefix(0)) {
+        fprintf(stderr, " %s: ", cmd);
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, " (see 'qat %s --help')\n", cmd);
+    }
+    error_exit(2);
 }
 
 static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {

@@ -17,6 +17,9 @@ typedef struct {
 
 /* "qat: msg" on stderr, exit 1. */
 void die(const char *msg) __attribute__((noreturn));
+/* The same with exit code `code`. In a job of several ranks (mpirun) rank 0 prints the line, and
+ * an error not found by every rank together ends the whole job (qat_dist_abort). */
+void die_code(const char *msg, int code) __attribute__((noreturn));
 /* "qat CMD: <fmt with arg> (see 'qat CMD --help')" on stderr, exit 2. */
 void usage_error(const char *cmd, const char *fmt, const char *arg) __attribute__((noreturn));
 /* Parses argv (options only; every argument must be an option) into the targets; returns 1 when

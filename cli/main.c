@@ -16,6 +16,9 @@
     "QAT: re-estimate and freeze BN statistics after N epochs of QAT, fractions allowed; auto = "  \
     "once the lr has decayed to 3% of its peak; never [auto]"
 #define FREEZE_OBS_HELP "QAT: freeze observer ranges after N epochs of QAT; auto = halfway from the BN freeze to the end; never [auto]"
+/* Data-parallel runs (mpirun -np N qat ...; docs/distributed.md). */
+#define BATCH_HELP "global batch size: under mpirun -np N each rank trains on batch/N images of it, and the lr schedule is the global batch's [128]"
+#define LOCAL_BN_HELP "under mpirun: BN batch statistics of each rank's own images, not of the global batch (SyncBN, the default)"
 #define BN_REEST_HELP "QAT: batches that re-estimate BN statistics before they freeze, 0 = keep the moving averages [64]"
 
 /* The augmentation options of train and qat, one table for both. Their defaults belong to the
@@ -34,11 +37,7 @@ static void augment_flags(const char *cmd, int flip, int no_flip, qat_train_opts
 
 /* A training run's error: an option value found wrong once the data is open (QAT_ERR_ARG, e.g.
  * --crop-pad larger than the images) is a usage error like the parser's, exit 2; others exit 1. */
-static void die_run(qat_status st) {
-    if (st != QAT_ERR_ARG) die(qat_last_error());
-    fprintf(stderr, "qat: %s\n", qat_last_error());
-    exit(2);
-}
+static void die_run(qat_status st) { die_code(qat_last_error(), st == QAT_ERR_ARG ? 2 : 1); }
 
 static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
@@ -51,7 +50,7 @@ static int cmd_train(int argc, char **argv) {
         {"model", OPT_STR, &o.model, "preset name (mbv2-tiny, mbv1-tiny) or spec file [mbv2-tiny]"},
         {"width", OPT_FLOAT, &o.width, "width multiplier for the spec's channels [the spec's, 1]"},
         {"epochs", OPT_INT, &o.epochs, "epochs [15]"},
-        {"batch", OPT_INT, &o.batch, "batch size [128]"},
+        {"batch", OPT_INT, &o.batch, BATCH_HELP},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate [0.1]"},
         {"wd", OPT_FLOAT, &o.weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
         {"momentum", OPT_FLOAT, &o.momentum, "SGD momentum [0.9]"},
@@ -72,6 +71,7 @@ static int cmd_train(int argc, char **argv) {
         {"freeze-bn-epoch", OPT_FREEZE, &o.freeze_bn_epochs, FREEZE_BN_HELP},
         {"freeze-observer-epoch", OPT_FREEZE, &o.freeze_observer_epochs, FREEZE_OBS_HELP},
         {"bn-reestimate", OPT_INT, &o.bn_reestimate_batches, BN_REEST_HELP},
+        {"local-bn", OPT_FLAG, &o.local_bn, LOCAL_BN_HELP},
     };
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("train", flip, no_flip, &o);
@@ -161,7 +161,7 @@ static int cmd_qat(int argc, char **argv) {
         {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
         {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"epochs", OPT_INT, &o->epochs, "epochs [3]"},
-        {"batch", OPT_INT, &o->batch, "batch size [128]"},
+        {"batch", OPT_INT, &o->batch, BATCH_HELP},
         {"lr", OPT_FLOAT, &o->lr, "peak learning rate [0.01]"},
         {"wd", OPT_FLOAT, &o->weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
         {"momentum", OPT_FLOAT, &o->momentum, "SGD momentum [0.9]"},
@@ -177,6 +177,7 @@ static int cmd_qat(int argc, char **argv) {
         {"resume", OPT_STR, &o->resume, "continue exactly from a QAT checkpoint (last.ckpt)"},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print the final summary as one JSON object"},
+        {"local-bn", OPT_FLAG, &o->local_bn, LOCAL_BN_HELP},
     };
     if (parse_opts("qat", "--ckpt FP32.ckpt --data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("qat", flip, no_flip, o);
@@ -297,8 +298,17 @@ static void print_main_help(void) {
            "  qat qat --ckpt runs/fp32/best.ckpt --data fashion-mnist --out runs/qat\n");
 }
 
+static int run_command(int argc, char **argv);
+
 int main(int argc, char **argv) {
     qat_exec_with_omp_defaults(argv);
+    if (qat_dist_init()) die(qat_last_error()); /* joins the job under mpirun; else nothing */
+    int rc = run_command(argc, argv);
+    qat_dist_finalize();
+    return rc;
+}
+
+static int run_command(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_main_help();
         return argc < 2 ? 2 : 0;
