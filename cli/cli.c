@@ -7,31 +7,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An error exit. In a job of several ranks (mpirun, docs/distributed.md) rank 0 says it, the
- * others only when it may be theirs alone; an error every rank found together ends the job
- * cleanly, any other ends the whole job (the others would wait for this rank forever). */
-static int error_prefix(int collective) {
-    if (qat_dist_size() <= 1 || qat_dist_rank() == 0) return fprintf(stderr, "qat"), 1;
-    if (collective) return 0;
-    fprintf(stderr, "qat (rank %d)", qat_dist_rank());
+const char *cli_command = NULL;
+
+/* In a job of several ranks (mpirun, docs/distributed.md) rank 0 says an error; the others only
+ * when it may be theirs alone (not one every rank found together), naming their rank. */
+static int rank_says_it(char *who, size_t size) {
+    who[0] = 0;
+    if (qat_dist_size() <= 1 || qat_dist_rank() == 0) return 1;
+    if (qat_dist_error_collective()) return 0;
+    snprintf(who, size, " (rank %d)", qat_dist_rank());
     return 1;
 }
+
+/* An error every rank found together ends the job cleanly; any other ends the whole job, since
+ * the other ranks would wait for this one in their next collective. */
 static __attribute__((noreturn)) void error_exit(int code) {
     if (qat_dist_size() > 1 && !qat_dist_error_collective()) qat_dist_abort(code);
     qat_dist_finalize();
     exit(code);
 }
 
-void die(const char *msg) { die_code(msg, 1); }
+void cli_error_line(const char *msg) {
+    char who[32];
+    if (!rank_says_it(who, sizeof who)) return;
+    /* "qat CMD: " as usage errors begin; a library message that opens with the command's own
+     * name ("train: --epochs ...") does not repeat it */
+    if (!cli_command) {
+        fprintf(stderr, "qat%s: %s\n", who, msg);
+        return;
+    }
+    size_t n = strlen(cli_command);
+    if (!strncmp(msg, cli_command, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    fprintf(stderr, "qat %s%s: %s\n", cli_command, who, msg);
+}
 
-void die_code(const char *msg, int code) {
-    if (error_prefix(qat_dist_error_collective())) fprintf(stderr, ": %s\n", msg);
-    error_exit(code);
+void die(const char *msg) {
+    cli_error_line(msg);
+    error_exit(1);
+}
+
+void die_run(qat_status st) {
+    cli_error_line(qat_last_error());
+    error_exit(st == QAT_ERR_ARG ? 2 : 1);
 }
 
 void usage_error(const char *cmd, const char *fmt, const char *arg) {
-    if (error_prefix(0)) {
-        fprintf(stderr, " %s: ", cmd);
+    char who[32];
+    if (rank_says_it(who, sizeof who)) {
+        fprintf(stderr, "qat %s%s: ", cmd, who);
         fprintf(stderr, fmt, arg);
         fprintf(stderr, " (see 'qat %s --help')\n", cmd);
     }
@@ -136,4 +159,10 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
 int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
                char **argv) {
     return parse_opts_pos(cmd, synopsis, opts, n, argc, argv, NULL, 0, NULL);
+}
+
+int opt_given(int argc, char **argv, const char *name) {
+    for (int a = 0; a < argc; a++)
+        if (!strncmp(argv[a], "--", 2) && !strcmp(argv[a] + 2, name)) return 1;
+    return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef QAT_CLI_H
 #define QAT_CLI_H
 
+#include "qat_status.h"
+
 /* OPT_FREEZE: a float of epochs >= 0, or "auto" / "never" (QAT_FREEZE_AUTO / QAT_FREEZE_NEVER). */
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED, OPT_FREEZE } opt_kind;
 typedef struct {
@@ -15,11 +17,18 @@ typedef struct {
 
 #define NOPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-/* "qat: msg" on stderr, exit 1. */
+/* The running subcommand ("train"), set by main: every error line starts "qat train: ". */
+extern const char *cli_command;
+/* "qat CMD: msg" on stderr (msg's own leading "CMD: " not repeated). Under mpirun with several
+ * ranks, rank 0 prints it, another rank only an error of its own ("qat CMD (rank 1): msg"); the
+ * exits below then end the whole job unless every rank found the error (qat_dist_abort). */
+void cli_error_line(const char *msg);
+/* cli_error_line, exit 1. */
 void die(const char *msg) __attribute__((noreturn));
-/* The same with exit code `code`. In a job of several ranks (mpirun) rank 0 prints the line, and
- * an error not found by every rank together ends the whole job (qat_dist_abort). */
-void die_code(const char *msg, int code) __attribute__((noreturn));
+/* A library call's error: cli_error_line(qat_last_error()); an option value found wrong by the
+ * library (QAT_ERR_ARG: a combination of options, --crop-pad larger than the images once the data
+ * is open) is a usage error like the parser's, exit 2; others exit 1. */
+void die_run(qat_status st) __attribute__((noreturn));
 /* "qat CMD: <fmt with arg> (see 'qat CMD --help')" on stderr, exit 2. */
 void usage_error(const char *cmd, const char *fmt, const char *arg) __attribute__((noreturn));
 /* Parses argv (options only; every argument must be an option) into the targets; returns 1 when
@@ -30,6 +39,10 @@ int parse_opts(const char *cmd, const char *synopsis, const cli_opt *opts, int n
  * max_pos, more is a usage error); *npos gets their count. */
 int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
                    char **argv, char **pos, int max_pos, int *npos);
+
+/* 1 when --name appears among argv's options (an option whose default cannot tell "given"
+ * from "left alone"): for the checks across options, which the parser does not make. */
+int opt_given(int argc, char **argv, const char *name);
 
 /* Commands implemented outside main.c. */
 int cmd_convert(int argc, char **argv);   /* cli/cli_convert.c */

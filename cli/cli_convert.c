@@ -9,11 +9,10 @@ int cmd_convert(int argc, char **argv) {
     int json = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "PTQ or QAT checkpoint (qat ptq --out, qat qat --out DIR/last.ckpt)"},
-        {"o", OPT_STR, &out, "INT8 model file to write (.q8)"},
-        {"out", OPT_STR, &out, "same as -o"},
+        {"out", OPT_STR, &out, "INT8 model file to write (.q8; also -o)"},
         {"json", OPT_FLAG, &json, "print one JSON object"},
     };
-    /* accept the short form -o as well as --o/--out */
+    /* the short form -o is --out (the table lists options with two dashes only) */
     for (int a = 0; a < argc; a++)
         if (!strcmp(argv[a], "-o")) argv[a] = "--out";
     if (parse_opts("convert", "--ckpt QAT.ckpt -o MODEL.q8", opts, NOPTS(opts), argc, argv)) return 0;

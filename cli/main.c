@@ -35,9 +35,16 @@ static void augment_flags(const char *cmd, int flip, int no_flip, qat_train_opts
     if (flip || no_flip) o->hflip = flip;
 }
 
-/* A training run's error: an option value found wrong once the data is open (QAT_ERR_ARG, e.g.
- * --crop-pad larger than the images) is a usage error like the parser's, exit 2; others exit 1. */
-static void die_run(qat_status st) { die_code(qat_last_error(), st == QAT_ERR_ARG ? 2 : 1); }
+/* Options of train and qat that another option makes meaningless: an error before any work,
+ * not a silent no-op (the checks the library can make itself are in train/train.c). */
+static void check_train_combos(const char *cmd, int argc, char **argv, const qat_train_opts *o) {
+    if (opt_given(argc, argv, "warmup-epochs") && o->sched != QAT_SCHED_COSINE)
+        usage_error(cmd, "%s", "--warmup-epochs applies to --sched cosine only");
+    if (opt_given(argc, argv, "momentum") && o->opt == QAT_OPT_ADAMW)
+        usage_error(cmd, "%s", "--momentum applies to --opt sgd only (adamw has its own betas)");
+    if (opt_given(argc, argv, "resume") && opt_given(argc, argv, "seed"))
+        usage_error(cmd, "%s", "--resume continues with the checkpoint's seed: drop --seed");
+}
 
 static int cmd_train(int argc, char **argv) {
     qat_train_opts o;
@@ -76,6 +83,7 @@ static int cmd_train(int argc, char **argv) {
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("train", flip, no_flip, &o);
     if (!o.data) usage_error("train", "%s", "--data is required");
+    check_train_combos("train", argc, argv, &o);
     cli_report report;
     cli_report_init(&report, quiet, json);
     o.on_event = cli_report_event, o.event_user = &report;
@@ -101,6 +109,8 @@ static int cmd_eval(int argc, char **argv) {
     if (parse_opts("eval", "(--ckpt CKPT | --int8 MODEL.q8) --data PATH [--json]", opts, NOPTS(opts), argc, argv))
         return 0;
     if ((!ckpt == !int8) || !data) usage_error("eval", "%s", "--data and one of --ckpt, --int8 are required");
+    if (!int8 && opt_given(argc, argv, "backend"))
+        usage_error("eval", "%s", "--backend picks the INT8 runtime's kernels: it goes with --int8, not --ckpt");
     if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json);
     if (threads > 0) qat_set_threads(threads);
     qat_eval_result ev;
@@ -135,7 +145,8 @@ static int cmd_ptq(int argc, char **argv) {
         return 0;
     if (!o.ckpt || !o.data || !o.out) usage_error("ptq", "%s", "--ckpt, --data and --out are required");
     qat_eval_result fp, q;
-    if (qat_ptq_run(&o, &fp, &q)) die(qat_last_error());
+    qat_status st = qat_ptq_run(&o, &fp, &q);
+    if (st) die_run(st);
     if (json)
         printf("{\"fp32_accuracy\": %.4f, \"accuracy\": %.4f, \"fp32_loss\": %.4f, \"loss\": %.4f, "
                "\"qconfig\": \"%s\", \"observer\": \"%s\", \"checkpoint\": \"%s\"}\n",
@@ -183,6 +194,11 @@ static int cmd_qat(int argc, char **argv) {
     augment_flags("qat", flip, no_flip, o);
     if (!o->data) usage_error("qat", "%s", "--data is required");
     if (!qo.ckpt && !o->resume) usage_error("qat", "%s", "--ckpt (or --resume) is required");
+    if (qo.ckpt && o->resume)
+        usage_error("qat", "%s", "--ckpt starts a QAT run, --resume continues one: give one of them");
+    if (opt_given(argc, argv, "lsq-lr-mult") && strcmp(qo.qconfig, "lsq"))
+        usage_error("qat", "%s", "--lsq-lr-mult applies to --qconfig lsq only");
+    check_train_combos("qat", argc, argv, o);
     cli_report report;
     cli_report_init(&report, quiet, json);
     o->on_event = cli_report_event, o->event_user = &report;
@@ -314,7 +330,10 @@ static int run_command(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], commands[i].name)) {
+            cli_command = commands[i].name;
+            return commands[i].run(argc - 2, argv + 2);
+        }
     fprintf(stderr, "qat: unknown command '%s' (see 'qat --help')\n", argv[1]);
     return 2;
 }

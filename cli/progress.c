@@ -64,10 +64,12 @@ void cli_report_event(const qat_event *e, void *user) {
     cli_report *r = user;
     if (e->kind == QAT_EVENT_DONE) {
         if (r->json)
+            /* "epochs" counts as the epoch lines do ("epoch 1:" of a --max-steps run that
+             * stopped inside it is 1), "epochs_complete" the full ones */
             printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"best_accuracy\": %.4f, \"epochs\": %d, "
-                   "\"steps\": %lld, \"train_seconds\": %.1f, \"img_per_s\": %.1f, \"params\": %lld, "
-                   "\"checkpoint\": \"%s\"}\n",
-                   e->test_acc, e->test_loss, e->best_acc, e->epochs_done, (long long)e->steps,
+                   "\"epochs_complete\": %d, \"steps\": %lld, \"train_seconds\": %.1f, \"img_per_s\": %.1f, "
+                   "\"params\": %lld, \"checkpoint\": \"%s\"}\n",
+                   e->test_acc, e->test_loss, e->best_acc, e->epoch + 1, e->epochs_done, (long long)e->steps,
                    e->seconds, e->img_per_s, (long long)e->params, e->checkpoint);
         else if (!r->quiet)
             printf("test accuracy %.2f%% (best %.2f%%) after %lld steps, %.1f s training; checkpoints in %s\n",

@@ -9,6 +9,13 @@
 
 /* ---- observers ---------------------------------------------------------------------------- */
 
+qat_status qat_observer_parse(const char *name, qat_observer_kind *kind) {
+    if (name && !strcmp(name, "minmax")) *kind = QAT_OBS_MINMAX;
+    else if (name && !strcmp(name, "histogram")) *kind = QAT_OBS_HISTOGRAM;
+    else return qat_fail(QAT_ERR_ARG, "unknown observer '%s' (minmax, histogram)", name ? name : "(null)");
+    return QAT_OK;
+}
+
 static const char *obs_name(const qat_observer *o) { return o->name ? o->name : "(unnamed)"; }
 
 qat_status qat_observer_init(qat_observer *o, qat_observer_kind kind, const qat_qscheme *s,

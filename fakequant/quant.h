@@ -105,6 +105,10 @@ typedef struct {
     double zeros;            /* exact zeros seen: they quantize without error (ReLU outputs) */
 } qat_observer;
 
+/* The PTQ observer named on the command line ("minmax", "histogram"), or QAT_ERR_ARG naming
+ * it and listing the known ones. */
+qat_status qat_observer_parse(const char *name, qat_observer_kind *kind);
+
 /* nchannels must be 1 for per-tensor schemes; histogram observers are per-tensor only. */
 qat_status qat_observer_init(qat_observer *o, qat_observer_kind kind, const qat_qscheme *s,
                              int nchannels, const char *name);

@@ -134,8 +134,9 @@ typedef enum {
     QAT_EVENT_EPOCH, /* an epoch is done and evaluated: text is its line; loss/acc of training,
                       * test_loss/test_acc of the evaluation, seconds and img_per_s of training */
     QAT_EVENT_STOP,  /* stop_at_accuracy reached: text says so */
-    QAT_EVENT_DONE,  /* the run is over: test_loss/test_acc of the last evaluation, best_acc,
-                      * epochs_done, steps, seconds and img_per_s of all training, params,
+    QAT_EVENT_DONE,  /* the run is over: test_loss/test_acc of the last evaluation, epoch
+                      * its epoch (0-based; a --max-steps run's may be partial, -1: none),
+                      * best_acc, epochs_done (complete epochs), steps, seconds and img_per_s of all training, params,
                       * checkpoint (last.ckpt) and out_dir */
 } qat_event_kind;
 

@@ -101,6 +101,10 @@ const char *qat_rt_last_error(void);
  * throughput probe on `threads` threads (<= 0: the kernel thread count), in GMAC/s. 0 when
  * the CPU has no AVX512-VNNI. Takes about 0.1 s. */
 double qat_rt_vnni_peak_gmacs(int threads);
+/* The same probe n times (10 ms each, one thread, times `threads`), each result into gmacs[i]:
+ * their spread says how busy the machine was while probing. Returns n, or 0 (nothing written)
+ * when the CPU has no AVX512-VNNI. */
+int qat_rt_vnni_peak_probes(int threads, int n, double *gmacs);
 
 #ifdef __cplusplus
 }

@@ -441,3 +441,10 @@ double qat_rt_vnni_peak_gmacs(int threads) {
     }
     return best * threads * 1e-9;
 }
+
+int qat_rt_vnni_peak_probes(int threads, int n, double *gmacs) {
+    if (!qat_cpu_has_avx512_vnni() || n <= 0) return 0;
+    if (threads <= 0) threads = qat_get_threads();
+    for (int i = 0; i < n; i++) gmacs[i] = qat_i8_vnni512_probe(0.01) * threads * 1e-9;
+    return n;
+}

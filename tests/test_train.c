@@ -243,7 +243,7 @@ static void test_qat_from_epoch(void) {
     }
     CU_ASSERT(acc > 0.8f); /* the fake-quant model still separates the three classes */
     qat_run_free(&r);
-    /* a bad qconfig is reported when the switch happens */
+    /* a bad qconfig is reported (before the data is read: test_option_combinations_checked_first) */
     snprintf(out, sizeof out, "%s/qfe-bad", tmpdir);
     base_opts(&o, out);
     o.qat_from_epoch = 1;
@@ -309,6 +309,54 @@ static void folder_opts(qat_train_opts *o, const char *out) {
 
 /* The augmentation comes from the dataset kind unless given, and what is recorded is what the
  * loader got: an ImageFolder run with the defaults is bitwise the run with hflip = 0 given. */
+/* Combinations a run cannot honour fail before the data is read: the data path here does not
+ * exist, so an error about the options (not about the data) proves the order, and nothing is
+ * written. */
+static void test_option_combinations_checked_first(void) {
+    char out[400], missing[400];
+    snprintf(out, sizeof out, "%s/combo", tmpdir);
+    snprintf(missing, sizeof missing, "%s/no-such-data", tmpdir);
+    struct {
+        int from, epochs;
+        const char *qconfig;
+        float freeze_bn;
+        const char *want;
+    } cases[] = {
+        {2, 3, "lsq", QAT_FREEZE_AUTO, "does not support the lsq qconfig"},
+        {5, 3, NULL, QAT_FREEZE_AUTO, "--qat-from-epoch 5 is after the last epoch (--epochs 3)"},
+        {1, 3, "int3", QAT_FREEZE_AUTO, "unknown preset 'int3'"},
+        {0, 3, "w4a8", QAT_FREEZE_AUTO, "give --qat-from-epoch K too"},
+        {0, 3, NULL, 1.0f, "give --qat-from-epoch K too"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qat_train_opts o;
+        base_opts(&o, out);
+        o.data = missing;
+        o.qat_from_epoch = cases[i].from;
+        o.epochs = cases[i].epochs;
+        o.qconfig = cases[i].qconfig;
+        o.freeze_bn_epochs = cases[i].freeze_bn;
+        qat_status st = qat_train_run(&o);
+        int ok = st == QAT_ERR_ARG && strstr(qat_last_error(), cases[i].want);
+        CU_ASSERT(ok);
+        if (!ok) printf("\n  case %zu: status %d, %s\n", i, (int)st, qat_last_error());
+    }
+    /* a combination that is fine gets as far as opening the data (the check is not over-eager) */
+    qat_train_opts o;
+    base_opts(&o, out);
+    o.data = missing;
+    o.qat_from_epoch = 3;
+    CU_ASSERT(qat_train_run(&o) == QAT_ERR_IO); /* got as far as opening the data */
+    CU_ASSERT(access(out, F_OK) != 0);
+    qat_qat_opts qo;
+    qat_qat_opts_default(&qo);
+    qo.train.data = missing;
+    qo.ckpt = missing;
+    qo.qconfig = "int3";
+    CU_ASSERT(qat_qat_run(&qo) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "int3") != NULL);
+}
+
 static void test_augment_follows_dataset(void) {
     char a[400], b[400], c[400];
     snprintf(a, sizeof a, "%s/aug-default", tmpdir);
@@ -551,6 +599,7 @@ void register_train_tests(void) {
     CU_add_test(s, "eval of a checkpoint matches the training report", test_eval_matches_training_report);
     CU_add_test(s, "bad model, checkpoint and data are reported", test_bad_inputs);
     CU_add_test(s, "qat train --qat-from-epoch switches to fake-quant", test_qat_from_epoch);
+    CU_add_test(s, "option combinations are checked before the data is read", test_option_combinations_checked_first);
     CU_add_test(s, "augmentation follows the dataset kind unless given", test_augment_follows_dataset);
     CU_add_test(s, "start line = metrics config line = checkpoint record", test_start_line);
     CU_add_test(s, "a checkpoint without the data section loads", test_old_checkpoint_loads);

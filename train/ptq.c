@@ -19,12 +19,11 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
     if (o->calib_batches < 1 || o->batch < 1)
         return qat_fail(QAT_ERR_ARG, "ptq: --calib-batches and --batch must be positive");
     qat_observer_kind obs;
-    if (!strcmp(o->observer ? o->observer : "minmax", "minmax")) obs = QAT_OBS_MINMAX;
-    else if (!strcmp(o->observer, "histogram")) obs = QAT_OBS_HISTOGRAM;
-    else return qat_fail(QAT_ERR_ARG, "ptq: unknown observer '%s' (minmax, histogram)", o->observer);
     qat_qconfig cfg;
-    qat_status st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg);
-    if (st) return st;
+    qat_status st;
+    if ((st = qat_observer_parse(o->observer ? o->observer : "minmax", &obs)) ||
+        (st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg)))
+        return st;
     if (o->threads > 0) qat_set_threads(o->threads);
     qat_run run;
     if ((st = qat_checkpoint_load(o->ckpt, &run))) return st;

@@ -105,6 +105,15 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     if (!o->ckpt || !o->data || !o->out) return qat_fail(QAT_ERR_ARG, "quantize: --ckpt, --data and -o are required");
     if (!(o->max_drop >= 0) || o->qat_epochs < 0)
         return qat_fail(QAT_ERR_ARG, "quantize: --max-drop must be >= 0 and --qat-epochs >= 0");
+    /* every name before any work: a bad --backend used to surface after PTQ and QAT */
+    qat_rt_options ro;
+    qat_qconfig cfg;
+    qat_status st;
+    if (qat_rt_backend_parse(o->backend, &ro.backend))
+        return qat_fail(QAT_ERR_ARG, "quantize: unknown backend '%s' (auto, native, onednn, ref)", o->backend);
+    if ((st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg))) return st;
+    qat_observer_kind obs;
+    if ((st = qat_observer_parse(o->observer, &obs))) return st;
     if (o->threads > 0) qat_set_threads(o->threads);
     char dir[1024], ptq_path[1100], qat_dir[1100], best[1200];
     snprintf(dir, sizeof dir, "%s", o->work_dir ? o->work_dir : o->out);
@@ -119,8 +128,7 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     po.ckpt = o->ckpt, po.data = o->data, po.out = ptq_path;
     po.qconfig = o->qconfig, po.observer = o->observer;
     po.calib_batches = o->calib_batches, po.threads = o->threads, po.val_split = o->val_split;
-    qat_status st = qat_ptq_run(&po, &r->fp32, &r->ptq);
-    if (st) return st;
+    if ((st = qat_ptq_run(&po, &r->fp32, &r->ptq))) return st;
     r->target = r->fp32.accuracy - o->max_drop / 100.0f;
     const char *chosen = ptq_path;
     r->chosen = "ptq";

@@ -409,6 +409,45 @@ static qat_status switch_to_qat(const qat_train_opts *o, qat_run *r, int epoch, 
     return QAT_OK;
 }
 
+/* The combinations of options a run cannot honour, found before any data is read or any step
+ * trained (a --qat-from-epoch run with the lsq qconfig used to fail after its FP32 epochs). The
+ * range of each option by itself is the CLI's; an option found wrong only once the data is open
+ * (--crop-pad larger than the images) is checked there. */
+static qat_status check_opts(const qat_train_opts *o, const qat_qat_opts *qo) {
+    const char *cmd = qo ? "qat" : "train";
+    if (!o->data) return qat_fail(QAT_ERR_ARG, "%s: --data is required", cmd);
+    if (o->epochs < 1 || o->batch < 1 || o->batch > 65536 || !(o->lr > 0) || o->max_steps < 0)
+        return qat_fail(QAT_ERR_ARG, "%s: --epochs, --batch and --lr must be positive", cmd);
+    qat_qconfig cfg;
+    qat_status st;
+    if (qo) {
+        if (!qo->ckpt && !o->resume)
+            return qat_fail(QAT_ERR_ARG, "qat: an FP32 checkpoint (--ckpt) is required");
+        if ((st = qat_qconfig_get(qo->qconfig ? qo->qconfig : "x86", &cfg))) return st;
+    } else if (o->qat_from_epoch > 0) {
+        if ((st = qat_qconfig_get(o->qconfig ? o->qconfig : "x86", &cfg))) return st;
+        if (cfg.lsq)
+            return qat_fail(QAT_ERR_ARG, "train: --qat-from-epoch does not support the lsq qconfig "
+                                         "(its scales need their own optimizer: use qat qat)");
+        if (!o->resume && o->qat_from_epoch > o->epochs)
+            return qat_fail(QAT_ERR_ARG, "train: --qat-from-epoch %d is after the last epoch "
+                                         "(--epochs %d): the run would never switch to QAT",
+                            o->qat_from_epoch, o->epochs);
+    } else if (o->qconfig || o->freeze_bn_epochs != QAT_FREEZE_AUTO ||
+               o->freeze_observer_epochs != QAT_FREEZE_AUTO ||
+               o->bn_reestimate_batches != QAT_BN_REESTIMATE_BATCHES) {
+        return qat_fail(QAT_ERR_ARG, "train: --qconfig, --freeze-bn-epoch, --freeze-observer-epoch "
+                                     "and --bn-reestimate set up the QAT phase: give --qat-from-epoch "
+                                     "K too (or use qat qat)");
+    }
+    if (!o->resume) { /* a bad spec file: before the data is read */
+        qat_spec *spec;
+        if ((st = qat_spec_load(o->model ? o->model : "mbv2-tiny", &spec))) return st;
+        qat_spec_free(spec);
+    }
+    return QAT_OK;
+}
+
 /* The loop shared by `qat train` (qo == NULL) and `qat qat`. */
 static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo) {
     const char *phase = qo ? "qat" : "fp32";
@@ -418,11 +457,11 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     qat_train_opts own = *given;
     if (!rank0) own.on_event = NULL;
     const qat_train_opts *o = &own;
-    if (o->epochs < 1 || o->batch < 1 || o->batch > 65536 || !(o->lr > 0) || o->max_steps < 0)
-        return qat_fail(QAT_ERR_ARG, "train: --epochs, --batch and --lr must be positive");
+    qat_status st = check_opts(o, qo);
+    if (st) return st;
     if (o->batch % nranks)
-        return qat_fail(QAT_ERR_ARG, "train: --batch %d is the global batch and must split evenly "
-                        "over the %d ranks", o->batch, nranks);
+        return qat_fail(QAT_ERR_ARG, "%s: --batch %d is the global batch and must split evenly "
+                        "over the %d ranks", qo ? "qat" : "train", o->batch, nranks);
     qat_dist_set_local_bn(o->local_bn);
     if (o->threads > 0) qat_set_threads(o->threads);
     qat_data_opts dopt;
@@ -430,8 +469,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     dopt.seed = o->seed;
     dopt.val_split = o->val_split;
     qat_dataset *train = NULL, *test = NULL;
-    qat_status st = qat_dataset_open(o->data, &dopt, &train, &test);
-    if (st) return st;
+    if ((st = qat_dataset_open(o->data, &dopt, &train, &test))) return st;
     if ((st = qat_dist_check_options(o, qo, train, test))) {
         qat_dataset_free(train);
         qat_dataset_free(test);
@@ -531,7 +569,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     qat_eval_result ev = {0};
     double train_s = 0;
     long train_images = 0;
-    int stopped_early = 0;
+    int stopped_early = 0, last_epoch = -1; /* the last epoch evaluated (0-based) */
     for (int epoch = (int)(run.step / steps_per_epoch); epoch < epochs && !stopped_early; epoch++) {
         if (!qo && o->qat_from_epoch > 0 && epoch + 1 >= o->qat_from_epoch && !run.qmodel) {
             if ((st = switch_to_qat(o, &run, epoch, steps_per_epoch))) goto done;
@@ -583,6 +621,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         uint64_t state_hash;
         if ((st = qat_dist_check_state(&run, &state_hash))) goto done;
         if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev))) goto done;
+        last_epoch = epoch;
         if (o->on_event) {
             char text[256];
             snprintf(text, sizeof text, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s",
@@ -619,7 +658,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     }
     if (o->on_event) {
         qat_event e = {.kind = QAT_EVENT_DONE, .test_loss = ev.loss, .test_acc = ev.accuracy,
-                       .best_acc = run.best_acc, .epochs_done = run.epoch, .steps = run.step,
+                       .best_acc = run.best_acc, .epoch = last_epoch, .epochs_done = run.epoch, .steps = run.step,
                        .seconds = train_s, .img_per_s = train_s > 0 ? train_images / train_s : 0.0,
                        .params = m->nparams, .checkpoint = last_path, .out_dir = o->out_dir};
         o->on_event(&e, o->event_user);

@@ -75,7 +75,7 @@ fi
 if mpirun -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/mm" : \
           -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/mm" --model mbv1-tiny >"$tmp/mm.log" 2>&1; then
     cat "$tmp/mm.log"; bad "different --model accepted"
-elif grep -q "^qat: the 2 ranks were not given the same run: --model differs" "$tmp/mm.log" &&
+elif grep -q "^qat train: the 2 ranks were not given the same run: --model differs" "$tmp/mm.log" &&
      [ "$(grep -c 'not given the same run' "$tmp/mm.log")" = 1 ]; then
     ok "different --model refused in one line: $(grep -o 'not given the same run: --model differs' "$tmp/mm.log")"
 else
@@ -83,7 +83,7 @@ else
 fi
 
 # 5. the 2-rank checkpoint resumes in one process
-if "$QAT" train $common --max-steps 2 --resume "$tmp/r2/last.ckpt" --out "$tmp/r2" >"$tmp/res.log" 2>&1 &&
+if "$QAT" train --data "$tmp/data" --epochs 2 --batch 32 --threads 1 --max-steps 2 --resume "$tmp/r2/last.ckpt" --out "$tmp/r2" >"$tmp/res.log" 2>&1 &&
    grep -q "after 6 steps" "$tmp/res.log"; then
     ok "2-rank checkpoint resumed without mpirun (step 4 -> 6)"
 else
