@@ -57,12 +57,18 @@ qat_tensor *qat_relu6(qat_ctx *ctx, qat_tensor *x);
 void qat_relu6_backward(qat_ctx *ctx, qat_tensor *out);
 qat_tensor *qat_hardswish(qat_ctx *ctx, qat_tensor *x);
 void qat_hardswish_backward(qat_ctx *ctx, qat_tensor *out);
+qat_tensor *qat_hardsigmoid(qat_ctx *ctx, qat_tensor *x);
+void qat_hardsigmoid_backward(qat_ctx *ctx, qat_tensor *out);
 
 /* Element-wise, same shapes. */
 qat_tensor *qat_add(qat_ctx *ctx, qat_tensor *a, qat_tensor *b);
 void qat_add_backward(qat_ctx *ctx, qat_tensor *out);
 qat_tensor *qat_mul(qat_ctx *ctx, qat_tensor *a, qat_tensor *b);
 void qat_mul_backward(qat_ctx *ctx, qat_tensor *out);
+
+/* x (N, H, W, C) times s (N, C) broadcast over H and W (squeeze-and-excite). */
+qat_tensor *qat_channel_mul(qat_ctx *ctx, qat_tensor *x, qat_tensor *s);
+void qat_channel_mul_backward(qat_ctx *ctx, qat_tensor *out);
 
 /* (N, H, W, C) -> (N, C) */
 qat_tensor *qat_global_avgpool(qat_ctx *ctx, qat_tensor *x);

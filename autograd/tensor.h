@@ -37,6 +37,8 @@ typedef enum {
     QAT_OP_SUM,
     QAT_OP_FAKEQUANT,
     QAT_OP_LSQ,
+    QAT_OP_HARDSIGMOID,
+    QAT_OP_CHANNEL_MUL,
     QAT_OP_COUNT
 } qat_op;
 

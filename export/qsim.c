@@ -109,6 +109,26 @@ static void sim_avgpool(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, c
         }
 }
 
+/* The table is the simulation: convert built it from the fake-quant arithmetic. */
+static void sim_lut(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b, int N,
+                    uint8_t *y, float *logits) {
+    const int64_t n = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
+    for (int64_t i = 0; i < n; i++) y[i] = Y->table[x[i]];
+}
+
+static void sim_mul(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *g, int N,
+                    uint8_t *y, float *logits) {
+    const int64_t HW = (int64_t)Y->in_h * Y->in_w;
+    const int C = Y->in_c;
+    for (int n = 0; n < N; n++)
+        for (int64_t p = 0; p < HW; p++)
+            for (int c = 0; c < C; c++) {
+                const int64_t i = ((int64_t)n * HW + p) * C + c;
+                const int32_t acc = ((int32_t)x[i] - Y->zx) * ((int32_t)g[(int64_t)n * C + c] - Y->zb);
+                y[i] = (uint8_t)qat_requantize(acc, Y->mult[c], Y->zy, Y->lo, Y->hi);
+            }
+}
+
 typedef void (*sim_fn)(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b,
                        int N, uint8_t *y, float *logits);
 static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
@@ -116,6 +136,8 @@ static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_ADD] = sim_add,
     [QAT_Q8_AVGPOOL] = sim_avgpool,
     [QAT_Q8_LINEAR] = sim_linear,
+    [QAT_Q8_LUT] = sim_lut,
+    [QAT_Q8_MUL] = sim_mul,
 };
 
 qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,

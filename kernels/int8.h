@@ -221,6 +221,26 @@ static inline float qat_i8_avgpool_mult(float sx, float sy, int hw) {
 qat_status qat_i8_global_avgpool(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
                                  const qat_i8_pool_params *p);
 
+/* ---- 7. lookup table and channel-wise multiply (MobileNetV3: hardswish, squeeze-and-excite) -----
+ * qat_i8_lut: y[i] = table[x[i]] for n bytes (any layout): an activation whose 256 output codes
+ * convert computed once (kernels/qmath.h's qat_hardswish_f / qat_hardsigmoid_f, quantized). One
+ * load per byte already; there is no SIMD variant (a 256-entry byte table needs AVX512-VBMI's
+ * vpermi2b, which none of the paths assumes), every path runs the scalar loop.
+ *
+ * qat_i8_channel_mul: x (N, H, W, C) u8 times a per-image gate g (N, C) u8:
+ *   acc = (x[n][h][w][c] - zx) * (g[n][c] - zg)          exact int32 (|acc| <= 255^2)
+ *   y   = qat_requantize(acc, mult[c], zy, lo, hi)       mult[c] = qat_requant_mult(sx, sg, sy)
+ * A scalar _ref plus AVX2 and AVX-512 variants (the VNNI paths use their width's), bit-identical. */
+typedef struct {
+    const float *mult; /* (C) */
+    int32_t zx, zg, zy, lo, hi;
+} qat_i8_mul_params;
+
+qat_status qat_i8_lut(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *table);
+/* y may alias x. */
+qat_status qat_i8_channel_mul(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                              const qat_i8_mul_params *p);
+
 /* ---- 6. linear ----------------------------------------------------------------------------------
  * A linear layer is the GEMM with M = batch, x (batch, in), w (out, in): qat_i8_gemm_u8 between
  * hidden layers, qat_i8_gemm_f32 for the logits. */
@@ -262,6 +282,16 @@ typedef void (*qat_i8_dw_fn)(const qat_i8_dw_job *j, int r0, int r1);
 /* Elements [i0, i1). */
 typedef void (*qat_i8_add_fn)(uint8_t *y, const uint8_t *a, const uint8_t *b, int64_t i0,
                               int64_t i1, const qat_i8_add_params *p);
+/* Pixels [p0, p1) of the N*H*W pixels (each in->c channels); the gate row of pixel p is
+ * g + (p / (H*W)) * C. */
+typedef void (*qat_i8_mul_fn)(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                              const qat_i8_mul_params *p, int64_t p0, int64_t p1);
+void qat_i8_mul_pixels_ref(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                           const qat_i8_mul_params *p, int64_t p0, int64_t p1);
+void qat_i8_mul_pixels_avx2(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                            const qat_i8_mul_params *p, int64_t p0, int64_t p1);
+void qat_i8_mul_pixels_avx512(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                              const qat_i8_mul_params *p, int64_t p0, int64_t p1);
 /* Images [n0, n1). */
 typedef void (*qat_i8_pool_fn)(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
                                const qat_i8_pool_params *p, int n0, int n1);

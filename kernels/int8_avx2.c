@@ -168,3 +168,26 @@ void qat_i8_pool_images_avx2(uint8_t *y, const uint8_t *x, const qat_i8_dims *in
         }
     }
 }
+
+/* ---- channel-wise multiply (squeeze-and-excite): the exact int32 product of the centred codes,
+ * requantized as the GEMM epilogue does ---------------------------------------------------------- */
+
+void qat_i8_mul_pixels_avx2(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                            const qat_i8_mul_params *p, int64_t p0, int64_t p1) {
+    const int C = in->c, cv = C / 8 * 8;
+    const int64_t hw = (int64_t)in->h * in->w;
+    const __m256i zx = _mm256_set1_epi32(p->zx), zg = _mm256_set1_epi32(p->zg), zy = _mm256_set1_epi32(p->zy);
+    const __m256 flo = _mm256_set1_ps((float)(p->lo - p->zy)), fhi = _mm256_set1_ps((float)(p->hi - p->zy));
+    for (int64_t px = p0; px < p1; px++) {
+        const uint8_t *gr = g + (px / hw) * C, *xr = x + px * C;
+        uint8_t *yr = y + px * C;
+        for (int c = 0; c < cv; c += 8) {
+            __m256i a = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(xr + c))), zx);
+            __m256i b = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(gr + c))), zg);
+            __m128i v = requant8(_mm256_mullo_epi32(a, b), _mm256_loadu_ps(p->mult + c), flo, fhi, zy);
+            _mm_storel_epi64((__m128i *)(yr + c), v);
+        }
+        for (int c = cv; c < C; c++)
+            yr[c] = qat_i8_requant_u8(((int32_t)xr[c] - p->zx) * ((int32_t)gr[c] - p->zg), p->mult[c], p->zy, p->lo, p->hi);
+    }
+}

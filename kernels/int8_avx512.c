@@ -448,3 +448,25 @@ void qat_i8_pool_images_avx512(uint8_t *y, const uint8_t *x, const qat_i8_dims *
         }
     }
 }
+
+/* ---- channel-wise multiply (squeeze-and-excite): the exact int32 product of the centred codes,
+ * requantized as the GEMM epilogue does ---------------------------------------------------------- */
+
+void qat_i8_mul_pixels_avx512(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
+                              const qat_i8_mul_params *p, int64_t p0, int64_t p1) {
+    const int C = in->c;
+    const int64_t hw = (int64_t)in->h * in->w;
+    const __m512i zx = _mm512_set1_epi32(p->zx), zg = _mm512_set1_epi32(p->zg), zy = _mm512_set1_epi32(p->zy);
+    const __m512 flo = _mm512_set1_ps((float)(p->lo - p->zy)), fhi = _mm512_set1_ps((float)(p->hi - p->zy));
+    for (int64_t px = p0; px < p1; px++) {
+        const uint8_t *gr = g + (px / hw) * C, *xr = x + px * C;
+        uint8_t *yr = y + px * C;
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = lane_mask(C - c);
+            __m512i a = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, xr + c)), zx);
+            __m512i b = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, gr + c)), zg);
+            __m512 mult = _mm512_maskz_loadu_ps(k, p->mult + c);
+            _mm_mask_storeu_epi8(yr + c, k, requant16(_mm512_mullo_epi32(a, b), mult, flo, fhi, zy));
+        }
+    }
+}

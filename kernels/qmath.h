@@ -74,4 +74,20 @@ static inline int32_t qat_requantize(int32_t acc, float mult, int32_t out_zp, in
     return (int32_t)(q < lo ? lo : (q > hi ? hi : q));
 }
 
+/* The hard activations of MobileNetV3, defined once: the autograd ops (autograd/ops/hardswish.c,
+ * hardsigmoid.c) and the INT8 lookup tables built at convert time (qat_act_table) evaluate these,
+ * so a table entry is exactly what the fake-quant graph computes for that input code.
+ *   hardsigmoid(x) = relu6(x + 3) / 6        hardswish(x) = x * relu6(x + 3) / 6
+ * Each product rounds on its own: the files that call these are built for baseline x86-64, which
+ * has no FMA to contract them into. */
+static inline float qat_relu6_shift3(float x) {
+    float v = x + 3.0f;
+    v = v > 0.0f ? v : 0.0f;
+    return v < 6.0f ? v : 6.0f;
+}
+static inline float qat_hardsigmoid_f(float x) { return qat_relu6_shift3(x) * (1.0f / 6.0f); }
+static inline float qat_hardswish_f(float x) {
+    return x * qat_relu6_shift3(x) * (1.0f / 6.0f);
+}
+
 #endif

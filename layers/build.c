@@ -82,7 +82,17 @@ static qat_status finish(builder *b, qat_layer *L, int line) {
     return QAT_OK;
 }
 
-/* One conv + BN + act record reading the last layer's output. */
+/* An activation record (layers/act.c) on the last layer's output. */
+static qat_status add_act(builder *b, int stage, int line, const char *name, qat_act act) {
+    qat_layer *L;
+    NEW_LAYER(L, b, QAT_LAYER_ACT, stage);
+    snprintf(L->name, sizeof L->name, "%s", name);
+    L->act = act;
+    return finish(b, L, line);
+}
+
+/* One conv + BN + act record reading the last layer's output (+ an act record for hardswish
+ * and hardsigmoid). */
 static qat_status add_conv(builder *b, int stage, int line, const char *name, qat_conv_role role,
                            int cout, int k, int stride, int depthwise, qat_act act) {
     if (b->h < stride || b->w < stride)
@@ -101,8 +111,46 @@ static qat_status add_conv(builder *b, int stage, int line, const char *name, qa
     L->stride = stride;
     L->pad = k / 2;
     L->groups = depthwise ? b->c : 1;
-    L->act = act;
+    /* hardswish / hardsigmoid: a record of their own after the conv (layers/act.c), named as
+     * torchvision's Conv2dNormActivation names its activation (index 2 after conv, BN) */
+    const int table_act = act == QAT_ACT_HARDSWISH || act == QAT_ACT_HARDSIGMOID;
+    L->act = table_act ? QAT_ACT_NONE : act;
     L->out_c = cout;
+    qat_status s = finish(b, L, line);
+    if (s || !table_act) return s;
+    char an[QAT_LAYER_NAME_MAX];
+    snprintf(an, sizeof an, "%s.2", name);
+    return add_act(b, stage, line, an, act);
+}
+
+/* squeeze-and-excite on the last layer's output (N, H, W, C) (torchvision SqueezeExcitation):
+ * global average pool, fc1 to `squeeze` channels + ReLU, fc2 back to C, hardsigmoid, and the
+ * feature map times that gate. Records "<name>.avgpool", ".fc1", ".fc2", ".hardsigmoid", ".mul". */
+static qat_status add_se(builder *b, int stage, int line, const char *name, int squeeze) {
+    const int src = b->nlayers - 1, h = b->h, w = b->w, c = b->c;
+    qat_layer *L;
+    qat_status s;
+    NEW_LAYER(L, b, QAT_LAYER_GLOBAL_AVGPOOL, stage);
+    snprintf(L->name, sizeof L->name, "%.32s.avgpool", name);
+    if ((s = finish(b, L, line))) return s;
+    const int outs[2] = {squeeze, c};
+    const qat_act acts[2] = {QAT_ACT_RELU, QAT_ACT_NONE};
+    for (int j = 0; j < 2; j++) {
+        NEW_LAYER(L, b, QAT_LAYER_FC, stage);
+        snprintf(L->name, sizeof L->name, "%.32s.fc%d", name, j + 1);
+        L->out_c = outs[j];
+        L->act = acts[j];
+        if ((s = finish(b, L, line))) return s;
+    }
+    char an[QAT_LAYER_NAME_MAX];
+    snprintf(an, sizeof an, "%.32s.hardsigmoid", name);
+    if ((s = add_act(b, stage, line, an, QAT_ACT_HARDSIGMOID))) return s;
+    b->h = h, b->w = w, b->c = c; /* the mul reads the feature map */
+    NEW_LAYER(L, b, QAT_LAYER_CHANNEL_MUL, stage);
+    snprintf(L->name, sizeof L->name, "%.32s.mul", name);
+    L->nin = 2;
+    L->in[0] = src;
+    L->in[1] = b->nlayers - 2;
     return finish(b, L, line);
 }
 
@@ -114,7 +162,7 @@ static qat_status add_stage(builder *b, int si, float width) {
     int feature = 0;
     for (int j = 0; j < si; j++) {
         const qat_spec_stage *e = &b->spec->stages[j];
-        feature += e->kind == QAT_STAGE_IR || e->kind == QAT_STAGE_DS ? e->n : 1;
+        feature += e->kind == QAT_STAGE_IR || e->kind == QAT_STAGE_DS || e->kind == QAT_STAGE_V3 ? e->n : 1;
     }
     qat_status s;
     switch (st->kind) {
@@ -169,6 +217,43 @@ static qat_status add_stage(builder *b, int si, float width) {
                 snprintf(name, sizeof name, "features.%d.body.1", feature);
                 if ((s = add_conv(b, si, st->line, name, QAT_CONV_PW, cout, 1, 1, 0, st->act)))
                     return s;
+            }
+        }
+        return QAT_OK;
+    }
+    case QAT_STAGE_V3: {
+        /* torchvision's InvertedResidual of MobileNetV3: expand (when e != in), depthwise k,
+         * SE, project, residual; channels scaled with _make_divisible(c * width, 8) */
+        const int cout = qat_make_divisible(st->c * (double)width, CHANNEL_DIVISOR);
+        const int hidden = qat_make_divisible(st->e * (double)width, CHANNEL_DIVISOR);
+        if (hidden > MAX_CHANNELS)
+            return build_fail(b, QAT_ERR_SHAPE, st->line, "block v3: expanded width %d (more than %d)",
+                              hidden, MAX_CHANNELS);
+        for (int r = 0; r < st->n; r++, feature++) {
+            int stride = r == 0 ? st->s : 1, cin = b->c, block_input = b->nlayers - 1, part = 0;
+            if (hidden != cin) {
+                snprintf(name, sizeof name, "features.%d.block.%d", feature, part++);
+                if ((s = add_conv(b, si, st->line, name, QAT_CONV_EXPAND, hidden, 1, 1, 0, st->act)))
+                    return s;
+            }
+            snprintf(name, sizeof name, "features.%d.block.%d", feature, part++);
+            if ((s = add_conv(b, si, st->line, name, QAT_CONV_DW, hidden, st->k, stride, 1, st->act)))
+                return s;
+            if (st->se) {
+                snprintf(name, sizeof name, "features.%d.block.%d", feature, part++);
+                if ((s = add_se(b, si, st->line, name, qat_make_divisible(hidden / 4, CHANNEL_DIVISOR))))
+                    return s;
+            }
+            snprintf(name, sizeof name, "features.%d.block.%d", feature, part++);
+            if ((s = add_conv(b, si, st->line, name, QAT_CONV_PROJECT, cout, 1, 1, 0, QAT_ACT_NONE)))
+                return s;
+            if (stride == 1 && cin == cout) {
+                qat_layer *L;
+                NEW_LAYER(L, b, QAT_LAYER_ADD, si);
+                snprintf(L->name, sizeof L->name, "features.%d.add", feature);
+                L->nin = 2;
+                L->in[1] = block_input;
+                if ((s = finish(b, L, st->line))) return s;
             }
         }
         return QAT_OK;

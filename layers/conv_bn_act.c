@@ -74,25 +74,6 @@ static qat_tensor *fold_scale(qat_ctx *ctx, qat_layer *L, const float *istd) {
     return qat_mul(ctx, g, qat_channel_const(ctx, L->weight.ndim, L->weight.shape, 0, istd, C));
 }
 
-/* The folded bias as the INT8 model stores it: round(b / (sx * sw_c)) in accumulator units
- * (qat_bias_quantize, what convert computes), times sx * sw_c; the gradient passes straight
- * through (b + a constant correction). Without this the fake-quant graph would differ from the
- * INT8 arithmetic by up to mult/2 output steps per layer. */
-static qat_tensor *bias_fq(qat_ctx *ctx, const qat_qforward *f, qat_tensor *b) {
-    qat_qpoint *xp = f->in;
-    if (!qat_qpoint_on(xp, f->lsq) || xp->keep_float) return b;
-    const float *sx = qat_qpoint_scales(ctx, xp, f->lsq), *sw = qat_qpoint_scales(ctx, f->weight, f->lsq);
-    int C = (int)b->numel, pc = f->weight->fq.nchannels > 1;
-    float *d = qat_arena_floats(&ctx->arena, C);
-    for (int c = 0; c < C; c++) {
-        double step = (double)sx[0] * (double)sw[pc ? c : 0];
-        float bq = (float)((double)qat_bias_quantize(b->data[c], sx[0], sw[pc ? c : 0]) * step);
-        d[c] = isfinite(bq) ? bq - b->data[c] : 0.0f;
-    }
-    int cs[1] = {C};
-    return qat_add(ctx, b, qat_channel_const(ctx, 1, cs, 0, d, C));
-}
-
 /* Conv + BN with the weight fake-quantized after folding (Krishnamoorthi 2018; PyTorch's
  * ConvBn2d), s = gamma / std_running per output channel:
  *  - running statistics (eval, or BN frozen): the fully folded layer the INT8 model computes,
@@ -136,7 +117,7 @@ static qat_tensor *conv_forward_fq(qat_layer *L, qat_qforward *f, qat_ctx *ctx,
         for (int c = 0; c < C; c++) nb[c] = -L->bn.running_mean[c] * istd[c];
         int cs[1] = {C};
         qat_tensor *b = qat_add(ctx, &L->beta, qat_mul(ctx, &L->gamma, qat_channel_const(ctx, 1, cs, 0, nb, C)));
-        b = bias_fq(ctx, f, b);
+        b = qat_bias_fq(ctx, f, b);
         y = qat_conv2d(ctx, in[0], w, b, L->stride, L->pad, L->groups);
         return qat_activation(ctx, y, L->act);
     } else {

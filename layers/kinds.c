@@ -8,4 +8,7 @@ const qat_layer_desc *const qat_layer_kinds[QAT_LAYER_KIND_COUNT] = {
     [QAT_LAYER_GLOBAL_AVGPOOL] = &qat_layer_global_avgpool,
     [QAT_LAYER_DROPOUT] = &qat_layer_dropout,
     [QAT_LAYER_LINEAR] = &qat_layer_linear,
+    [QAT_LAYER_ACT] = &qat_layer_act,
+    [QAT_LAYER_FC] = &qat_layer_fc,
+    [QAT_LAYER_CHANNEL_MUL] = &qat_layer_channel_mul,
 };

@@ -74,6 +74,21 @@ const float *qat_qpoint_scales(qat_ctx *ctx, qat_qpoint *p, int lsq) {
     return sc;
 }
 
+qat_tensor *qat_bias_fq(qat_ctx *ctx, const qat_qforward *f, qat_tensor *b) {
+    qat_qpoint *xp = f->in;
+    if (!qat_qpoint_on(xp, f->lsq) || xp->keep_float) return b;
+    const float *sx = qat_qpoint_scales(ctx, xp, f->lsq), *sw = qat_qpoint_scales(ctx, f->weight, f->lsq);
+    int C = (int)b->numel, pc = f->weight->fq.nchannels > 1;
+    float *d = qat_arena_floats(&ctx->arena, C);
+    for (int c = 0; c < C; c++) {
+        double step = (double)sx[0] * (double)sw[pc ? c : 0];
+        float bq = (float)((double)qat_bias_quantize(b->data[c], sx[0], sw[pc ? c : 0]) * step);
+        d[c] = isfinite(bq) ? bq - b->data[c] : 0.0f;
+    }
+    int cs[1] = {C};
+    return qat_add(ctx, b, qat_channel_const(ctx, 1, cs, 0, d, C));
+}
+
 qat_tensor *qat_channel_const(qat_ctx *ctx, int ndim, const int *shape, int axis, const float *v,
                               int C) {
     qat_tensor *t = qat_tensor_new(ctx, ndim, shape);
@@ -93,6 +108,7 @@ qat_tensor *qat_activation(qat_ctx *ctx, qat_tensor *x, qat_act act) {
     case QAT_ACT_RELU: return qat_relu(ctx, x);
     case QAT_ACT_RELU6: return qat_relu6(ctx, x);
     case QAT_ACT_HARDSWISH: return qat_hardswish(ctx, x);
+    case QAT_ACT_HARDSIGMOID: return qat_hardsigmoid(ctx, x);
     default: return x;
     }
 }

@@ -31,6 +31,9 @@ typedef enum {
     QAT_LAYER_GLOBAL_AVGPOOL,  /* (N, H, W, C) -> (N, C) */
     QAT_LAYER_DROPOUT,         /* only present when the classifier's dropout > 0 */
     QAT_LAYER_LINEAR,          /* the classifier, with bias */
+    QAT_LAYER_ACT,             /* an activation on its own (hardswish, hardsigmoid): INT8 table */
+    QAT_LAYER_FC,              /* (N, C) -> (N, C') with bias + ReLU or none: squeeze-excite's 1x1 convs */
+    QAT_LAYER_CHANNEL_MUL,     /* (N, H, W, C) times a per-channel gate (N, C): squeeze-excite */
     QAT_LAYER_KIND_COUNT
 } qat_layer_kind;
 
@@ -63,13 +66,13 @@ typedef struct {
     /* attributes */
     qat_conv_role role;            /* conv */
     int k, stride, pad, groups;    /* conv: square kernel, OH = (H + 2 pad - k) / stride + 1 */
-    qat_act act;                   /* conv: the activation after BN */
+    qat_act act;                   /* conv: the activation after BN; act, fc: the activation */
     float dropout;                 /* dropout: drop probability */
     /* parameters and state (declared by the kind's storage; owned by the model's arrays) */
-    qat_tensor weight;             /* conv (Cout, K, K, Cin/groups) or linear (out, in) */
+    qat_tensor weight;             /* conv (Cout, K, K, Cin/groups) or linear, fc (out, in) */
     qat_tensor gamma, beta;        /* BN scale and shift (Cout) */
     qat_bn_state bn;               /* running mean/var point into model->buffers */
-    qat_tensor bias;               /* linear (out) */
+    qat_tensor bias;               /* linear, fc (out) */
     int64_t nparams;               /* learnable parameters of this layer */
     int64_t macs;                  /* multiply-accumulates per image */
 } qat_layer;
@@ -128,6 +131,12 @@ typedef struct {
 qat_tensor *qat_qpoint_apply(qat_ctx *ctx, qat_tensor *x, qat_qpoint *p, const qat_qforward *f);
 /* Point p's scales as the forward uses them now (arena memory when learned). */
 const float *qat_qpoint_scales(qat_ctx *ctx, qat_qpoint *p, int lsq);
+/* The int32 bias b as the INT8 model stores it: round(b / (sx * sw_c)) in accumulator units
+ * (qat_bias_quantize, what convert computes), times sx * sw_c, with sx input 0's scale (f->in) and
+ * sw the weight point's; the gradient passes straight through (b + a constant correction).
+ * Without it the fake-quant graph would differ from the INT8 arithmetic by up to mult/2 output
+ * steps per layer. b itself when the input is not quantized. */
+qat_tensor *qat_bias_fq(qat_ctx *ctx, const qat_qforward *f, qat_tensor *b);
 /* A constant (no-grad) tensor of `shape` whose element at channel c (dim `axis`, 0 or last) is
  * v[c]. */
 qat_tensor *qat_channel_const(qat_ctx *ctx, int ndim, const int *shape, int axis, const float *v,
@@ -157,6 +166,11 @@ void qat_convert_output(qat_q8_layer *Y, const qat_qconvert *c, qat_act act);
  * Y->sx * sw dequantizes. */
 qat_status qat_convert_weights(qat_q8_layer *Y, const qat_qconvert *c, const char *name,
                                const qat_tensor *w, const float *s);
+/* The INT8 table of act for input qparams (sx, zx) and output qparams (sy, zy), codes clamped to
+ * [qmin, qmax]: entry q = qat_quantize(act(qat_dequantize(q, sx, zx)), 1 / sy, zy, qmin, qmax),
+ * the activation evaluated as the autograd op evaluates it (layers/act.c). */
+void qat_act_table(uint8_t table[256], qat_act act, float sx, int32_t zx, float sy, int32_t zy,
+                   int32_t qmin, int32_t qmax);
 /* v as a separately rounded float (no FMA contraction with what follows), as the separate
  * qat_mul / qat_add nodes of the fake-quant graph round it. */
 static inline float qat_rounded(float v) {
@@ -199,7 +213,7 @@ extern const qat_layer_desc *const qat_layer_kinds[QAT_LAYER_KIND_COUNT];
 
 /* The descriptors, one per file. */
 extern const qat_layer_desc qat_layer_conv_bn_act, qat_layer_add, qat_layer_global_avgpool,
-    qat_layer_dropout, qat_layer_linear;
+    qat_layer_dropout, qat_layer_linear, qat_layer_act, qat_layer_fc, qat_layer_channel_mul;
 
 /* The op a layer is, for reports: its conv role ("dw", "project", ...) or its kind's name. */
 const char *qat_layer_op_name(const qat_layer *L);

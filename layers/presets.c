@@ -35,6 +35,43 @@ static const preset presets[] = {
      "pool  avg\n"
      "classifier dropout=0.0\n"
     },
+    {"mbv3-small",
+     "# mbv3-small: torchvision's mobilenet_v3_small feature layers for 32x32 inputs (CIFAR-10 size):\n"
+     "# the stem keeps stride 1 so that the four stride-2 stages end at 2x2 instead of 1x1. The\n"
+     "# classifier is pool + linear (torchvision's has a 1024-wide hidden layer before it).\n"
+     "name mbv3-small\n"
+     "stem  conv k=3 c=16 s=1 act=hardswish\n"
+     "block v3 e=16  c=16 k=3 s=2 se=1 act=relu\n"
+     "block v3 e=72  c=24 k=3 s=2 se=0 act=relu\n"
+     "block v3 e=88  c=24 k=3 s=1 se=0 act=relu\n"
+     "block v3 e=96  c=40 k=5 s=2 se=1 act=hardswish\n"
+     "block v3 e=240 c=40 k=5 s=1 se=1 act=hardswish n=2\n"
+     "block v3 e=120 c=48 k=5 s=1 se=1 act=hardswish\n"
+     "block v3 e=144 c=48 k=5 s=1 se=1 act=hardswish\n"
+     "block v3 e=288 c=96 k=5 s=2 se=1 act=hardswish\n"
+     "block v3 e=576 c=96 k=5 s=1 se=1 act=hardswish n=2\n"
+     "head  conv k=1 c=576 act=hardswish\n"
+     "pool  avg\n"
+     "classifier dropout=0.2\n"
+    },
+    {"mbv3-tiny",
+     "# mbv3-tiny: a MobileNetV3 for 28x28 inputs at about the cost of mbv2-tiny (docs/model-spec.md):\n"
+     "# hardswish, squeeze-and-excite (se=1) and 5x5 depthwise convs in the later stages.\n"
+     "name mbv3-tiny\n"
+     "stem  conv k=3 c=16 s=1 act=hardswish\n"
+     "# MobileNetV3 bottlenecks: e expanded channels (no expand conv when e equals the input),\n"
+     "# c output channels, k depthwise kernel, se squeeze-and-excite, n repeats, s first stride.\n"
+     "block v3 e=16  c=16 k=3 s=1 se=1 act=relu\n"
+     "block v3 e=48  c=24 k=3 s=2 se=0 act=relu\n"
+     "block v3 e=72  c=24 k=3 s=1 se=0 act=relu\n"
+     "block v3 e=96  c=40 k=5 s=2 se=1 act=hardswish\n"
+     "block v3 e=160 c=40 k=5 s=1 se=1 act=hardswish\n"
+     "block v3 e=192 c=64 k=5 s=2 se=1 act=hardswish\n"
+     "block v3 e=256 c=64 k=5 s=1 se=1 act=hardswish\n"
+     "head  conv k=1 c=192 act=hardswish\n"
+     "pool  avg\n"
+     "classifier dropout=0.0\n"
+    },
 };
 
 int qat_spec_num_presets(void) { return (int)(sizeof presets / sizeof presets[0]); }

@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const qat_act_names[QAT_ACT_COUNT] = {"none", "relu", "relu6", "hardswish"};
+const char *const qat_act_names[QAT_ACT_COUNT] = {"none", "relu", "relu6", "hardswish",
+                                                    "hardsigmoid"};
 _Static_assert(sizeof qat_act_names / sizeof qat_act_names[0] == QAT_ACT_COUNT, "act names");
 
 static const char *const pool_names[QAT_POOL_COUNT] = {"avg"};
@@ -51,11 +52,16 @@ typedef struct {
 #define KEY_ACT_DEF {"act", KEY_ACT, STAGE(act), QAT_ACT_RELU6, 0, 0, 0}
 #define KEY_WBITS {"wbits", KEY_INT, STAGE(wbits), 0, 0, 8, 0}
 #define KEY_QUANT {"quant", KEY_INT, STAGE(quant), 1, 0, 1, 0}
+#define KEY_E {"e", KEY_INT, STAGE(e), REQUIRED, 1, 65536, 0}
+#define KEY_SE {"se", KEY_INT, STAGE(se), 0, 0, 1, 0}
 
 /* Canonical text writes keys in table order. */
 static const key_desc stem_keys[] = {KEY_K(3), KEY_C, KEY_S, KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc head_keys[] = {KEY_K(1), KEY_C, KEY_S, KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc ir_keys[] = {KEY_T, KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc v3_keys[] = {KEY_E, KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_SE,
+                                   {"act", KEY_ACT, STAGE(act), QAT_ACT_RELU, 0, 0, 0},
+                                   KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc ds_keys[] = {KEY_C, KEY_N, KEY_S, KEY_K(3), KEY_ACT_DEF, KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc classifier_keys[] = {
     {"dropout", KEY_FLOAT, offsetof(qat_spec, dropout), 0.0, 0.0, 0.99, 0},
@@ -74,14 +80,19 @@ static const stage_line stage_lines[QAT_STAGE_KIND_COUNT] = {
     [QAT_STAGE_IR] = {"block", "ir", QAT_STAGE_IR, ir_keys},
     [QAT_STAGE_DS] = {"block", "ds", QAT_STAGE_DS, ds_keys},
     [QAT_STAGE_HEAD] = {"head", "conv", QAT_STAGE_HEAD, head_keys},
+    [QAT_STAGE_V3] = {"block", "v3", QAT_STAGE_V3, v3_keys},
 };
 
 /* Layer records a stage expands to, at most (layers/build.c builds exactly these or fewer). */
 static int stage_max_layers(const qat_spec_stage *st) {
+    /* hardswish / hardsigmoid after a conv is a record of its own (layers/act.c) */
+    const int a = st->act == QAT_ACT_HARDSWISH || st->act == QAT_ACT_HARDSIGMOID ? 2 : 1;
     switch (st->kind) {
-    case QAT_STAGE_IR: return st->n * (st->t > 1 ? 4 : 3); /* expand, dw, project, add */
-    case QAT_STAGE_DS: return st->n * 2;                   /* dw, pw */
-    default: return 1;
+    case QAT_STAGE_IR: return st->n * ((st->t > 1 ? 2 : 1) * a + 2); /* expand, dw, project, add */
+    case QAT_STAGE_DS: return st->n * 2 * a;                         /* dw, pw */
+    /* expand, dw, SE (pool, fc1, fc2, hardsigmoid, mul), project, add */
+    case QAT_STAGE_V3: return st->n * (2 * a + (st->se ? 5 : 0) + 2);
+    default: return a;
     }
 }
 
@@ -178,7 +189,7 @@ static qat_status parse_keys(const parser *p, char **tok, int ntok, const key_de
         if (k->type == KEY_ACT) {
             int a = find_act(val);
             if (a < 0)
-                return perr(p, "%s: unknown act " TOK " (relu, relu6, hardswish, none)", what, val);
+                return perr(p, "%s: unknown act " TOK " (relu, relu6, hardswish, hardsigmoid, none)", what, val);
             *(qat_act *)dst = (qat_act)a;
         } else if (k->type == KEY_INT) {
             long v;
@@ -319,7 +330,7 @@ static qat_status parse_line(parser *p, char **tok, int ntok) {
         if (!strcmp(stage_lines[i].word, word) && !strcmp(stage_lines[i].kind, tok[1])) kind = i;
     if (kind < 0) {
         if (!strcmp(word, "block"))
-            return perr(p, "unknown block kind " TOK " (ir, ds)", tok[1]);
+            return perr(p, "unknown block kind " TOK " (ir, ds, v3)", tok[1]);
         return perr(p, "unknown %s kind " TOK " (conv)", word, tok[1]);
     }
     if (kind == QAT_STAGE_STEM && p->stem_line)

@@ -26,10 +26,11 @@ typedef enum {
     QAT_ACT_RELU,
     QAT_ACT_RELU6,
     QAT_ACT_HARDSWISH,
+    QAT_ACT_HARDSIGMOID,
     QAT_ACT_COUNT
 } qat_act;
 
-extern const char *const qat_act_names[QAT_ACT_COUNT]; /* "none", "relu", "relu6", "hardswish" */
+extern const char *const qat_act_names[QAT_ACT_COUNT]; /* "none", "relu", "relu6", "hardswish", "hardsigmoid" */
 
 /* One stage line of the spec, with every key resolved (defaults filled in). */
 typedef enum {
@@ -37,6 +38,7 @@ typedef enum {
     QAT_STAGE_IR,       /* block ir: InvertedResidual (MobileNetV2): t c n s k act */
     QAT_STAGE_DS,       /* block ds: DepthwiseSeparable (MobileNetV1): c n s k act */
     QAT_STAGE_HEAD,     /* head conv: k c s act */
+    QAT_STAGE_V3,       /* block v3: MobileNetV3 bottleneck: e c n s k se act */
     QAT_STAGE_KIND_COUNT
 } qat_stage_kind;
 
@@ -44,6 +46,8 @@ typedef struct {
     qat_stage_kind kind;
     int line;     /* line in the source text, for messages about this stage */
     int t;        /* expansion factor (ir) */
+    int e;        /* expanded channels before the width multiplier (v3) */
+    int se;       /* 1: squeeze-and-excite after the depthwise conv (v3) */
     int c;        /* output channels before the width multiplier */
     int n;        /* repeats (blocks) */
     int s;        /* stride of the first repeat */

@@ -27,6 +27,12 @@
  *             y = qat_requantize(sum_hw x - H*W*zx, pool_mult, zy, lo, hi)
  *   LINEAR:   acc[n] = sum_k (x[k] - zx) * weight[n][k]   (bias == NULL: no int32 bias)
  *             logit[n] = qat_i8_dequant_f32(acc[n], mult[n], fbias, n)  (float; must be last)
+ *   LUT:      y = table[x] (256 u8 entries; convert fills entry q with
+ *             qat_quantize(f(qat_dequantize(q, sx, zx)), 1.0f / sy, zy, lo, hi): what the
+ *             fake-quant graph computes for that code, so the table is the simulation)
+ *   MUL:      a = value `input` (N, H, W, C), g = value `skip` (N, 1, 1, C):
+ *             y = qat_requantize((a - zx) * (g[c] - zb), mult[c], zy, lo, hi)
+ *             mult[c] = qat_requant_mult(sx, sb, sy) (the same for every c)
  *
  * Scales (sx, sy, sb, in_scale) are stored for the arithmetic above and for reports; the
  * requantization multipliers were computed from them by convert (qat_requant_mult,
@@ -45,10 +51,27 @@ extern "C" {
 #define QAT_Q8_NAME_MAX 48
 #define QAT_Q8_MAX_LAYERS 4096
 
-typedef enum { QAT_Q8_CONV = 0, QAT_Q8_ADD, QAT_Q8_AVGPOOL, QAT_Q8_LINEAR, QAT_Q8_KIND_COUNT } qat_q8_kind;
+/* Appended only: the number is the .q8 file's kind (LUT and MUL are format version 2). */
+typedef enum {
+    QAT_Q8_CONV = 0,
+    QAT_Q8_ADD,
+    QAT_Q8_AVGPOOL,
+    QAT_Q8_LINEAR,
+    QAT_Q8_LUT,  /* y = table[x]: an activation (hardswish, hardsigmoid) as a u8 -> u8 table */
+    QAT_Q8_MUL,  /* y[h,w,c] = requantize((x - zx) * (g[c] - zb)): squeeze-excite's rescale */
+    QAT_Q8_KIND_COUNT
+} qat_q8_kind;
 
-/* Informational: the activation whose clamp lo/hi implement (reports, inspect). */
-typedef enum { QAT_Q8_ACT_NONE = 0, QAT_Q8_ACT_RELU, QAT_Q8_ACT_RELU6 } qat_q8_act;
+/* Informational: the activation whose clamp lo/hi implement (CONV), or the function a LUT's
+ * table holds (reports, inspect). */
+typedef enum {
+    QAT_Q8_ACT_NONE = 0,
+    QAT_Q8_ACT_RELU,
+    QAT_Q8_ACT_RELU6,
+    QAT_Q8_ACT_HARDSWISH,
+    QAT_Q8_ACT_HARDSIGMOID,
+    QAT_Q8_ACT_COUNT
+} qat_q8_act;
 
 typedef struct {
     qat_q8_kind kind;
@@ -65,10 +88,11 @@ typedef struct {
     float *fbias;                    /* LINEAR (out_c) float bias; else NULL */
     int32_t wbits;                   /* CONV/LINEAR: bit width the weights were quantized to */
     float *wscale;                   /* CONV/LINEAR (out_c): weight scales (reports) */
+    uint8_t *table;                  /* LUT (256): output code of each input code */
     /* input qparams (CONV, LINEAR, AVGPOOL, ADD's first operand) */
     float sx;
     int32_t zx;
-    /* ADD's second operand */
+    /* ADD's and MUL's second operand */
     float sb;
     int32_t zb;
     /* output qparams and clamp (CONV, ADD, AVGPOOL) */
@@ -96,6 +120,7 @@ typedef enum {
     QAT_Q8_ARR_MULT,       /* f32 (out_c): requantization multipliers / dequantization scales */
     QAT_Q8_ARR_FBIAS,      /* f32 (out_c): float bias of the logits */
     QAT_Q8_ARR_WSCALE,     /* f32 (out_c): weight scales (reports) */
+    QAT_Q8_ARR_TABLE,      /* u8 (256): a LUT's table (format version 2) */
     QAT_Q8_ARR_COUNT
 } qat_q8_array;
 #define QAT_Q8_ARR_BIT(a) (1u << (a))

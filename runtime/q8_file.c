@@ -19,7 +19,12 @@
 #include <string.h>
 
 static const char Q8_MAGIC[8] = {'Q', 'A', 'T', 'I', 'N', 'T', '8', '\0'};
-#define Q8_VERSION 1
+/* Version 2 added the LUT and MUL kinds, the hardswish/hardsigmoid activation codes and the
+ * "table" section. Save writes version 1 (7 sections, no table) when the model uses none of
+ * these, so older readers still take such models and their files stay byte for byte the same;
+ * load takes both. */
+#define Q8_VERSION 2
+#define Q8_V1_ARRAYS QAT_Q8_ARR_TABLE /* the arrays of a version 1 file: those before "table" */
 
 /* ---- little-endian records, field by field ------------------------------------------------- */
 
@@ -137,7 +142,8 @@ static void write_layer(writer *w, const qat_q8_layer *L) {
 }
 
 /* Decodes one record into L (arrays stay NULL); returns the array mask, or fails. */
-static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what, unsigned *mask) {
+static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what, unsigned *mask,
+                             uint32_t version) {
     const uint32_t kind = get_u32(r);
     get_text(r, L->name, sizeof L->name);
     const uint32_t act = get_u32(r);
@@ -154,13 +160,15 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
     }
     /* Range-check the enums before storing them in enum-typed fields. */
     const int name_ok = qat_q8_text_ok(L->name, sizeof L->name);
-    if (kind >= QAT_Q8_KIND_COUNT)
+    const uint32_t nkinds = version < 2 ? QAT_Q8_LUT : QAT_Q8_KIND_COUNT;
+    const uint32_t nacts = version < 2 ? QAT_Q8_ACT_HARDSWISH : QAT_Q8_ACT_COUNT;
+    if (kind >= nkinds)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown kind %u", kind);
-    if (act > QAT_Q8_ACT_RELU6)
+    if (act >= nacts)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown activation %u", act);
     if (name_ok && !qat_q8_zero_tail(L->name, sizeof L->name))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "nonzero bytes after the name's NUL");
-    if (*mask & ~QAT_Q8_ARRAY_BITS)
+    if (*mask & ~(version < 2 ? (1u << Q8_V1_ARRAYS) - 1 : QAT_Q8_ARRAY_BITS))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown array flags 0x%x", *mask);
     L->kind = (qat_q8_kind)kind;
     L->act = (qat_q8_act)act;
@@ -215,6 +223,12 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++)
             if (qat_q8_array_get(&m->layers[i], a))
                 bytes[a] += (uint64_t)qat_q8_array_count(&m->layers[i], a) * qat_q8_elem_bytes(qat_q8_arrays[a].type);
+    uint32_t version = 1;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind >= QAT_Q8_LUT || m->layers[i].act >= QAT_Q8_ACT_HARDSWISH ||
+            m->layers[i].table)
+            version = 2;
+    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
     unsigned char *model = malloc(MODEL_BYTES);
     unsigned char *layers = malloc((size_t)m->nlayers * LAYER_BYTES);
     unsigned char *data[QAT_Q8_ARR_COUNT] = {0};
@@ -239,7 +253,7 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
             secs[2 + a].data = data[a];
             secs[2 + a].size = bytes[a];
         }
-        st = qat_container_write(path, Q8_MAGIC, Q8_VERSION, secs, 2 + QAT_Q8_ARR_COUNT);
+        st = qat_container_write(path, Q8_MAGIC, version, secs, 2 + narrays);
     } else {
         st = qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -305,15 +319,17 @@ static qat_status parse_model(const qat_container *c, const char *what, qat_q8_m
         return qat_fail(QAT_ERR_NOMEM, "%s: out of memory for %d layers", what, n);
     }
     r.p = data;
-    for (int i = 0; i < n && !st; i++) st = read_layer(&r, &m->layers[i], i, what, &masks[i]);
+    const uint32_t version = qat_container_version(c);
+    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
+    for (int i = 0; i < n && !st; i++) st = read_layer(&r, &m->layers[i], i, what, &masks[i], version);
     /* Shapes first: array sizes are derived from them. */
     if (!st) st = qat_q8_check(m, what, 0);
     for (int i = 0; i < n && !st; i++) st = qat_q8_check_array_set(what, i, &m->layers[i], masks[i]);
-    for (int a = 0; a < QAT_Q8_ARR_COUNT && !st; a++) st = read_arrays(c, what, m, masks, a);
+    for (int a = 0; a < narrays && !st; a++) st = read_arrays(c, what, m, masks, a);
     free(masks);
-    if (!st && qat_container_count(c) != 2 + QAT_Q8_ARR_COUNT)
-        st = qat_fail(QAT_ERR_FORMAT, "%s: %d sections, expected %d (unknown section)", what,
-                      qat_container_count(c), 2 + QAT_Q8_ARR_COUNT);
+    if (!st && qat_container_count(c) != 2 + narrays)
+        st = qat_fail(QAT_ERR_FORMAT, "%s: %d sections, expected %d for version %u (unknown section)",
+                      what, qat_container_count(c), 2 + narrays, (unsigned)version);
     if (!st) st = qat_q8_check(m, what, 1);
     return st;
 }

@@ -122,6 +122,43 @@ static int64_t linear_macs(const qat_q8_layer *L) {
     return product(f, 4);
 }
 
+/* ---- lut: an activation as a 256-entry table of output codes ----------------------------------- */
+
+static qat_status lut_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->out_h != L->in_h || L->out_w != L->in_w || L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "lut output %dx%dx%d != input %dx%dx%d", L->out_h, L->out_w,
+                                 L->out_c, L->in_h, L->in_w, L->in_c);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
+/* ---- mul: a feature map times a per-channel gate (squeeze-excite) ------------------------------- */
+
+static qat_status mul_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->skip < -1 || L->skip >= i)
+        return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1,
+                                 "gate reads value %d, not produced before it (-1..%d)", L->skip, i - 1);
+    const int32_t gh = L->skip < 0 ? m->in_h : m->layers[L->skip].out_h;
+    const int32_t gw = L->skip < 0 ? m->in_w : m->layers[L->skip].out_w;
+    const int32_t gc = L->skip < 0 ? m->in_c : m->layers[L->skip].out_c;
+    const float gs = L->skip < 0 ? m->in_scale : m->layers[L->skip].sy;
+    const int32_t gz = L->skip < 0 ? m->in_zp : m->layers[L->skip].zy;
+    if (gh != 1 || gw != 1 || gc != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "gate shape %dx%dx%d (must be 1x1x%d)", gh, gw, gc, L->in_c);
+    if (!qat_q8_is_u8(L->zb) || !qat_q8_pos_finite(L->sb) || L->sb != gs || L->zb != gz)
+        return qat_q8_layer_fail(QAT_ERR_MISMATCH, what, i, L, 1,
+                                 "gate qparams (%g, %d) != value %d's output qparams (%g, %d)",
+                                 (double)L->sb, L->zb, L->skip, (double)gs, gz);
+    if (L->out_h != L->in_h || L->out_w != L->in_w || L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "mul output %dx%dx%d != input %dx%dx%d", L->out_h, L->out_w,
+                                 L->out_c, L->in_h, L->in_w, L->in_c);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
@@ -134,4 +171,6 @@ const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_LINEAR] = {"linear", ARR(WEIGHT) | ARR(MULT) | ARR(WSCALE),
                        ARR(WEIGHT) | ARR(MULT) | ARR(FBIAS) | ARR(WSCALE), 0, 1, linear_check,
                        linear_weights_per_channel, linear_macs},
+    [QAT_Q8_LUT] = {"lut", ARR(TABLE), ARR(TABLE), 0, 0, lut_check, NULL, NULL},
+    [QAT_Q8_MUL] = {"mul", ARR(MULT), ARR(MULT), 1, 0, mul_check, NULL, NULL},
 };

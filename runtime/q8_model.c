@@ -15,6 +15,7 @@ const qat_q8_array_desc qat_q8_arrays[QAT_Q8_ARR_COUNT] = {
     [QAT_Q8_ARR_MULT] = {"mult", ELEM_F32},
     [QAT_Q8_ARR_FBIAS] = {"fbias", ELEM_F32},
     [QAT_Q8_ARR_WSCALE] = {"wscale", ELEM_F32},
+    [QAT_Q8_ARR_TABLE] = {"table", ELEM_S8}, /* u8 codes, stored as bytes like s8 */
 };
 
 const void *qat_q8_array_get(const qat_q8_layer *L, int a) {
@@ -23,6 +24,7 @@ const void *qat_q8_array_get(const qat_q8_layer *L, int a) {
     case QAT_Q8_ARR_BIAS: return L->bias;
     case QAT_Q8_ARR_MULT: return L->mult;
     case QAT_Q8_ARR_FBIAS: return L->fbias;
+    case QAT_Q8_ARR_TABLE: return L->table;
     default: return L->wscale;
     }
 }
@@ -33,11 +35,13 @@ void qat_q8_array_set(qat_q8_layer *L, int a, void *p) {
     case QAT_Q8_ARR_BIAS: L->bias = p; break;
     case QAT_Q8_ARR_MULT: L->mult = p; break;
     case QAT_Q8_ARR_FBIAS: L->fbias = p; break;
+    case QAT_Q8_ARR_TABLE: L->table = p; break;
     default: L->wscale = p; break;
     }
 }
 
 int64_t qat_q8_array_count(const qat_q8_layer *L, int a) {
+    if (a == QAT_Q8_ARR_TABLE) return 256;
     return a == QAT_Q8_ARR_WEIGHT ? (int64_t)L->out_c * qat_q8_kinds[L->kind].weights_per_channel(L)
                                   : (int64_t)L->out_c;
 }
@@ -168,7 +172,7 @@ static qat_status check_layer_shape(const qat_q8_model *m, const char *what, int
                           "name is not printable NUL-terminated text");
     if ((unsigned)L->kind >= QAT_Q8_KIND_COUNT)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "unknown kind %d", (int)L->kind);
-    if ((unsigned)L->act > QAT_Q8_ACT_RELU6)
+    if ((unsigned)L->act >= QAT_Q8_ACT_COUNT)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "unknown activation %d", (int)L->act);
     const char *kind = qat_q8_kinds[L->kind].name;
     if (!qat_q8_dim_ok(L->in_h) || !qat_q8_dim_ok(L->in_w) || !qat_q8_dim_ok(L->in_c) || !qat_q8_dim_ok(L->out_h) ||
@@ -246,12 +250,11 @@ static qat_status check_accumulator(const char *what, int i, const qat_q8_layer 
 
 static qat_status check_layer_arrays(const char *what, int i, const qat_q8_layer *L) {
     qat_status st = qat_q8_check_array_set(what, i, L, qat_q8_arrays_present(L));
-    if (st || !qat_q8_kinds[L->kind].weights_per_channel) return st;
-    if ((st = check_floats(what, i, L, QAT_Q8_ARR_MULT, 1)) ||
+    if (st || (st = check_floats(what, i, L, QAT_Q8_ARR_MULT, 1)) ||
         (st = check_floats(what, i, L, QAT_Q8_ARR_WSCALE, 1)) ||
         (st = check_floats(what, i, L, QAT_Q8_ARR_FBIAS, 0)))
         return st;
-    return check_accumulator(what, i, L);
+    return qat_q8_kinds[L->kind].weights_per_channel ? check_accumulator(what, i, L) : QAT_OK;
 }
 
 qat_status qat_q8_check(const qat_q8_model *m, const char *what, int with_arrays) {

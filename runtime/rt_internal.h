@@ -26,7 +26,7 @@ typedef struct {
     /* native: what prepare made (the kind's file says which it uses) */
     int variant;                  /* conv: RT_CONV_GEMM, RT_CONV_IM2COL or RT_CONV_DW */
     qat_i8_conv_params cp;
-    void *pack;                   /* packed weights (64-byte aligned) */
+    void *pack;                   /* packed weights (64-byte aligned); LUT: its 256-byte table */
     qat_i8_gemm_weights gw;
     qat_i8_dw_weights dw;
     float *mult;                  /* (out_c): requant multipliers / logit deq scales */
@@ -34,6 +34,7 @@ typedef struct {
     qat_i8_requant rq;
     qat_i8_add_params ap;
     qat_i8_pool_params pp;
+    qat_i8_mul_params mp;
     /* oneDNN (NULL when not created) */
     qat_i8_dnnl_conv *dconv;
     qat_i8_dnnl_linear *dlin;

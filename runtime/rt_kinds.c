@@ -134,6 +134,36 @@ static qat_status linear_run(qat_rt_node *l, int n, const uint8_t *x, const uint
     return qat_i8_gemm_f32(logits, l->out_c, x, K, n, &l->gw, l->mult, l->fbias);
 }
 
+/* ---- lut: an activation as a table (kernels/int8.h, section 7) ---------------------------------- */
+
+static qat_status lut_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "lut %s", L->act == QAT_Q8_ACT_HARDSWISH ? "hswish"
+                                                        : L->act == QAT_Q8_ACT_HARDSIGMOID ? "hsigmoid" : "");
+    if (!(l->pack = aligned_alloc_zero(256))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
+    memcpy(l->pack, L->table, 256);
+    return QAT_OK;
+}
+
+static qat_status lut_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2, uint8_t *y,
+                          float *logits, void *scratch, size_t scratch_size) {
+    return qat_i8_lut(y, x, (int64_t)n * l->in_h * l->in_w * l->in_c, l->pack);
+}
+
+/* ---- mul: squeeze-and-excite's rescale (kernels/int8.h, section 7) ------------------------------ */
+
+static qat_status mul_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "mul");
+    if (!(l->mult = copy_floats(L->mult, L->out_c))) return qat_fail(QAT_ERR_NOMEM, "out of memory");
+    l->mp = (qat_i8_mul_params){l->mult, L->zx, L->zb, L->zy, L->lo, L->hi};
+    return QAT_OK;
+}
+
+static qat_status mul_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2, uint8_t *y,
+                          float *logits, void *scratch, size_t scratch_size) {
+    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+    return qat_i8_channel_mul(y, x, x2, &d, &l->mp);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
@@ -141,4 +171,8 @@ const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_ADD] = {add_prepare, NULL, add_run, NULL},
     [QAT_Q8_AVGPOOL] = {avgpool_prepare, NULL, avgpool_run, NULL},
     [QAT_Q8_LINEAR] = {linear_prepare, linear_prepare_onednn, linear_run, NULL},
+    /* oneDNN 2.6 has no u8 lookup-table or broadcast-multiply primitive with this requantization:
+     * these two always run the native kernels (the report says "native" for them) */
+    [QAT_Q8_LUT] = {lut_prepare, NULL, lut_run, NULL},
+    [QAT_Q8_MUL] = {mul_prepare, NULL, mul_run, NULL},
 };

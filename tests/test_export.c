@@ -523,9 +523,16 @@ static void test_damaged_files(void) {
     memcpy(b, "QATCKPT1", 8);
     CU_ASSERT_NOT_EQUAL(load_bytes(b, n, &m), QAT_OK);
     CU_ASSERT_TRUE(has("not a 'QATINT8?' file"));
-    /* newer version, header CRC made valid */
+    /* a version 1 file (no LUT/MUL layers) relabelled as version 2 lacks the "table" section */
+    CU_ASSERT_EQUAL(rd32(good + 8), 1);
     memcpy(b, good, n);
     wr32(b + 8, 2);
+    fix_crcs(b, n);
+    CU_ASSERT_NOT_EQUAL(load_bytes(b, n, &m), QAT_OK);
+    CU_ASSERT_TRUE(has("missing section 'table'"));
+    /* newer version, header CRC made valid */
+    memcpy(b, good, n);
+    wr32(b + 8, 3);
     fix_crcs(b, n);
     CU_ASSERT_NOT_EQUAL(load_bytes(b, n, &m), QAT_OK);
     CU_ASSERT_TRUE(has("newer"));

@@ -403,6 +403,92 @@ static void check_forward_matches(int training) {
     qat_model_free(m);
 }
 
+/* MobileNetV3: hardswish stem, a v3 block without expand (e == in) with SE and a residual, a
+ * strided 5x5 v3 block with expand, SE and hardswish; against the ops composed by hand. */
+static const char *v3_small_spec =
+    "name v3small\n"
+    "stem conv k=3 c=8 s=1 act=hardswish\n"
+    "block v3 e=8 c=8 k=3 s=1 se=1 act=relu\n"
+    "block v3 e=24 c=16 k=5 s=2 se=1 act=hardswish\n"
+    "pool avg\n"
+    "classifier\n";
+
+static qat_tensor *hand_se(qat_ctx *ctx, hand_net *hn, const qat_model *m, qat_tensor *x,
+                           const char *layer) {
+    char w[80], b[80];
+    qat_tensor *g = qat_global_avgpool(ctx, x);
+    snprintf(w, sizeof w, "%s.fc1.weight", layer), snprintf(b, sizeof b, "%s.fc1.bias", layer);
+    g = qat_relu(ctx, qat_linear(ctx, g, hand(hn->hp, &hn->np, m, w), hand(hn->hp, &hn->np, m, b)));
+    snprintf(w, sizeof w, "%s.fc2.weight", layer), snprintf(b, sizeof b, "%s.fc2.bias", layer);
+    g = qat_linear(ctx, g, hand(hn->hp, &hn->np, m, w), hand(hn->hp, &hn->np, m, b));
+    return qat_channel_mul(ctx, x, qat_hardsigmoid(ctx, g));
+}
+
+static qat_tensor *hand_forward_v3(qat_ctx *ctx, hand_net *hn, const qat_model *m, qat_tensor *x) {
+    qat_tensor *h = hand_cba(ctx, hn, m, x, "features.0", 1, 1, 1, QAT_ACT_HARDSWISH), *in = h;
+    h = hand_cba(ctx, hn, m, h, "features.1.block.0", 1, 1, 8, QAT_ACT_RELU);
+    h = hand_se(ctx, hn, m, h, "features.1.block.1");
+    h = hand_cba(ctx, hn, m, h, "features.1.block.2", 1, 0, 1, QAT_ACT_NONE);
+    h = qat_add(ctx, h, in);
+    h = hand_cba(ctx, hn, m, h, "features.2.block.0", 1, 0, 1, QAT_ACT_HARDSWISH);
+    h = hand_cba(ctx, hn, m, h, "features.2.block.1", 2, 2, 24, QAT_ACT_HARDSWISH);
+    h = hand_se(ctx, hn, m, h, "features.2.block.2");
+    h = hand_cba(ctx, hn, m, h, "features.2.block.3", 1, 0, 1, QAT_ACT_NONE);
+    h = qat_global_avgpool(ctx, h);
+    return qat_linear(ctx, h, hand(hn->hp, &hn->np, m, "fc.weight"), hand(hn->hp, &hn->np, m, "fc.bias"));
+}
+
+static void test_forward_matches_ops_v3(void) {
+    qat_model *m = build(v3_small_spec, 1, 0.0f, 9, 7, 3, 5);
+    if (!m) return;
+    /* records: stem + hswish, [dw, SE x5, project, add], [expand + hswish, dw + hswish, SE x5,
+     * project], pool, fc */
+    CU_ASSERT_EQUAL(m->nlayers, 2 + 8 + 10 + 2);
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_ACT), 5);
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_FC), 4);
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_CHANNEL_MUL), 2);
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_ADD), 1);
+    /* SE squeeze = make_divisible(e / 4, 8): 8 for both */
+    CU_ASSERT(param(m, "features.2.block.2.fc1.weight") && param(m, "features.2.block.2.fc1.weight")->shape[0] == 8);
+    for (int training = 0; training < 2; training++) {
+        qat_rng r;
+        qat_rng_seed(&r, 11);
+        qat_model_init(m, &r);
+        randomize_bn(m, 12);
+        for (int64_t i = 0; i < m->nparams; i++) /* biases too, so the SE convs' are not all 0 */
+            m->params[i] += 0.05f * qat_rng_normal(&r);
+        hand_net *hn = calloc(1, sizeof *hn);
+        qat_ctx ca, cb;
+        qat_ctx_init(&ca, 1 << 20);
+        qat_ctx_init(&cb, 1 << 20);
+        ca.training = cb.training = training;
+        qat_tensor *xa = input_tensor(&ca, 4, 9, 7, 3, 13), *xb = input_tensor(&cb, 4, 9, 7, 3, 13);
+        qat_tensor *hb = hand_forward_v3(&cb, hn, m, xb);
+        qat_tensor *ya = qat_model_forward(m, &ca, xa);
+        CU_ASSERT_FATAL(ya != NULL && hb->numel == ya->numel);
+        test_compare(training ? "v3 train forward" : "v3 eval forward", ya->data, hb->data, ya->numel, 1e-6);
+        int labels[4] = {0, 3, 4, 1};
+        qat_model_zero_grad(m);
+        qat_backward(&ca, qat_softmax_cross_entropy(&ca, ya, labels, 0.0f));
+        qat_backward(&cb, qat_softmax_cross_entropy(&cb, hb, labels, 0.0f));
+        double total = 0;
+        for (int i = 0; i < hn->np; i++) {
+            const qat_tensor *t = &hn->hp[i].t;
+            int s = qat_model_find_param(m, t->name);
+            CU_ASSERT_FATAL(s >= 0);
+            test_compare(t->name, m->grads + m->segs[s].offset, t->grad, t->numel, 1e-5);
+            for (int64_t j = 0; j < t->numel; j++) total += fabs(t->grad[j]);
+        }
+        CU_ASSERT(total > 0);
+        CU_ASSERT_EQUAL(hn->np, m->nsegs);
+        hand_free(hn);
+        free(hn);
+        qat_ctx_free(&ca);
+        qat_ctx_free(&cb);
+    }
+    qat_model_free(m);
+}
+
 static void test_forward_matches_ops_eval(void) { check_forward_matches(0); }
 static void test_forward_matches_ops_train(void) { check_forward_matches(1); }
 
@@ -919,6 +1005,7 @@ void register_layers_tests(void) {
                    "width multiplier 0.35..2.0", test_width_multiplier,
                    "forward == hand-composed ops (eval)", test_forward_matches_ops_eval,
                    "forward == hand-composed ops (train, grads)", test_forward_matches_ops_train,
+                   "MobileNetV3 forward and grads == hand-composed ops", test_forward_matches_ops_v3,
                    "mbv2-tiny == PyTorch peer (golden logits)", test_pytorch_golden,
                    "malformed specs: file:line: problem", test_malformed_specs,
                    "defaults, canonical text, copies", test_spec_defaults_and_canonical,

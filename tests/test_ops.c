@@ -375,6 +375,100 @@ static void test_activations(void) {
     test_leaf_free(k);
 }
 
+static qat_tensor *build_hsig(qat_ctx *ctx, qat_tensor **in, void *u) {
+    return qat_hardsigmoid(ctx, in[0]);
+}
+
+/* hardsigmoid = relu6(x + 3) / 6 against a double reference, its gradient by central
+ * differences away from the kinks, and 0 at the kinks (PyTorch's) */
+static void test_hardsigmoid(void) {
+    qat_tensor *x = leaf4(2, 3, 4, 5, 4.0f, 45);
+    const float kinks[2] = {-3.0f, 3.0f};
+    avoid_kinks(x, kinks, 2, 0.05f);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, ARENA_BYTES);
+    qat_tensor *y = qat_hardsigmoid(&ctx, x);
+    float *e = malloc((size_t)x->numel * sizeof(float));
+    int lo = 0, mid = 0, hi = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = x->data[i] + 3.0;
+        e[i] = (float)((v < 0 ? 0 : v > 6 ? 6 : v) / 6.0);
+        lo += x->data[i] < -3, hi += x->data[i] > 3, mid += fabsf(x->data[i]) < 3;
+    }
+    CU_ASSERT(lo > 0 && mid > 0 && hi > 0);
+    test_compare("hardsigmoid forward", y->data, e, x->numel, 1e-6);
+    free(e);
+    qat_ctx_free(&ctx);
+    qat_tensor *in[1] = {x};
+    gradcheck2("hardsigmoid", build_hsig, 1, in, NULL, 1, 1e-3f, 2e-3);
+    test_leaf_free(x);
+    int s1[1] = {4};
+    qat_tensor *k = test_leaf(1, s1, 0.0f, 46);
+    const float kv[4] = {-3, 3, 0, -4}, want[4] = {0, 0, 1.0f / 6, 0};
+    memcpy(k->data, kv, sizeof kv);
+    memset(k->grad, 0, sizeof kv);
+    qat_ctx_init(&ctx, ARENA_BYTES);
+    qat_tensor *yk = qat_hardsigmoid(&ctx, k);
+    float *g = qat_grad(&ctx, yk);
+    for (int i = 0; i < 4; i++) g[i] = 1.0f;
+    qat_backward_node(&ctx, yk);
+    test_compare("hardsigmoid derivative at kinks", k->grad, want, 4, 1e-7);
+    qat_ctx_free(&ctx);
+    test_leaf_free(k);
+}
+
+static qat_tensor *build_cmul(qat_ctx *ctx, qat_tensor **in, void *u) {
+    return qat_channel_mul(ctx, in[0], in[1]);
+}
+
+/* x (N, H, W, C) * s (N, C) against the naive loop, small and above the threading threshold,
+ * and both gradients by central differences */
+static void test_channel_mul(void) {
+    const int shapes[2][4] = {{3, 5, 3, 7}, {4, 17, 15, 33}};
+    for (int t = 0; t < 2; t++) {
+        const int N = shapes[t][0], H = shapes[t][1], W = shapes[t][2], C = shapes[t][3];
+        qat_tensor *x = leaf4(N, H, W, C, 1.0f, 47 + t), *s = leaf2(N, C, 1.0f, 49 + t);
+        qat_ctx ctx;
+        qat_ctx_init(&ctx, 8 * ARENA_BYTES);
+        qat_tensor *y = qat_channel_mul(&ctx, x, s);
+        float *e = malloc((size_t)x->numel * sizeof(float));
+        for (int n = 0; n < N; n++)
+            for (int p = 0; p < H * W; p++)
+                for (int c = 0; c < C; c++) {
+                    int64_t i = ((int64_t)n * H * W + p) * C + c;
+                    e[i] = x->data[i] * s->data[n * C + c];
+                }
+        CU_ASSERT(y->ndim == 4 && y->shape[1] == H && y->shape[3] == C);
+        test_compare("channel_mul forward", y->data, e, x->numel, 0);
+        /* backward against the naive sums: dx = dy * s, ds = sum_hw dy * x (dy = y's index) */
+        float *g = qat_grad(&ctx, y);
+        for (int64_t i = 0; i < y->numel; i++) g[i] = (float)(i % 5) - 2.0f;
+        memset(x->grad, 0, (size_t)x->numel * sizeof(float));
+        memset(s->grad, 0, (size_t)s->numel * sizeof(float));
+        qat_backward_node(&ctx, y);
+        double *ds = calloc((size_t)N * C, sizeof(double));
+        for (int n = 0; n < N; n++)
+            for (int p = 0; p < H * W; p++)
+                for (int c = 0; c < C; c++) {
+                    int64_t i = ((int64_t)n * H * W + p) * C + c;
+                    e[i] = g[i] * s->data[n * C + c];
+                    ds[n * C + c] += (double)g[i] * x->data[i];
+                }
+        test_compare("channel_mul dx", x->grad, e, x->numel, 0);
+        for (int i = 0; i < N * C; i++) e[i] = (float)ds[i];
+        test_compare("channel_mul ds", s->grad, e, N * C, 1e-5);
+        free(ds);
+        free(e);
+        qat_ctx_free(&ctx);
+        if (t == 0) {
+            qat_tensor *in[2] = {x, s};
+            gradcheck2("channel_mul", build_cmul, 2, in, NULL, 1, 1e-2f, 1e-3);
+        }
+        test_leaf_free(x);
+        test_leaf_free(s);
+    }
+}
+
 /* Above the threading threshold: the parallel element-wise loops against the serial rule. */
 static void test_activations_large(void) {
     qat_tensor *x = leaf4(4, 16, 16, 40, 4.0f, 43), *y = leaf4(4, 16, 16, 40, 1.0f, 44);
@@ -718,7 +812,7 @@ static void test_backward_accumulates(void) {
         qat_test_build_fn build;
         int nin;
         void *user;
-    } ops[16];
+    } ops[20];
     int nops = 0;
     bn_fixture f;
     bn_fixture_init(&f, 4, 121);
@@ -730,6 +824,7 @@ static void test_backward_accumulates(void) {
     OP("relu", build_relu, 1, NULL);
     OP("relu6", build_relu6, 1, NULL);
     OP("hardswish", build_hswish, 1, NULL);
+    OP("hardsigmoid", build_hsig, 1, NULL);
     OP("add", build_add, 2, NULL);
     OP("mul", build_mul, 2, NULL);
     OP("gap", build_gap, 1, NULL);
@@ -984,6 +1079,8 @@ void register_ops_tests(void) {
                    "batchnorm large, threaded, deterministic", test_bn_large_threads,
                    "batchnorm gradcheck", test_bn_gradcheck,
                    "relu / relu6 / hardswish", test_activations,
+                   "hardsigmoid", test_hardsigmoid,
+                   "channel_mul (squeeze-excite)", test_channel_mul,
                    "element-wise ops above thread threshold", test_activations_large,
                    "add / mul", test_add_mul,
                    "pooling", test_pooling,
