@@ -49,8 +49,9 @@ int cmd_convert(int argc, char **argv);   /* cli/cli_convert.c */
 int cmd_infer(int argc, char **argv);     /* cli/cli_int8.c */
 int cmd_bench(int argc, char **argv);     /* cli/cli_int8.c */
 /* `qat eval --int8 MODEL.q8`: accuracy of the INT8 runtime on data's test split. */
+struct cli_report; /* cli/progress.h */
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
-                  const char *backend, int json);
+                  const char *backend, int json, struct cli_report *progress);
 int cmd_plot(int argc, char **argv);      /* cli/cli_plot.c */
 int cmd_quantize(int argc, char **argv);  /* cli/cli_quantize.c */
 

@@ -1,5 +1,6 @@
 /* qat eval --int8 / bench / infer: the INT8 runtime (include/qat_rt.h) on the command line. */
 #include "cli.h"
+#include "progress.h"
 #include "dataset.h" /* qat infer: the PNG reader */
 #include "qat.h"
 #include "qat_rt.h"
@@ -54,11 +55,12 @@ static void backend_summary(const qat_rt *rt, const char *asked, char *buf, size
 /* ---- qat eval --int8 ---------------------------------------------------------------------------- */
 
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
-                  const char *backend, int json) {
+                  const char *backend, int json, struct cli_report *progress) {
     if (batch <= 0) usage_error("eval", "%s", "--batch must be >= 1");
     qat_rt *rt = load_or_die("eval", model, backend, threads, batch);
     qat_eval_result r;
-    if (qat_evaluate_int8(rt, model, data, val_split, batch, &r)) die(qat_last_error());
+    qat_status st = qat_evaluate_int8_progress(rt, model, data, val_split, batch, cli_report_event, progress, &r);
+    if (st) die_run(st);
     int64_t seen = r.n;
     double secs = r.seconds, acc = r.accuracy;
     size_t peak = qat_rt_peak_activation_bytes(rt);

@@ -94,7 +94,7 @@ static int cmd_train(int argc, char **argv) {
 
 static int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *int8 = NULL, *backend = "auto";
-    int json = 0, threads = 0, batch = QAT_EVAL_BATCH;
+    int json = 0, quiet = 0, threads = 0, batch = QAT_EVAL_BATCH;
     float val_split = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate"},
@@ -104,17 +104,21 @@ static int cmd_eval(int argc, char **argv) {
         {"batch", OPT_INT, &batch, "evaluation batch size [128]"},
         {"val-split", OPT_FLOAT, &val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &threads, "threads [all cores]"},
-        {"json", OPT_FLAG, &json, "print one JSON object"},
+        {"quiet", OPT_FLAG, &quiet, "no progress output"},
+        {"json", OPT_FLAG, &json, "print one JSON object (no progress output)"},
     };
     if (parse_opts("eval", "(--ckpt CKPT | --int8 MODEL.q8) --data PATH [--json]", opts, NOPTS(opts), argc, argv))
         return 0;
     if ((!ckpt == !int8) || !data) usage_error("eval", "%s", "--data and one of --ckpt, --int8 are required");
     if (!int8 && opt_given(argc, argv, "backend"))
         usage_error("eval", "%s", "--backend picks the INT8 runtime's kernels: it goes with --int8, not --ckpt");
-    if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json);
+    cli_report report;
+    cli_report_init(&report, quiet || json, json);
+    if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json, &report);
     if (threads > 0) qat_set_threads(threads);
     qat_eval_result ev;
-    if (qat_checkpoint_evaluate_split(ckpt, data, val_split, batch, &ev)) die(qat_last_error());
+    qat_status st = qat_checkpoint_evaluate_progress(ckpt, data, val_split, batch, cli_report_event, &report, &ev);
+    if (st) die_run(st);
     if (json)
         printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f}\n",
                ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
@@ -127,7 +131,7 @@ static int cmd_eval(int argc, char **argv) {
 static int cmd_ptq(int argc, char **argv) {
     qat_ptq_opts o;
     qat_ptq_opts_default(&o);
-    int json = 0;
+    int json = 0, quiet = 0;
     const cli_opt opts[] = {
         {"ckpt", OPT_STR, &o.ckpt, "FP32 checkpoint to quantize"},
         {"data", OPT_STR, &o.data, "dataset: calibration on its train split, accuracy on its test split"},
@@ -138,12 +142,16 @@ static int cmd_ptq(int argc, char **argv) {
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &o.threads, "threads [all cores]"},
         {"out", OPT_STR, &o.out, "PTQ checkpoint to write (FP32 params + quantization state)"},
-        {"json", OPT_FLAG, &json, "print one JSON object"},
+        {"quiet", OPT_FLAG, &quiet, "no progress output"},
+        {"json", OPT_FLAG, &json, "print one JSON object (no progress output)"},
     };
     if (parse_opts("ptq", "--ckpt FP32.ckpt --data PATH --out PTQ.ckpt [options]", opts, NOPTS(opts),
                    argc, argv))
         return 0;
     if (!o.ckpt || !o.data || !o.out) usage_error("ptq", "%s", "--ckpt, --data and --out are required");
+    cli_report report;
+    cli_report_init(&report, quiet || json, json);
+    o.on_event = cli_report_event, o.event_user = &report;
     qat_eval_result fp, q;
     qat_status st = qat_ptq_run(&o, &fp, &q);
     if (st) die_run(st);

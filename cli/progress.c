@@ -2,6 +2,8 @@
  * terminal, plain lines otherwise (logs and CI should not fill with carriage returns). */
 #include "progress.h"
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,7 +18,12 @@ void cli_report_init(cli_report *r, int quiet, int json) {
     r->json = json;
     r->tty = isatty(fileno(stderr));
     r->epoch = -1;
-    r->last_print = 0;
+    r->last_print = now();
+    r->what = NULL;
+    const char *s = getenv("QAT_PROGRESS_SECONDS");
+    char *end;
+    double v = s ? strtod(s, &end) : 10.0;
+    r->log_interval = s && (end == s || *end || !(v >= 0)) ? 10.0 : v;
 }
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -24,6 +31,12 @@ static void fmt_time(char *buf, size_t n, double s) {
     int t = (int)(s + 0.5);
     if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
     else snprintf(buf, n, "%d:%02d", t / 60, t % 60);
+}
+
+static void bar(char *buf, int done, int total) {
+    int fill = total > 0 ? (int)(20.0 * done / total) : 0;
+    for (int i = 0; i < 20; i++) buf[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    buf[20] = 0;
 }
 
 /* Batch e->batch (0-based) of e->epoch done: e->images this epoch so far, e->seconds of it. */
@@ -35,8 +48,8 @@ static void step(cli_report *p, const qat_event *e) {
     /* a terminal gets ~5 redraws a second; a log gets a line per quarter epoch */
     if (p->tty) {
         if (!last && t - p->last_print < 0.2) return;
-    } else if (!last && done % ((e->batches + 3) / 4) != 0) {
-        return;
+    } else if (!last && done % ((e->batches + 3) / 4) != 0 && t - p->last_print < p->log_interval) {
+        return; /* a log: a line per quarter epoch, or sooner when that is far apart */
     }
     p->last_print = t;
     double ips = el > 0 ? e->images / el : 0;
@@ -44,18 +57,36 @@ static void step(cli_report *p, const qat_event *e) {
     char etas[32];
     fmt_time(etas, sizeof etas, eta);
     if (p->tty) {
-        char bar[21];
-        int fill = (int)(20.0 * done / e->batches);
-        for (int i = 0; i < 20; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-        bar[20] = 0;
+        char b[21];
+        bar(b, done, e->batches);
         fprintf(stderr, "\r%s epoch %d/%d [%s] %d/%d loss %.4f acc %.2f%% %.0f img/s ETA %s  ",
-                e->phase, e->epoch + 1, e->epochs, bar, done, e->batches, e->loss, 100.0 * e->acc,
+                e->phase, e->epoch + 1, e->epochs, b, done, e->batches, e->loss, 100.0 * e->acc,
                 ips, etas);
         if (last) fputc('\n', stderr);
     } else {
         fprintf(stderr, "%s epoch %d/%d step %d/%d loss %.4f acc %.2f%% %.0f img/s ETA %s\n",
                 e->phase, e->epoch + 1, e->epochs, done, e->batches, e->loss, 100.0 * e->acc, ips,
                 etas);
+    }
+    fflush(stderr);
+}
+
+/* A long step outside training: batch e->batch (1-based) of e->batches. */
+static void progress(cli_report *p, const qat_event *e) {
+    double t = now();
+    if (!p->what || strcmp(p->what, e->text)) p->what = e->text, p->last_print = t - (p->tty ? 1 : 0);
+    int last = e->batch >= e->batches;
+    if (p->tty ? !last && t - p->last_print < 0.2 : t - p->last_print < p->log_interval) return;
+    p->last_print = t;
+    double ips = e->seconds > 0 ? e->images / e->seconds : 0;
+    char etas[32], b[21];
+    fmt_time(etas, sizeof etas, e->batch > 0 ? e->seconds / e->batch * (e->batches - e->batch) : 0);
+    if (p->tty) {
+        bar(b, e->batch, e->batches);
+        if (last) fprintf(stderr, "\r\033[K"); /* the result line follows on a clean line */
+        else fprintf(stderr, "\r%s [%s] %d/%d %.0f img/s ETA %s  ", e->text, b, e->batch, e->batches, ips, etas);
+    } else {
+        fprintf(stderr, "%s: batch %d/%d, %.0f img/s, ETA %s\n", e->text, e->batch, e->batches, ips, etas);
     }
     fflush(stderr);
 }
@@ -84,6 +115,7 @@ void cli_report_event(const qat_event *e, void *user) {
         break;
     case QAT_EVENT_NOTE: fprintf(stderr, "qat: %s\n", e->text); break;
     case QAT_EVENT_STEP: step(r, e); break;
+    case QAT_EVENT_PROGRESS: progress(r, e); break;
     default: fprintf(stderr, "%s\n", e->text); break; /* EPOCH, STOP */
     }
 }

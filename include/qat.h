@@ -134,6 +134,9 @@ typedef enum {
     QAT_EVENT_EPOCH, /* an epoch is done and evaluated: text is its line; loss/acc of training,
                       * test_loss/test_acc of the evaluation, seconds and img_per_s of training */
     QAT_EVENT_STOP,  /* stop_at_accuracy reached: text says so */
+    QAT_EVENT_PROGRESS, /* a long step outside training (calibration, evaluation) advanced: text
+                      * names it ("calibrating", "evaluating INT8"), batch of batches done
+                      * (1-based), images so far, seconds since it began */
     QAT_EVENT_DONE,  /* the run is over: test_loss/test_acc of the last evaluation, epoch
                       * its epoch (0-based; a --max-steps run's may be partial, -1: none),
                       * best_acc, epochs_done (complete epochs), steps, seconds and img_per_s of all training, params,
@@ -223,11 +226,19 @@ qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_
 /* The same with the ImageFolder split and the batch size given. */
 qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
                                          int eval_batch, qat_eval_result *res);
+/* The same, reporting QAT_EVENT_PROGRESS events per batch to on_event (NULL: none). */
+qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, float val_split,
+                                            int eval_batch, qat_event_fn on_event, void *user,
+                                            qat_eval_result *res);
 /* An INT8 runtime (include/qat_rt.h) on the test split of `data`, normalised as the model was
  * trained (an ImageFolder split with the training's default seed 1); name stands for the model
  * in messages. res->loss is not computed (0). */
 qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, float val_split,
                              int batch, qat_eval_result *res);
+/* The same, reporting QAT_EVENT_PROGRESS events per batch to on_event (NULL: none). */
+qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *data,
+                                      float val_split, int batch, qat_event_fn on_event,
+                                      void *user, qat_eval_result *res);
 /* FP32 inference speed of a checkpoint's model at batch `batch` (eval mode, no tape; `iters`
  * timed runs, <= 0: 2000 at batch 1, else max(50, 4000 / batch)): what INT8 is compared with. */
 qat_status qat_checkpoint_fp32_speed(const char *ckpt, int batch, int iters, double *img_per_s);
@@ -249,6 +260,8 @@ typedef struct {
     int eval_batch;             /* [QAT_EVAL_BATCH] */
     float val_split;
     int threads;
+    qat_event_fn on_event;      /* QAT_EVENT_PROGRESS of calibration and evaluations (NULL: none) */
+    void *event_user;
 } qat_ptq_opts;
 
 void qat_ptq_opts_default(qat_ptq_opts *o);
@@ -311,7 +324,8 @@ typedef struct {
     int calib_batches;       /* [32] */
     int threads;
     float val_split;
-    qat_event_fn on_event;   /* the QAT fine-tuning's events (NULL: none) */
+    qat_event_fn on_event;   /* the QAT fine-tuning's events and QAT_EVENT_PROGRESS of PTQ,
+                              * the evaluations and the INT8 verification (NULL: none) */
     void *event_user;
 } qat_quantize_opts;
 

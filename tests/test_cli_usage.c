@@ -219,10 +219,58 @@ static void test_json_epochs(void) {
     free(out), free(err);
 }
 
+static int count(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* Issue 16 point 5: ptq, eval --int8 (and quantize, eval --ckpt, through the same events) show
+ * progress: in a log a line every QAT_PROGRESS_SECONDS (0 here: every batch), nothing under
+ * --quiet or --json, and nothing extra by default on a run this short. */
+static void test_progress_lines(void) {
+    if (skip()) return;
+    char q8[400], a[1024], *out, *err;
+    CU_ASSERT_FATAL(make_q8(q8, sizeof q8));
+    snprintf(a, sizeof a, "eval --int8 %s --data %s --batch 8 --threads 1 --backend ref", q8, data_dir);
+    int code = qat_cli_env("QAT_PROGRESS_SECONDS=0", a, &out, &err);
+    CU_ASSERT(code == 0 && count(err, "evaluating INT8: batch ") == 4 && strstr(err, "batch 4/4, ") &&
+              lines(err) == 4 && strstr(out, "INT8 test accuracy"));
+    if (count(err, "evaluating INT8: batch ") != 4) printf("\n  eval: %s", err);
+    free(out), free(err);
+    char quiet[1100];
+    snprintf(quiet, sizeof quiet, "%s --quiet", a);
+    code = qat_cli_env("QAT_PROGRESS_SECONDS=0", quiet, &out, &err);
+    CU_ASSERT(code == 0 && !*err);
+    free(out), free(err);
+    snprintf(quiet, sizeof quiet, "%s --json", a);
+    code = qat_cli_env("QAT_PROGRESS_SECONDS=0", quiet, &out, &err);
+    CU_ASSERT(code == 0 && !*err && out[0] == '{' && lines(out) == 1);
+    free(out), free(err);
+    code = qat_cli(a, &out, &err); /* default interval: a short run prints no progress */
+    CU_ASSERT(code == 0 && !*err);
+    free(out), free(err);
+
+    snprintf(a, sizeof a, "ptq --ckpt %s/fp/last.ckpt --data %s --calib-batches 3 --batch 16 --threads 1 --out %s/p2.ckpt",
+             tmpdir, data_dir, tmpdir);
+    code = qat_cli_env("QAT_PROGRESS_SECONDS=0", a, &out, &err);
+    CU_ASSERT(code == 0);
+    CU_ASSERT(strstr(err, "ptq: evaluating FP32: batch 1/1, ") && strstr(err, "ptq: calibrating: batch 1/3, ") &&
+              strstr(err, "ptq: calibrating: batch 3/3, ") && strstr(err, "ptq: evaluating fake-quant: batch 1/1, "));
+    CU_ASSERT(strstr(err, "FP32: batch 1/1") < strstr(err, "calibrating: batch 1/3"));
+    if (!strstr(err, "calibrating: batch 3/3")) printf("\n  ptq: %s", err);
+    free(out), free(err);
+    snprintf(quiet, sizeof quiet, "%s --json", a);
+    code = qat_cli_env("QAT_PROGRESS_SECONDS=0", quiet, &out, &err);
+    CU_ASSERT(code == 0 && !*err && lines(out) == 1);
+    free(out), free(err);
+}
+
 void register_cli_usage_tests(void) {
     CU_pSuite s = CU_add_suite("cli-usage", setup, teardown);
     CU_add_test(s, "option combinations fail before any work, exit 2", test_combinations_fail_first);
     CU_add_test(s, "one error prefix 'qat CMD: '; convert --help", test_one_prefix_and_help);
     CU_add_test(s, "bench: 1 thread, the backend that runs, %peak above 100 explained", test_bench_header_and_peak);
     CU_add_test(s, "--json epochs counts as the epoch lines", test_json_epochs);
+    CU_add_test(s, "progress of ptq and eval --int8: log lines, none with --quiet/--json", test_progress_lines);
 }

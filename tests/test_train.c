@@ -237,7 +237,7 @@ static void test_qat_from_epoch(void) {
         qat_dataset *tr, *te;
         CU_ASSERT_FATAL(qat_dataset_open(data_dir, &d, &tr, &te) == QAT_OK);
         qat_eval_result ev;
-        CU_ASSERT_FATAL(qat_run_evaluate(&r, te, 32, &ev) == QAT_OK);
+        CU_ASSERT_FATAL(qat_run_evaluate(&r, te, 32, &ev, NULL) == QAT_OK);
         acc = ev.accuracy;
         qat_dataset_free(tr), qat_dataset_free(te);
     }

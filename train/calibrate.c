@@ -21,7 +21,8 @@ static qat_status calib_step(qat_ctx *ctx, void *arg) {
 /* Runs up to n batches of `d` through q with the observers on (eval mode: BN running stats, no
  * dropout, no gradients, fake-quant off). Shuffled with the run's seed: an ImageFolder train split is sorted by
  * class, so the first batches alone would see one class. No augmentation. */
-qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n) {
+qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p) {
+    double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
     lo.batch = batch;
@@ -48,6 +49,7 @@ qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n) {
         calib_batch cb = {r->qmodel, d, x, qat_loader_get(l, 0, b, x, y)};
         qat_ctx_reset(&ctx);
         st = qat_ctx_run(&ctx, calib_step, &cb);
+        qat_progress_report(p, b + 1, n, (int64_t)(b + 1) * batch, t0);
     }
     r->qmodel->calibrating = 0;
     qat_qmodel_enable_fake_quant(r->qmodel, 1);

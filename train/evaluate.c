@@ -40,8 +40,16 @@ static qat_status eval_step(qat_ctx *ctx, void *arg) {
     return QAT_OK;
 }
 
+void qat_progress_report(const qat_progress *p, int done, int total, int64_t images, double t0) {
+    if (!p || !p->fn) return;
+    qat_event e = {.kind = QAT_EVENT_PROGRESS, .text = p->what, .batch = done, .batches = total,
+                   .images = (int)images, .seconds = qat_now() - t0};
+    p->fn(&e, p->user);
+}
+
 qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
-                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out) {
+                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
+                            const qat_progress *p) {
     double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
@@ -73,6 +81,7 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
         for (int i = 0; i < e.B; i++) correct += qat_argmax(e.logits->data + (size_t)i * K, K) == y[i];
         if (logits_out) memcpy(logits_out + (size_t)n * K, e.logits->data, (size_t)e.B * K * sizeof(float));
         n += e.B;
+        qat_progress_report(p, b + 1, nb, n, t0);
     }
     qat_ctx_free(&ctx);
     free(x), free(y);
@@ -86,15 +95,22 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
 
 qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
                         int eval_batch, qat_eval_result *res) {
-    return qat_evaluate_net(model_fwd, m, d, mean, std, eval_batch, res, NULL);
+    return qat_evaluate_net(model_fwd, m, d, mean, std, eval_batch, res, NULL, NULL);
 }
 
-qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res) {
-    return qat_evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL);
+qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res,
+                            const qat_progress *p) {
+    return qat_evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL, p);
 }
 
 qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,
                                          int eval_batch, qat_eval_result *res) {
+    return qat_checkpoint_evaluate_progress(ckpt, data, val_split, eval_batch, NULL, NULL, res);
+}
+
+qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, float val_split,
+                                            int eval_batch, qat_event_fn on_event, void *user,
+                                            qat_eval_result *res) {
     qat_run run;
     qat_status st = qat_checkpoint_load(ckpt, &run);
     if (st) return st;
@@ -111,8 +127,10 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
                           "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
                           ckpt, m->in_h, m->in_w, m->in_c, m->nclasses, test->source, test->h,
                           test->w, test->c, test->nclasses);
-        else
-            st = qat_run_evaluate(&run, test, eval_batch, res);
+        else {
+            qat_progress p = {on_event, user, run.qmodel ? "evaluating (INT8 simulation)" : "evaluating"};
+            st = qat_run_evaluate(&run, test, eval_batch, res, &p);
+        }
     }
     qat_dataset_free(train);
     qat_dataset_free(test);
@@ -129,6 +147,12 @@ qat_status qat_checkpoint_evaluate(const char *ckpt, const char *data, qat_eval_
 
 qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, float val_split,
                              int batch, qat_eval_result *res) {
+    return qat_evaluate_int8_progress(rt, name, data, val_split, batch, NULL, NULL, res);
+}
+
+qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *data,
+                                      float val_split, int batch, qat_event_fn on_event,
+                                      void *user, qat_eval_result *res) {
     memset(res, 0, sizeof *res);
     if (!rt || !data || batch < 1) return qat_fail(QAT_ERR_ARG, "eval: a runtime, data and a batch >= 1 are required");
     int h, w, c, nc = qat_rt_nclasses(rt);
@@ -161,11 +185,14 @@ qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, flo
     }
     int64_t correct = 0, seen = 0;
     double t0 = qat_now();
-    for (int b = 0; b < qat_loader_num_batches(l) && !st; b++) {
+    qat_progress p = {on_event, user, "evaluating INT8"};
+    int nb = qat_loader_num_batches(l);
+    for (int b = 0; b < nb && !st; b++) {
         int n = qat_loader_get(l, 0, b, x, labels);
         if ((st = qat_rt_run(rt, x, n, logits))) break;
         for (int i = 0; i < n; i++) correct += qat_argmax(logits + (size_t)i * nc, nc) == labels[i];
         seen += n;
+        qat_progress_report(&p, b + 1, nb, seen, t0);
     }
     res->seconds = qat_now() - t0;
     res->n = (int)seen;

@@ -46,12 +46,15 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
     run.has_qopt = 0;
     qat_qmodel_free(run.qmodel); /* PTQ of a PTQ/QAT checkpoint re-calibrates its FP32 weights */
     run.qmodel = NULL;
-    if ((st = qat_run_evaluate(&run, test, o->eval_batch, fp32))) goto done;
+    qat_progress p_fp = {o->on_event, o->event_user, "ptq: evaluating FP32"};
+    qat_progress p_cal = {o->on_event, o->event_user, "ptq: calibrating"};
+    qat_progress p_q = {o->on_event, o->event_user, "ptq: evaluating fake-quant"};
+    if ((st = qat_run_evaluate(&run, test, o->eval_batch, fp32, &p_fp))) goto done;
     if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, obs, &run.qmodel))) goto done;
-    if ((st = qat_calibrate(&run, train, o->batch, o->calib_batches))) goto done;
+    if ((st = qat_calibrate(&run, train, o->batch, o->calib_batches, &p_cal))) goto done;
     if ((st = qat_qmodel_freeze_observers(run.qmodel))) goto done;
     if (cfg.lsq && (st = qat_qmodel_lsq_start(run.qmodel))) goto done; /* same qparams, learnable */
-    if ((st = qat_run_evaluate(&run, test, o->eval_batch, quant))) goto done;
+    if ((st = qat_run_evaluate(&run, test, o->eval_batch, quant, &p_q))) goto done;
     /* The optimizer state of the FP32 run would only mislead a later --resume. */
     if (run.has_opt) qat_optim_free(&run.opt);
     run.has_opt = 0;

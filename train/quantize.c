@@ -49,7 +49,9 @@ static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat
         goto done;
     }
     qat_eval_result sim;
-    if ((st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, QAT_EVAL_BATCH, &sim, ls))) goto done;
+    qat_progress p_sim = {o->on_event, o->event_user, "verify: INT8 simulation"};
+    qat_progress p_rt = {o->on_event, o->event_user, "verify: INT8 runtime"};
+    if ((st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, QAT_EVAL_BATCH, &sim, ls, &p_sim))) goto done;
     r->sim_accuracy = sim.accuracy;
     qat_rt_options ro;
     qat_rt_options_default(&ro);
@@ -59,7 +61,7 @@ static qat_status verify(const qat_quantize_opts *o, const char *ckpt, const qat
         goto done;
     }
     if ((st = qat_rt_from_model(m, &ro, &rt))) goto done;
-    if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, QAT_EVAL_BATCH, &r->int8, li))) goto done;
+    if ((st = qat_evaluate_net(rt_fwd, rt, test, m->mean, m->std, QAT_EVAL_BATCH, &r->int8, li, &p_rt))) goto done;
     r->agree = r->same_logits = 0;
     for (int i = 0; i < r->int8.n; i++) {
         const float *a = ls + (size_t)i * K, *b = li + (size_t)i * K;
@@ -97,7 +99,8 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
     r->qat_epochs = run.epoch;
     qat_run_free(&run);
     r->qat_ran = 1;
-    return qat_checkpoint_evaluate_split(best, o->data, o->val_split, QAT_EVAL_BATCH, &r->qat);
+    return qat_checkpoint_evaluate_progress(best, o->data, o->val_split, QAT_EVAL_BATCH, o->on_event,
+                                            o->event_user, &r->qat);
 }
 
 qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) {
@@ -128,6 +131,7 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     po.ckpt = o->ckpt, po.data = o->data, po.out = ptq_path;
     po.qconfig = o->qconfig, po.observer = o->observer;
     po.calib_batches = o->calib_batches, po.threads = o->threads, po.val_split = o->val_split;
+    po.on_event = o->on_event, po.event_user = o->event_user;
     if ((st = qat_ptq_run(&po, &r->fp32, &r->ptq))) return st;
     r->target = r->fp32.accuracy - o->max_drop / 100.0f;
     const char *chosen = ptq_path;

@@ -381,7 +381,7 @@ static qat_status new_qat_run(const qat_qat_opts *qo, const qat_dataset *train,
         /* LSQ: seed the learned scales from a min-max calibration, then learn them with their
          * own optimizer (same kind and schedule, no weight decay). */
         qat_qmodel *q = r->qmodel;
-        if ((st = qat_calibrate(r, train, o->batch, 16)) || (st = qat_qmodel_lsq_start(q))) return st;
+        if ((st = qat_calibrate(r, train, o->batch, 16, NULL)) || (st = qat_qmodel_lsq_start(q))) return st;
         if ((st = qat_optim_init(&r->qopt, o->opt, q->nlsq, q->lsq_segs, q->nlsq_segs))) return st;
         r->has_qopt = 1;
         q->lsq_lr_mult = qo->lsq_lr_mult;
@@ -620,7 +620,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         if (o->local_bn) qat_dist_average_bn_buffers(&run);
         uint64_t state_hash;
         if ((st = qat_dist_check_state(&run, &state_hash))) goto done;
-        if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev))) goto done;
+        if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev, NULL))) goto done;
         last_epoch = epoch;
         if (o->on_event) {
             char text[256];

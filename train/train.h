@@ -87,16 +87,27 @@ qat_tensor *qat_run_forward(qat_run *r, qat_ctx *ctx, qat_tensor *x);
  * error set on failure) for normalised test batches of d. logits_out (optional) gets the
  * logits of every image in dataset order (d->n * classes floats). */
 typedef qat_tensor *(*qat_forward_fn)(void *net, qat_ctx *ctx, qat_tensor *x);
+/* Where a long loop reports its batches (QAT_EVENT_PROGRESS with text `what`); a NULL
+ * qat_progress, or one with no fn, reports nothing. */
+typedef struct {
+    qat_event_fn fn;
+    void *user;
+    const char *what;
+} qat_progress;
+/* Reports batch `done` (1-based) of `total`, images so far, since t0 (qat_now()). */
+void qat_progress_report(const qat_progress *p, int done, int total, int64_t images, double t0);
 qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
-                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out);
-/* qat_evaluate of the run's network (fake-quant when r->qmodel). */
-qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res);
+                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
+                            const qat_progress *p);
+/* qat_evaluate of the run's network (fake-quant when r->qmodel); p may be NULL. */
+qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res,
+                            const qat_progress *p);
 
 /* ---- internals of the entry points of include/qat.h -------------------------------------------- */
 
 /* Runs up to n shuffled batches of d through r->qmodel in eval mode with observers on and
  * fake-quant off (the calibration of PTQ, and of the LSQ scales before QAT). */
-qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n);
+qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p);
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
  * normalisation; writes it to out (atomically, .q8 format) when out != NULL, and hands the
