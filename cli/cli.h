@@ -29,6 +29,9 @@ void die(const char *msg) __attribute__((noreturn));
  * library (QAT_ERR_ARG: a combination of options, --crop-pad larger than the images once the data
  * is open) is a usage error like the parser's, exit 2; others exit 1. */
 void die_run(qat_status st) __attribute__((noreturn));
+/* In a job of several ranks: on SIGTERM (mpirun ending the job after a rank died) rank 0 prints
+ * one line saying the run stopped and, with out_dir, how to resume; every rank exits 143. */
+void cli_dist_watch(const char *cmd, const char *out_dir);
 /* "qat CMD: <fmt with arg> (see 'qat CMD --help')" on stderr, exit 2. */
 void usage_error(const char *cmd, const char *fmt, const char *arg) __attribute__((noreturn));
 /* Parses argv (options only; every argument must be an option) into the targets; returns 1 when

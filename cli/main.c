@@ -87,6 +87,7 @@ static int cmd_train(int argc, char **argv) {
     cli_report report;
     cli_report_init(&report, quiet, json);
     o.on_event = cli_report_event, o.event_user = &report;
+    cli_dist_watch("train", o.out_dir);
     qat_status st = qat_train_run(&o);
     if (st) die_run(st);
     return 0;
@@ -210,6 +211,7 @@ static int cmd_qat(int argc, char **argv) {
     cli_report report;
     cli_report_init(&report, quiet, json);
     o->on_event = cli_report_event, o->event_user = &report;
+    cli_dist_watch("qat", o->out_dir);
     qat_status st = qat_qat_run(&qo);
     if (st) die_run(st);
     return 0;
