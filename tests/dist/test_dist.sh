@@ -9,7 +9,8 @@
 #      on purpose (QAT_DIST_FAULT=nogradsync) the check stops the run;
 #   3. mpirun -np 1 writes the checkpoint a plain run writes, bit for bit;
 #   4. ranks given different options are refused at start, naming the option;
-#   5. a 2-rank checkpoint resumes without mpirun.
+#   5. a 2-rank checkpoint resumes without mpirun;
+#   6. kill -9 of one rank: the job ends within seconds with one line from rank 0, last.ckpt loads.
 # usage: sh tests/dist/test_dist.sh ./qat build/test_dist
 set -eu
 QAT=$1
@@ -88,6 +89,38 @@ if "$QAT" train --data "$tmp/data" --epochs 2 --batch 32 --threads 1 --max-steps
     ok "2-rank checkpoint resumed without mpirun (step 4 -> 6)"
 else
     cat "$tmp/res.log"; bad "resume of a 2-rank checkpoint"
+fi
+
+# 6. kill -9 of rank 1 mid-run: the job ends within seconds, rank 0 says so in one line, and the
+#    checkpoint it left loads
+mpirun -np 2 "$QAT" train $common --epochs 50 --out "$tmp/k" >"$tmp/k.log" 2>&1 &
+mp=$!
+n=0
+while ! grep -q "^epoch 2:" "$tmp/k.log" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+victim=""
+for p in $(pgrep -P $mp); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$p; fi
+done
+if [ -z "$victim" ]; then
+    kill $mp 2>/dev/null; wait $mp 2>/dev/null
+    cat "$tmp/k.log"; bad "kill -9: rank 1 not found"
+else
+    t0=$(date +%s%N)
+    kill -9 "$victim"
+    n=0
+    while kill -0 $mp 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if kill -0 $mp 2>/dev/null; then
+        kill $mp; wait $mp 2>/dev/null
+        bad "kill -9 of rank 1: the job still runs after 30 s"
+    elif [ "$(grep -c "^qat train: stopped: the mpirun job is ending" "$tmp/k.log")" = 1 ] &&
+         "$QAT" summary --ckpt "$tmp/k/last.ckpt" >/dev/null 2>&1; then
+        wait $mp 2>/dev/null || true
+        ok "kill -9 of rank 1: job over $ms ms later, one line from rank 0, last.ckpt loads"
+    else
+        wait $mp 2>/dev/null || true
+        cat "$tmp/k.log"; bad "kill -9 of rank 1: no stop line, or last.ckpt does not load"
+    fi
 fi
 
 [ "$fails" = 0 ] && echo "test_dist: all passed" && exit 0
