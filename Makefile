@@ -16,10 +16,23 @@ CFLAGS  ?= $(OPT) -g
 SAN     ?=
 # The flags qat needs whatever CFLAGS the caller gives (make asan overrides CFLAGS and SAN).
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
-             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime -Iplot -Icli
+             -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime -Iplot -Icli -Idist
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
 LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
+
+# Data-parallel runs (dist/, docs/distributed.md): on Open MPI when mpicc is found (make MPI=0
+# builds without it even then); dist/dist_none.c, a one-process stub, otherwise. Only
+# dist/dist_mpi.c includes mpi.h; the link takes libmpi. Either way `qat` runs without mpirun.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI   ?= $(if $(MPICC),1,0)
+ifeq ($(MPI),1)
+DIST_SRC   = dist/dist_mpi.c
+MPI_CFLAGS = $(shell $(MPICC) --showme:compile)
+LDLIBS    += $(shell $(MPICC) --showme:link)
+else
+DIST_SRC   = dist/dist_none.c
+endif
 
 ISA_AVX2    = -mavx2 -mfma
 ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
@@ -27,7 +40,8 @@ ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 
 LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
-                       models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c)
+                       models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c) \
+            $(DIST_SRC)
 CLI_SRCS := $(wildcard cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
@@ -66,6 +80,9 @@ $(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/dist/dist_mpi.o: dist/dist_mpi.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
 
 $(BUILD)/libqat.a: $(LIB_OBJS)
 	@rm -f $@
@@ -92,8 +109,13 @@ $(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
 
 test: deps
-	$(MAKE) $(BUILD)/test_qat qat
+	$(MAKE) $(BUILD)/test_qat qat $(BUILD)/test_dist
 	$(BUILD)/test_qat
+	sh tests/dist/test_dist.sh ./qat $(BUILD)/test_dist
+
+# The 2-rank case (tests/dist/test_dist.sh: mpirun -np 2, skipped in a build without MPI).
+$(BUILD)/test_dist: $(BUILD)/tests/dist/test_dist.o $(BUILD)/libqat.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -9,33 +9,56 @@
 
 const char *cli_command = NULL;
 
+/* In a job of several ranks (mpirun, docs/distributed.md) rank 0 says an error; the others only
+ * when it may be theirs alone (not one every rank found together), naming their rank. */
+static int rank_says_it(char *who, size_t size) {
+    who[0] = 0;
+    if (qat_dist_size() <= 1 || qat_dist_rank() == 0) return 1;
+    if (qat_dist_error_collective()) return 0;
+    snprintf(who, size, " (rank %d)", qat_dist_rank());
+    return 1;
+}
+
+/* An error every rank found together ends the job cleanly; any other ends the whole job, since
+ * the other ranks would wait for this one in their next collective. */
+static __attribute__((noreturn)) void error_exit(int code) {
+    if (qat_dist_size() > 1 && !qat_dist_error_collective()) qat_dist_abort(code);
+    qat_dist_finalize();
+    exit(code);
+}
+
 void cli_error_line(const char *msg) {
+    char who[32];
+    if (!rank_says_it(who, sizeof who)) return;
     /* "qat CMD: " as usage errors begin; a library message that opens with the command's own
      * name ("train: --epochs ...") does not repeat it */
     if (!cli_command) {
-        fprintf(stderr, "qat: %s\n", msg);
+        fprintf(stderr, "qat%s: %s\n", who, msg);
         return;
     }
     size_t n = strlen(cli_command);
     if (!strncmp(msg, cli_command, n) && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
-    fprintf(stderr, "qat %s: %s\n", cli_command, msg);
+    fprintf(stderr, "qat %s%s: %s\n", cli_command, who, msg);
 }
 
 void die(const char *msg) {
     cli_error_line(msg);
-    exit(1);
+    error_exit(1);
 }
 
 void die_run(qat_status st) {
     cli_error_line(qat_last_error());
-    exit(st == QAT_ERR_ARG ? 2 : 1);
+    error_exit(st == QAT_ERR_ARG ? 2 : 1);
 }
 
 void usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "qat %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see 'qat %s --help')\n", cmd);
-    exit(2);
+    char who[32];
+    if (rank_says_it(who, sizeof who)) {
+        fprintf(stderr, "qat %s%s: ", cmd, who);
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, " (see 'qat %s --help')\n", cmd);
+    }
+    error_exit(2);
 }
 
 static void print_help(const char *cmd, const char *synopsis, const cli_opt *opts, int n) {

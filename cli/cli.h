@@ -19,7 +19,9 @@ typedef struct {
 
 /* The running subcommand ("train"), set by main: every error line starts "qat train: ". */
 extern const char *cli_command;
-/* "qat CMD: msg" on stderr (msg's own leading "CMD: " not repeated). */
+/* "qat CMD: msg" on stderr (msg's own leading "CMD: " not repeated). Under mpirun with several
+ * ranks, rank 0 prints it, another rank only an error of its own ("qat CMD (rank 1): msg"); the
+ * exits below then end the whole job unless every rank found the error (qat_dist_abort). */
 void cli_error_line(const char *msg);
 /* cli_error_line, exit 1. */
 void die(const char *msg) __attribute__((noreturn));
@@ -27,6 +29,9 @@ void die(const char *msg) __attribute__((noreturn));
  * library (QAT_ERR_ARG: a combination of options, --crop-pad larger than the images once the data
  * is open) is a usage error like the parser's, exit 2; others exit 1. */
 void die_run(qat_status st) __attribute__((noreturn));
+/* In a job of several ranks: on SIGTERM (mpirun ending the job after a rank died) rank 0 prints
+ * one line saying the run stopped and, with out_dir, how to resume; every rank exits 143. */
+void cli_dist_watch(const char *cmd, const char *out_dir);
 /* "qat CMD: <fmt with arg> (see 'qat CMD --help')" on stderr, exit 2. */
 void usage_error(const char *cmd, const char *fmt, const char *arg) __attribute__((noreturn));
 /* Parses argv (options only; every argument must be an option) into the targets; returns 1 when

@@ -42,8 +42,10 @@ int cmd_quantize(int argc, char **argv) {
     cli_report_init(&report, quiet, 0);
     o.on_event = cli_report_event, o.event_user = &report;
     qat_quantize_report r;
+    cli_dist_watch("quantize", NULL);
     qat_status st = qat_quantize_run(&o, &r);
     if (st) die_run(st);
+    if (qat_dist_rank() != 0) return 0; /* mpirun: rank 0 converts, verifies and reports */
     double fp = r.fp32.accuracy, short_by = 100.0 * (r.target - r.int8.accuracy);
     if (json) {
         char qat[32] = "null";

@@ -16,6 +16,9 @@
     "QAT: re-estimate and freeze BN statistics after N epochs of QAT, fractions allowed; auto = "  \
     "once the lr has decayed to 3% of its peak; never [auto]"
 #define FREEZE_OBS_HELP "QAT: freeze observer ranges after N epochs of QAT; auto = halfway from the BN freeze to the end; never [auto]"
+/* Data-parallel runs (mpirun -np N qat ...; docs/distributed.md). */
+#define BATCH_HELP "global batch size: under mpirun -np N each rank trains on batch/N images of it, and the lr schedule is the global batch's [128]"
+#define LOCAL_BN_HELP "under mpirun: BN batch statistics of each rank's own images, not of the global batch (SyncBN, the default)"
 #define BN_REEST_HELP "QAT: batches that re-estimate BN statistics before they freeze, 0 = keep the moving averages [64]"
 
 /* The augmentation options of train and qat, one table for both. Their defaults belong to the
@@ -54,7 +57,7 @@ static int cmd_train(int argc, char **argv) {
         {"model", OPT_STR, &o.model, "preset name (mbv2-tiny, mbv1-tiny) or spec file [mbv2-tiny]"},
         {"width", OPT_FLOAT, &o.width, "width multiplier for the spec's channels [the spec's, 1]"},
         {"epochs", OPT_INT, &o.epochs, "epochs [15]"},
-        {"batch", OPT_INT, &o.batch, "batch size [128]"},
+        {"batch", OPT_INT, &o.batch, BATCH_HELP},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate [0.1]"},
         {"wd", OPT_FLOAT, &o.weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
         {"momentum", OPT_FLOAT, &o.momentum, "SGD momentum [0.9]"},
@@ -75,6 +78,7 @@ static int cmd_train(int argc, char **argv) {
         {"freeze-bn-epoch", OPT_FREEZE, &o.freeze_bn_epochs, FREEZE_BN_HELP},
         {"freeze-observer-epoch", OPT_FREEZE, &o.freeze_observer_epochs, FREEZE_OBS_HELP},
         {"bn-reestimate", OPT_INT, &o.bn_reestimate_batches, BN_REEST_HELP},
+        {"local-bn", OPT_FLAG, &o.local_bn, LOCAL_BN_HELP},
     };
     if (parse_opts("train", "--data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("train", flip, no_flip, &o);
@@ -83,6 +87,7 @@ static int cmd_train(int argc, char **argv) {
     cli_report report;
     cli_report_init(&report, quiet, json);
     o.on_event = cli_report_event, o.event_user = &report;
+    cli_dist_watch("train", o.out_dir);
     qat_status st = qat_train_run(&o);
     if (st) die_run(st);
     return 0;
@@ -177,7 +182,7 @@ static int cmd_qat(int argc, char **argv) {
         {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
         {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"epochs", OPT_INT, &o->epochs, "epochs [3]"},
-        {"batch", OPT_INT, &o->batch, "batch size [128]"},
+        {"batch", OPT_INT, &o->batch, BATCH_HELP},
         {"lr", OPT_FLOAT, &o->lr, "peak learning rate [0.01]"},
         {"wd", OPT_FLOAT, &o->weight_decay, "weight decay (not on BN params and biases) [5e-5]"},
         {"momentum", OPT_FLOAT, &o->momentum, "SGD momentum [0.9]"},
@@ -193,6 +198,7 @@ static int cmd_qat(int argc, char **argv) {
         {"resume", OPT_STR, &o->resume, "continue exactly from a QAT checkpoint (last.ckpt)"},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print the final summary as one JSON object"},
+        {"local-bn", OPT_FLAG, &o->local_bn, LOCAL_BN_HELP},
     };
     if (parse_opts("qat", "--ckpt FP32.ckpt --data PATH [options]", opts, NOPTS(opts), argc, argv)) return 0;
     augment_flags("qat", flip, no_flip, o);
@@ -206,6 +212,7 @@ static int cmd_qat(int argc, char **argv) {
     cli_report report;
     cli_report_init(&report, quiet, json);
     o->on_event = cli_report_event, o->event_user = &report;
+    cli_dist_watch("qat", o->out_dir);
     qat_status st = qat_qat_run(&qo);
     if (st) die_run(st);
     return 0;
@@ -319,8 +326,17 @@ static void print_main_help(void) {
            "  qat qat --ckpt runs/fp32/best.ckpt --data fashion-mnist --out runs/qat\n");
 }
 
+static int run_command(int argc, char **argv);
+
 int main(int argc, char **argv) {
     qat_exec_with_omp_defaults(argv);
+    if (qat_dist_init()) die(qat_last_error()); /* joins the job under mpirun; else nothing */
+    int rc = run_command(argc, argv);
+    qat_dist_finalize();
+    return rc;
+}
+
+static int run_command(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_main_help();
         return argc < 2 ? 2 : 0;

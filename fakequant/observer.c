@@ -2,6 +2,7 @@
  * MinMax (per tensor or per channel) live here, on the min/max kernel of kernels/fq.h; the
  * histogram observer's binning and clipping search are in histogram.c. */
 #include "quant.h"
+#include "dist.h"
 #include "kernels.h"
 #include <math.h>
 #include <string.h>
@@ -87,6 +88,22 @@ void qat_observer_reset(qat_observer *o) {
  * the part of an update that does not need the data. */
 static qat_status range_update(qat_observer *o, const float *bmin, const float *bmax, int64_t nan) {
     const int C = o->nchannels;
+    float *gmin = NULL, *gmax = NULL;
+    if (qat_dist_syncing()) { /* data-parallel: the global batch's range on every rank */
+        double buf[2 * QAT_DIST_OBS_MAX + 1], *all = C <= QAT_DIST_OBS_MAX ? buf
+                                                   : malloc((2 * (size_t)C + 1) * sizeof(double));
+        QAT_ASSERT(all);
+        for (int c = 0; c < C; c++) all[c] = -(double)bmin[c], all[C + c] = bmax[c];
+        all[2 * C] = (double)nan;
+        qat_dist_max_f64(all, 2 * (size_t)C + 1);
+        /* the batch's own arrays are the caller's const: the global range goes to o's spare */
+        gmin = o->min_val + 2 * C, gmax = o->min_val + 3 * C;
+        /* + 0.0f: MPI_MAX need not pick the same of -0.0 and +0.0 on every rank */
+        for (int c = 0; c < C; c++) gmin[c] = (float)-all[c] + 0.0f, gmax[c] = (float)all[C + c] + 0.0f;
+        nan = (int64_t)all[2 * C];
+        if (all != buf) free(all);
+        bmin = gmin, bmax = gmax;
+    }
     if (nan)
         return qat_fail(QAT_ERR_NUMERIC,
                         "fakequant/observer.c: observer %s: batch has %lld NaN values (ignored)",

@@ -61,6 +61,27 @@ void qat_exec_with_omp_defaults(char **argv);
  * fails. 0 (the default) = no cap. Process-wide, like the thread count. */
 void qat_set_memory_limit(size_t bytes);
 
+/* ---- data-parallel runs on Open MPI (docs/distributed.md) ---------------------------------
+ * `mpirun -np N qat train ...`: each process (rank) trains on its part of every global batch,
+ * gradients are averaged, BN statistics and observer ranges are reduced across ranks, rank 0
+ * alone reports and writes files. A program calls qat_dist_init before its runs and
+ * qat_dist_finalize at the end; without mpirun (or in a qat built without MPI) it is one
+ * process of rank 0 and nothing changes. */
+/* Joins the mpirun job when the process was started by mpirun; a no-op otherwise. */
+qat_status qat_dist_init(void);
+void qat_dist_finalize(void);
+/* Ends the whole job with this exit code (MPI_Abort when there are several ranks; exit else). */
+void qat_dist_abort(int code) __attribute__((noreturn));
+int qat_dist_rank(void);
+int qat_dist_size(void);
+/* "Open MPI v4.1.4" or "none (built without MPI)". */
+const char *qat_dist_backend(void);
+/* 1 when the last error was found by every rank together (ranks given different options, ranks
+ * whose state drifted apart): the job can end cleanly (qat_dist_finalize, exit) and rank 0 alone
+ * needs to say it. Any other error of a rank should end the job with qat_dist_abort, since the
+ * others would wait for it in their next collective. */
+int qat_dist_error_collective(void);
+
 /* ---- datasets, specs, models (details in datasets/dataset.h, layers/spec.h, models/model.h) ---- */
 typedef struct qat_dataset qat_dataset;
 typedef struct qat_data_opts qat_data_opts;
@@ -167,6 +188,9 @@ typedef struct {
     int bn_reestimate_batches; /* BN statistics re-estimated over this many batches before
                                 * they freeze (0: keep the moving averages) */
     float stop_at_accuracy;  /* > 0: stop after the first epoch whose test accuracy reaches it */
+    int local_bn;            /* data-parallel: BN batch statistics of each rank's own images
+                              * (running statistics averaged over ranks at each epoch's end);
+                              * 0 (the default): SyncBN, statistics of the global batch */
 } qat_train_opts;
 
 #define QAT_FREEZE_AUTO (-1.0f)

@@ -71,6 +71,19 @@ check_all() {   # fills need/why; $1 is the script argument (--data or nothing)
     probe libcunit1-dev "-lcunit" '#include <CUnit/Basic.h>
     int main(void) { if (CU_initialize_registry() != CUE_SUCCESS) return 1; CU_cleanup_registry(); return 0; }'
 
+    # Open MPI for data-parallel runs (dist/, docs/distributed.md): mpicc's flags, a program
+    # that initialises nothing but must link MPI_Allreduce; mpirun for make test's 2-rank case.
+    # (A build without it still works: make MPI=0, or no mpicc, builds dist/dist_none.c.)
+    mpi_flags=""
+    command -v mpicc >/dev/null 2>&1 && mpi_flags="$(mpicc --showme:compile 2>/dev/null) $(mpicc --showme:link 2>/dev/null)"
+    probe libopenmpi-dev "${mpi_flags:--lmpi}" '#include <mpi.h>
+    int main(int argc, char **argv) { if (argc > 99) { double x = 1; MPI_Init(&argc, &argv);
+      MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); MPI_Finalize(); }
+      return 0; }'
+    if ! pkg_installed openmpi-bin || ! command -v mpirun >/dev/null 2>&1; then
+        add openmpi-bin "mpirun not found (make test runs a 2-rank case)"
+    fi
+
     if [ "$1" = "--data" ] && [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
         add dataset-fashion-mnist "/usr/share/datasets/fashion-mnist/ is missing"
     fi

@@ -94,7 +94,7 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
     qo.train.event_user = o->event_user;
     qo.train.stop_at_accuracy = r->target;
     qat_status st = qat_qat_run(&qo);
-    if (st) return st;
+    if (st || qat_dist_rank() != 0) return st; /* data-parallel: rank 0 goes on alone */
     snprintf(best, cap, "%s/best.ckpt", dir);
     qat_run run;
     if ((st = qat_checkpoint_load(best, &run))) return st;
@@ -142,6 +142,7 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     r->chosen = "ptq";
     if (r->ptq.accuracy < r->target && o->qat_epochs > 0) {
         if ((st = run_qat(o, qat_dir, r, best, sizeof best))) return st;
+        if (qat_dist_rank() != 0) return QAT_OK; /* rank 0 converts and verifies */
         if (r->qat.accuracy > r->ptq.accuracy) chosen = best, r->chosen = "qat";
     }
     qat_q8_model *m;

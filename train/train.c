@@ -3,6 +3,8 @@
  * best.ckpt); for QAT the freeze schedule (BN re-estimation, frozen BN and observers). What
  * happens is reported through qat_train_opts.on_event: this file prints nothing. */
 #include "train.h"
+#include "dist.h"
+#include "dist_train.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -241,25 +243,43 @@ static qat_status train_step(qat_ctx *ctx, void *arg) {
     t->logits = qat_run_forward(t->r, ctx, x);
     if (t->smoothing < 0) return QAT_OK;
     t->loss = qat_softmax_cross_entropy(ctx, t->logits, t->y, t->smoothing);
-    if (!isfinite(t->loss->data[0])) return QAT_ERR_NUMERIC; /* no backward through NaN */
+    double bad = !isfinite(t->loss->data[0]);
+    if (qat_dist_syncing()) qat_dist_max_f64(&bad, 1); /* every rank skips the backward, or none */
+    if (bad) return QAT_ERR_NUMERIC; /* no backward through NaN */
     qat_model_zero_grad(t->r->model);
     if (t->r->qmodel) qat_qmodel_zero_grad(t->r->qmodel);
     qat_backward(ctx, t->loss);
     return QAT_OK;
 }
 
+/* This rank's part of a global batch of `count` images loaded into xb/yb: the rank-th of
+ * qat_dist_size() equal slices (all of it in one process). Every rank loads the same global batch
+ * (same permutation and augmentation, a pure function of seed, epoch and position), so the
+ * shards of an epoch are disjoint and an N-rank step sees the images of a one-process step. */
+static train_batch rank_batch(qat_run *r, const qat_dataset *d, float *xb, int32_t *yb, int count,
+                              float smoothing) {
+    int per = count / qat_dist_size();
+    size_t off = (size_t)qat_dist_rank() * per, img = (size_t)d->h * d->w * d->c;
+    return (train_batch){r, d, xb + off * img, yb + off, per, smoothing, NULL, NULL};
+}
+
 /* One optimizer step on a batch: the graph (forward, loss, backward) through qat_ctx_run, then
  * the update of the parameters (and of the learned quantizers) at the schedule's rate. The one
- * place a training step happens: a data-parallel run would sum the gradients across processes
- * between the two (the model's are one array, m->grads, and so are q->lsq_grads). */
+ * place a training step happens: a data-parallel run (tb holds this rank's part of the global
+ * batch) reduces BN statistics and observer ranges inside the graph and averages the gradients
+ * across processes between the two (train/dist_train.c). The engine has no per-node hook in
+ * the backward, so the allreduce follows it rather than overlapping it (docs/distributed.md). */
 static qat_status optimizer_step(qat_run *run, qat_ctx *ctx, train_batch *tb, float *lr) {
     qat_ctx_reset(ctx);
     ctx->training = 1;
     ctx->grad_enabled = 1;
     ctx->rng = run->rng;
+    qat_dist_sync_begin();
     qat_status st = qat_ctx_run(ctx, train_step, tb);
+    qat_dist_sync_end();
     if (st) return st;
     run->rng = ctx->rng;
+    qat_dist_average_grads(run);
     *lr = qat_sched_lr(&run->sched, run->step);
     qat_optim_step(&run->opt, run->model->params, run->model->grads, *lr);
     if (run->has_qopt) {
@@ -289,12 +309,14 @@ static qat_status bn_reestimate(qat_run *r, qat_loader *l, const qat_dataset *d,
     qat_status st = QAT_OK;
     for (int k = 0; k < n && !st; k++) {
         for (int i = 0; i < m->nlayers; i++) m->layers[i].bn.momentum = 1.0f / (float)(k + 1);
-        train_batch tb = {r, d, xb, yb, qat_loader_get(l, epoch, (b0 + k) % spe, xb, yb), -1.0f, NULL, NULL};
+        train_batch tb = rank_batch(r, d, xb, yb, qat_loader_get(l, epoch, (b0 + k) % spe, xb, yb), -1.0f);
         qat_ctx_reset(ctx);
         ctx->training = 1;
         ctx->grad_enabled = 0;
         ctx->rng = rng;
+        qat_dist_sync_begin();
         st = qat_ctx_run(ctx, train_step, &tb);
+        qat_dist_sync_end();
     }
     for (int i = 0; i < m->nlayers; i++) m->layers[i].bn.momentum = momentum[i];
     r->qmodel->act_observers_paused = 0;
@@ -312,6 +334,7 @@ static qat_status freeze_schedule(const qat_train_opts *o, qat_run *r, qat_loade
         if (n > 0) {
             qat_status st = bn_reestimate(r, l, d, epoch, b, spe, n, xb, yb, ctx);
             if (st) return st;
+            if (o->local_bn) qat_dist_average_bn_buffers(r);
         }
         qat_qmodel_freeze_bn(q);
         if (n > 0)
@@ -426,10 +449,20 @@ static qat_status check_opts(const qat_train_opts *o, const qat_qat_opts *qo) {
 }
 
 /* The loop shared by `qat train` (qo == NULL) and `qat qat`. */
-static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
+static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo) {
     const char *phase = qo ? "qat" : "fp32";
+    /* Data-parallel (dist/dist.h): rank 0 alone reports and writes files; o->batch is the
+     * global batch, every rank trains on its o->batch / nranks images of it. */
+    const int nranks = qat_dist_size(), rank0 = qat_dist_rank() == 0;
+    qat_train_opts own = *given;
+    if (!rank0) own.on_event = NULL;
+    const qat_train_opts *o = &own;
     qat_status st = check_opts(o, qo);
     if (st) return st;
+    if (o->batch % nranks)
+        return qat_fail(QAT_ERR_ARG, "%s: --batch %d is the global batch and must split evenly "
+                        "over the %d ranks", qo ? "qat" : "train", o->batch, nranks);
+    qat_dist_set_local_bn(o->local_bn);
     if (o->threads > 0) qat_set_threads(o->threads);
     qat_data_opts dopt;
     memset(&dopt, 0, sizeof dopt);
@@ -437,6 +470,11 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
     dopt.val_split = o->val_split;
     qat_dataset *train = NULL, *test = NULL;
     if ((st = qat_dataset_open(o->data, &dopt, &train, &test))) return st;
+    if ((st = qat_dist_check_options(o, qo, train, test))) {
+        qat_dataset_free(train);
+        qat_dataset_free(test);
+        return st;
+    }
     qat_run run;
     memset(&run, 0, sizeof run);
     qat_loader *loader = NULL;
@@ -476,8 +514,8 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
                                 steps_per_epoch)))
         goto done;
     run.has_pipeline = 1;
-    if ((st = make_dir(o->out_dir))) goto done;
-    {
+    if (rank0 && (st = make_dir(o->out_dir))) goto done;
+    if (rank0) {
         char line[4096]; /* the longest: --data of 255 bytes, each escaped as \u00XX */
         qat_pipeline_json(&run.pipeline, line, sizeof line);
         if ((st = append_line(o->out_dir, line))) goto done;
@@ -489,6 +527,12 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             o->on_event(&e, o->event_user);
         }
     }
+    if (nranks > 1)
+        note(o, QAT_EVENT_NOTE, "data-parallel on %d ranks (%s): %d images per rank per step, "
+             "global batch %d; BN statistics %s; gradients averaged with MPI_Allreduce in buckets "
+             "of up to %d MiB", nranks, qat_dist_backend(), o->batch / nranks, o->batch,
+             o->local_bn ? "per rank (--local-bn), running statistics averaged each epoch"
+                         : "of the global batch (SyncBN)", QAT_DIST_BUCKET_FLOATS * 4 >> 20);
     if (run.qmodel) { /* a version-1 quant state counted its schedule in epochs */
         qat_qmodel *q = run.qmodel;
         if (q->legacy_freeze_bn_epoch >= 0) q->freeze_bn_step = (int64_t)q->legacy_freeze_bn_epoch * steps_per_epoch;
@@ -545,8 +589,8 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             if (run.qmodel && (st = freeze_schedule(o, &run, loader, train, epoch, b, steps_per_epoch,
                                                     xb, yb, &ctx)))
                 goto done;
-            train_batch tb = {&run, train, xb, yb, qat_loader_get(loader, epoch, b, xb, yb),
-                              o->label_smoothing, NULL, NULL};
+            train_batch tb = rank_batch(&run, train, xb, yb, qat_loader_get(loader, epoch, b, xb, yb),
+                                        o->label_smoothing);
             st = optimizer_step(&run, &ctx, &tb, &lr);
             if (st == QAT_ERR_NUMERIC && !finite_or_report(tb.loss->data[0], epoch, run.step, o->out_dir))
                 goto done;
@@ -555,23 +599,27 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             qat_tensor *logits = tb.logits, *loss = tb.loss;
             steps_this_run++;
             int K = logits->shape[1];
-            for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == yb[i];
+            for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == tb.y[i];
             seen += B;
             loss_sum += (double)loss->data[0] * B;
             if (o->on_event) {
                 qat_event e = {.kind = QAT_EVENT_STEP, .phase = prog_phase, .epoch = epoch,
                                .epochs = epochs, .batch = b, .batches = steps_per_epoch,
-                               .images = (int)seen, .loss = (float)(loss_sum / seen),
+                               .images = (int)seen * nranks, .loss = (float)(loss_sum / seen),
                                .acc = (float)correct / seen, .seconds = qat_now() - e0};
                 o->on_event(&e, o->event_user);
             }
         }
-        double epoch_s = qat_now() - e0;
+        double epoch_s = qat_now() - e0, comm_s = qat_dist_take_comm_seconds();
+        qat_dist_epoch_totals(&loss_sum, &correct, &seen);
         train_s += epoch_s;
         train_images += seen;
         if (seen == 0) break;
         int epoch_done = run.step % steps_per_epoch == 0;
         if (epoch_done) run.epoch = epoch + 1;
+        if (o->local_bn) qat_dist_average_bn_buffers(&run);
+        uint64_t state_hash;
+        if ((st = qat_dist_check_state(&run, &state_hash))) goto done;
         if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev, NULL))) goto done;
         last_epoch = epoch;
         if (o->on_event) {
@@ -579,24 +627,34 @@ static qat_status train_loop(const qat_train_opts *o, const qat_qat_opts *qo) {
             snprintf(text, sizeof text, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s",
                      epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
                      epoch_s, seen / epoch_s);
+            if (nranks > 1) /* the time in collectives, waiting for the slower rank included */
+                snprintf(text + strlen(text), sizeof text - strlen(text), " (%d ranks, %.1f%% in allreduce)",
+                         nranks, 100.0 * comm_s / epoch_s);
             qat_event e = {.kind = QAT_EVENT_EPOCH, .text = text, .phase = phase, .epoch = epoch,
                            .epochs = epochs, .loss = (float)(loss_sum / seen),
                            .acc = (float)correct / seen, .test_loss = ev.loss,
                            .test_acc = ev.accuracy, .seconds = epoch_s, .img_per_s = seen / epoch_s};
             o->on_event(&e, o->event_user);
         }
-        if ((st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
+        if (rank0 && (st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
                                  (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
             goto done;
         int best = ev.accuracy > run.best_acc;
         if (best) run.best_acc = ev.accuracy;
-        if ((st = qat_checkpoint_save(last_path, &run))) goto done;
-        if (best && (st = qat_checkpoint_save(best_path, &run))) goto done;
+        if (rank0 && (st = qat_checkpoint_save(last_path, &run))) goto done;
+        if (rank0 && best && (st = qat_checkpoint_save(best_path, &run))) goto done;
         if (o->stop_at_accuracy > 0 && ev.accuracy >= o->stop_at_accuracy && epoch_done) {
             note(o, QAT_EVENT_STOP, "test accuracy %.2f%% reached the target %.2f%%: stopping",
                  100.0 * ev.accuracy, 100.0 * o->stop_at_accuracy);
             stopped_early = 1;
         }
+    }
+    if (nranks > 1) {
+        uint64_t state_hash;
+        if ((st = qat_dist_check_state(&run, &state_hash))) goto done;
+        note(o, QAT_EVENT_NOTE, "%d ranks: parameters, BN statistics, optimizer and quantizer state "
+             "bitwise identical after step %lld (hash %016llx)", nranks, (long long)run.step,
+             (unsigned long long)state_hash);
     }
     if (o->on_event) {
         qat_event e = {.kind = QAT_EVENT_DONE, .test_loss = ev.loss, .test_acc = ev.accuracy,

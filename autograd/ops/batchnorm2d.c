@@ -8,9 +8,11 @@
  * equal to the separate ops.
  *
  * The batch statistics are computed in one place, bn_batch_stats below: a data-parallel run
- * (several processes, each with a slice of the batch) would sum s1, s2 and M across processes
- * there, before the mean and variance are taken. */
+ * (several processes, each with a slice of the batch; dist/dist.h) sums them and M across
+ * processes there, before the mean and variance are taken (SyncBN), and the backward sums its
+ * two per-channel sums likewise. */
 #include "bn.h"
+#include "dist.h"
 #include "ops.h"
 #include <math.h>
 #include <string.h>
@@ -23,18 +25,38 @@ typedef struct {
                            * backward recomputes the pre-clamp value from x for the activation
                            * mask (bitwise the forward's) instead of reading a stored output */
     const uint8_t *code;  /* and its clipping codes (the straight-through mask) */
+    int64_t count;        /* images x positions the statistics were taken over: M, or with
+                           * SyncBN the sum of every rank's M (the backward's sums follow) */
 } bn_saved;
+
+/* SyncBN: the shifted sums of this rank (around its own ref) become sums around 0, which add
+ * up across ranks; then back to the form below with ref 0 and M the global count. In double,
+ * sum x^2 - M mean^2 loses ~(|mean|/std)^2 * 1e-16 relative: nothing at the activations' 1e2. */
+static int64_t bn_sync_sums(qat_ctx *ctx, double *s1, double *s2, float *ref, int64_t M, int C) {
+    double *all = qat_arena_alloc(&ctx->arena, (2 * (size_t)C + 1) * sizeof(double));
+    for (int c = 0; c < C; c++) {
+        double r = ref[c];
+        all[c] = s1[c] + (double)M * r;                         /* sum x */
+        all[C + c] = s2[c] + 2.0 * r * s1[c] + (double)M * r * r; /* sum x^2 */
+    }
+    all[2 * C] = (double)M;
+    qat_dist_sum_f64(all, 2 * (size_t)C + 1);
+    for (int c = 0; c < C; c++) s1[c] = all[c], s2[c] = all[C + c], ref[c] = 0.0f;
+    return (int64_t)all[2 * C];
+}
 
 /* The batch statistics of t (= x, or x * isc) per channel: mean and 1/sqrt(var + eps) from the
  * shifted sums of one kernels/bn.h pass, and the running statistics updated (unless frozen).
- * With trange (C + C floats) also each channel's min and max of t (the fused observer's). */
-static void bn_batch_stats(qat_ctx *ctx, const qat_tensor *x, const float *isc, qat_bn_state *st,
-                           int64_t M, int C, float *mean, float *rstd, float *trange) {
+ * With trange (C + C floats) also each channel's min and max of t (the fused observer's).
+ * Returns the count they were taken over (M, or the global count with SyncBN). */
+static int64_t bn_batch_stats(qat_ctx *ctx, const qat_tensor *x, const float *isc, qat_bn_state *st,
+                              int64_t M, int C, float *mean, float *rstd, float *trange) {
     double *s1 = qat_arena_alloc(&ctx->arena, 2 * (size_t)C * sizeof(double)), *s2 = s1 + C;
     float *ref = qat_arena_floats(&ctx->arena, C); /* first row: a sample of each channel */
     for (int c = 0; c < C; c++) ref[c] = isc ? x->data[c] * isc[c] : x->data[c];
     void *scratch = qat_arena_alloc(&ctx->arena, qat_bn_sums_scratch(M, C, trange != NULL));
     qat_bn_stats(s1, s2, trange, trange ? trange + C : NULL, x->data, isc, ref, M, C, scratch);
+    if (qat_dist_syncing_bn()) M = bn_sync_sums(ctx, s1, s2, ref, M, C);
     for (int c = 0; c < C; c++) {
         double dm = s1[c] / (double)M;
         double var = s2[c] / (double)M - dm * dm; /* biased: what normalises */
@@ -50,6 +72,7 @@ static void bn_batch_stats(qat_ctx *ctx, const qat_tensor *x, const float *isc, 
             st->running_var[c] = (float)((1.0 - m) * st->running_var[c] + m * unbiased);
         }
     }
+    return M;
 }
 
 /* Clamp bounds of the fused activation; the backward mask is lo < y < hi. Returned by value:
@@ -122,8 +145,9 @@ qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_
 
     float *mean = qat_arena_floats(&ctx->arena, C); /* (C) */
     float *rstd = qat_arena_floats(&ctx->arena, C); /* (C) */
+    int64_t count = M;
     if (ctx->training) {
-        bn_batch_stats(ctx, x, isc, st, M, C, mean, rstd, trange);
+        count = bn_batch_stats(ctx, x, isc, st, M, C, mean, rstd, trange);
     } else {
         for (int c = 0; c < C; c++) {
             mean[c] = st->running_mean[c];
@@ -195,6 +219,7 @@ qat_tensor *qat_batchnorm2d_act_fq(qat_ctx *ctx, qat_tensor *x, const float *in_
             sv->aff = NULL;
         }
         sv->code = code;
+        sv->count = count;
         out->saved = sv;
     }
     return out;
@@ -232,6 +257,13 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
         for (int c = 0; c < C; c++) db[c] += (float)s_dy[c];
     }
     if (!need_x) return;
+    /* SyncBN: the statistics were the global batch's, so their terms take every rank's sums
+     * (gamma's and beta's grads above stay this rank's: the gradient allreduce averages them). */
+    double count = (double)M;
+    if (training && sv->count != M) {
+        qat_dist_sum_f64(s_dy, 2 * (size_t)C);
+        count = (double)sv->count;
+    }
 
     /* Training: with xhat = (x-mean)*rstd and k = gamma*rstd,
      *   dx = k * (dy - mean(dy) - xhat * mean(dy*xhat))
@@ -244,8 +276,8 @@ void qat_batchnorm2d_backward(qat_ctx *ctx, qat_tensor *out) {
         double k = (gamma ? (double)gamma->data[c] : 1.0) * r;
         A[c] = (float)k;
         if (training) {
-            B[c] = (float)(-k * r * r * (s_dyx[c] / (double)M));
-            D[c] = (float)(-k * (s_dy[c] / (double)M));
+            B[c] = (float)(-k * r * r * (s_dyx[c] / count));
+            D[c] = (float)(-k * (s_dy[c] / count));
         } else {
             B[c] = 0.0f;
             D[c] = 0.0f;

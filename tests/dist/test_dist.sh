@@ -1,0 +1,128 @@
+#!/bin/sh
+# The 2-rank case of make test (issue 18; docs/distributed.md): mpirun -np 2 on a small dataset,
+# a few steps each, under a second or two per run.
+#   1. 2 ranks with SyncBN == 1 process with the same global batch, within float tolerance, and
+#      2 ranks with --local-bn are not (so the comparison can fail);
+#   2. QAT on 2 ranks (observers, BN re-estimation and freezes): every rank's parameters, BN
+#      statistics, optimizer and quantizer state bitwise identical (the run checks a hash across
+#      ranks at every epoch's end and says so at the end), and with the gradient allreduce broken
+#      on purpose (QAT_DIST_FAULT=nogradsync) the check stops the run;
+#   3. mpirun -np 1 writes the checkpoint a plain run writes, bit for bit;
+#   4. ranks given different options are refused at start, naming the option;
+#   5. a 2-rank checkpoint resumes without mpirun;
+#   6. kill -9 of one rank: the job ends within seconds with one line from rank 0, last.ckpt loads.
+# usage: sh tests/dist/test_dist.sh ./qat build/test_dist
+set -eu
+QAT=$1
+TD=$2
+if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$QAT" | grep -q libmpi; then
+    echo "test_dist: skipped (this qat was built without MPI, or mpirun is missing)"
+    exit 0
+fi
+# root in containers; more ranks than free cores on a shared machine
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qat-dist.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fails=0
+ok() { echo "test_dist: ok: $1"; }
+bad() { echo "test_dist: FAIL: $1"; fails=$((fails + 1)); }
+MPIRUN="mpirun -np 2"
+
+"$TD" data "$tmp/data"
+common="--data $tmp/data --epochs 2 --batch 32 --threads 1 --seed 3"
+
+# 1. SyncBN across 2 ranks vs one process, 4 steps of a global batch of 32 (1e-4: the same run with 2 threads instead of 1 drifts 2.6e-4 from it after 6 steps, as ReLU masks flip on float-order noise; --local-bn drifts ~0.1)
+$MPIRUN "$QAT" train $common --max-steps 4 --out "$tmp/r2" >"$tmp/r2.log" 2>&1 || { cat "$tmp/r2.log"; bad "2-rank train"; }
+"$QAT" train $common --max-steps 4 --out "$tmp/r1" >"$tmp/r1.log" 2>&1 || { cat "$tmp/r1.log"; bad "1-process train"; }
+if "$TD" compare "$tmp/r2/last.ckpt" "$tmp/r1/last.ckpt" 1e-4 >"$tmp/cmp.log"; then
+    ok "2 ranks (SyncBN) == 1 process, same global batch: $(cat "$tmp/cmp.log")"
+else
+    cat "$tmp/cmp.log"; bad "2 ranks with SyncBN differ from 1 process"
+fi
+$MPIRUN "$QAT" train $common --max-steps 4 --local-bn --out "$tmp/rl" >"$tmp/rl.log" 2>&1 || { cat "$tmp/rl.log"; bad "2-rank --local-bn"; }
+if "$TD" compare "$tmp/rl/last.ckpt" "$tmp/r1/last.ckpt" 1e-4 >"$tmp/cmpl.log"; then
+    cat "$tmp/cmpl.log"; bad "--local-bn should not match the 1-process run (is the comparison blind?)"
+else
+    ok "2 ranks with --local-bn differ from 1 process: $(cat "$tmp/cmpl.log")"
+fi
+
+# 2. QAT from epoch 2 with the freezes inside it: state identical across ranks
+qat="--qat-from-epoch 2 --freeze-bn-epoch 0.5 --freeze-observer-epoch 0.75 --bn-reestimate 4"
+$MPIRUN "$QAT" train $common $qat --out "$tmp/q2" >"$tmp/q2.log" 2>&1 || { cat "$tmp/q2.log"; bad "2-rank QAT"; }
+if grep -q "2 ranks: parameters, BN statistics, optimizer and quantizer state bitwise identical after step 24" "$tmp/q2.log" &&
+   grep -q "observer ranges frozen" "$tmp/q2.log"; then
+    ok "QAT on 2 ranks: $(grep -o 'state bitwise identical.*' "$tmp/q2.log")"
+else
+    cat "$tmp/q2.log"; bad "QAT on 2 ranks: no identical-state line"
+fi
+if QAT_DIST_FAULT=nogradsync $MPIRUN "$QAT" train $common $qat --out "$tmp/qf" >"$tmp/qf.log" 2>&1; then
+    cat "$tmp/qf.log"; bad "ranks drifting apart were not stopped"
+elif grep -q "ranks' parameters differ after step 12" "$tmp/qf.log" && [ "$(grep -c '^qat' "$tmp/qf.log")" -ge 1 ]; then
+    ok "drift caught: $(grep -o "ranks' parameters differ after step 12" "$tmp/qf.log")"
+else
+    cat "$tmp/qf.log"; bad "drift: wrong message"
+fi
+
+# 3. mpirun -np 1 is a plain run
+mpirun -np 1 "$QAT" train $common --max-steps 4 --out "$tmp/n1" >"$tmp/n1.log" 2>&1 || { cat "$tmp/n1.log"; bad "mpirun -np 1"; }
+if "$TD" compare "$tmp/n1/last.ckpt" "$tmp/r1/last.ckpt" 0 >"$tmp/cmp1.log"; then
+    ok "mpirun -np 1 == no mpirun, bit for bit"
+else
+    cat "$tmp/cmp1.log"; bad "mpirun -np 1 differs from a plain run"
+fi
+
+# 4. ranks given different models
+if mpirun -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/mm" : \
+          -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/mm" --model mbv1-tiny >"$tmp/mm.log" 2>&1; then
+    cat "$tmp/mm.log"; bad "different --model accepted"
+elif grep -q "^qat train: the 2 ranks were not given the same run: --model differs" "$tmp/mm.log" &&
+     [ "$(grep -c 'not given the same run' "$tmp/mm.log")" = 1 ]; then
+    ok "different --model refused in one line: $(grep -o 'not given the same run: --model differs' "$tmp/mm.log")"
+else
+    cat "$tmp/mm.log"; bad "different --model: wrong message"
+fi
+
+# 5. the 2-rank checkpoint resumes in one process
+if "$QAT" train --data "$tmp/data" --epochs 2 --batch 32 --threads 1 --max-steps 2 --resume "$tmp/r2/last.ckpt" --out "$tmp/r2" >"$tmp/res.log" 2>&1 &&
+   grep -q "after 6 steps" "$tmp/res.log"; then
+    ok "2-rank checkpoint resumed without mpirun (step 4 -> 6)"
+else
+    cat "$tmp/res.log"; bad "resume of a 2-rank checkpoint"
+fi
+
+# 6. kill -9 of rank 1 mid-run: the job ends within seconds, rank 0 says so in one line, and the
+#    checkpoint it left loads
+mpirun -np 2 "$QAT" train $common --epochs 50 --out "$tmp/k" >"$tmp/k.log" 2>&1 &
+mp=$!
+n=0
+while ! grep -q "^epoch 2:" "$tmp/k.log" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+victim=""
+for p in $(pgrep -P $mp); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$p; fi
+done
+if [ -z "$victim" ]; then
+    kill $mp 2>/dev/null; wait $mp 2>/dev/null
+    cat "$tmp/k.log"; bad "kill -9: rank 1 not found"
+else
+    t0=$(date +%s%N)
+    kill -9 "$victim"
+    n=0
+    while kill -0 $mp 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if kill -0 $mp 2>/dev/null; then
+        kill $mp; wait $mp 2>/dev/null
+        bad "kill -9 of rank 1: the job still runs after 30 s"
+    elif [ "$(grep -c "^qat train: stopped: the mpirun job is ending" "$tmp/k.log")" = 1 ] &&
+         "$QAT" summary --ckpt "$tmp/k/last.ckpt" >/dev/null 2>&1; then
+        wait $mp 2>/dev/null || true
+        ok "kill -9 of rank 1: job over $ms ms later, one line from rank 0, last.ckpt loads"
+    else
+        wait $mp 2>/dev/null || true
+        cat "$tmp/k.log"; bad "kill -9 of rank 1: no stop line, or last.ckpt does not load"
+    fi
+fi
+
+[ "$fails" = 0 ] && echo "test_dist: all passed" && exit 0
+echo "test_dist: $fails failed"
+exit 1
