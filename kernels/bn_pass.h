@@ -14,8 +14,10 @@
 /* Rows summed in float before folding into double: float adds vectorise twice as wide and the
  * error of 16 float adds is negligible next to the double sum over 50K rows. */
 #define BN_SUB_ROWS 16
-/* Below this many elements a parallel region costs more than it saves. */
-#define BN_PAR_ELEMS 32768
+/* Below this many elements a parallel region costs more than it saves; 2^17 keeps batch-1
+ * activations on one thread (a join can wait a scheduler slice beside busy processes: issue 19,
+ * kernels/dwconv_simd.h). */
+#define BN_PAR_ELEMS 131072
 /* Codes turned into masks per block of channels (see code_mask in kernels/bn.c). */
 #define BN_CODE_BLOCK 256
 

@@ -33,8 +33,8 @@
 #define INLINE static inline __attribute__((always_inline))
 /* Below this many multiply-adds one thread: a fork/join beats one thread from about 2^15 on
  * idle cores, but beside busy processes every join can wait a scheduler slice for the other
- * thread (issue 19); 2^18, the INT8 runtime's threshold, keeps batch-1 layers on one thread. */
-#define PARALLEL_MIN_MACS (1 << 18)
+ * thread (issue 19); 2^20 (about 30 us of work) keeps batch-1 layers on one thread. */
+#define PARALLEL_MIN_MACS (1 << 20)
 
 static int threads_for(int64_t macs, int64_t units) {
     int nt = qat_kernel_threads();

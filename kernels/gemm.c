@@ -20,6 +20,8 @@
 
 /* Below this many multiply-adds a fork/join costs more than it saves. */
 #define GEMM_PARALLEL_MIN_MACS (1 << 18)
+/* oneDNN's sgemm runs on one thread below this many multiply-adds (see qat_sgemm). */
+#define GEMM_ONEDNN_ONE_THREAD_MACS (1 << 20)
 /* Column slices are multiples of this, so each thread's slice stays SIMD friendly. */
 #define GEMM_COL_QUANTUM 16
 
@@ -62,10 +64,12 @@ void qat_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
      * GEMM (batch-1 inference: every conv of mbv2-tiny is under 1 M MACs) gains a few
      * microseconds from a second thread on idle cores, but when other processes hold the
      * cores each fork/join waits for the descheduled thread's next time slice: issue 19
-     * measured FP32 batch 1 falling 40x beside two busy loops. One thread below the same
-     * threshold as the OpenBLAS path and the INT8 runtime (nthreads-var is per thread in
-     * OpenMP, so setting and restoring it here touches no other thread). */
-    int small = (double)M * N * K < GEMM_PARALLEL_MIN_MACS && !omp_in_parallel();
+     * measured FP32 batch 1 falling 40x beside two busy loops. One thread below 2^20 MACs
+     * (about 30 us on one core): on this shared 2-core AMD host (load average 25) that took
+     * mbv2-tiny's FP32 batch 1 from 25.8 to 1230 img/s, where 2^18 left 7 regions per
+     * forward (bench/contention.sh). nthreads-var is per thread in OpenMP, so setting and
+     * restoring it here touches no other thread. */
+    int small = (double)M * N * K < GEMM_ONEDNN_ONE_THREAD_MACS && !omp_in_parallel();
     int saved = small ? omp_get_max_threads() : 0;
     if (small && saved > 1) omp_set_num_threads(1);
     dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
