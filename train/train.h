@@ -77,6 +77,10 @@ void qat_pipeline_warning(const qat_pipeline *p, char *buf, size_t size);
 
 /* Checkpoints: spec text, shapes, params, BN buffers, optimizer, schedule, step/epoch, RNG. */
 qat_status qat_checkpoint_save(const char *path, const qat_run *r);
+/* Every value of r finite, BN running variances >= 0, the input normalisation's std > 0
+ * (QAT_ERR_NUMERIC / QAT_ERR_FORMAT naming path otherwise): what qat_checkpoint_save demands
+ * before it writes and qat_checkpoint_load before it returns. */
+qat_status qat_run_check_state(const qat_run *r, const char *path);
 /* Loads a checkpoint into a new run: the model is rebuilt from the spec stored in the file. */
 qat_status qat_checkpoint_load(const char *path, qat_run *r);
 void qat_run_free(qat_run *r);
