@@ -497,6 +497,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     int32_t *yb = NULL;
     qat_ctx ctx;
     qat_ctx_init(&ctx, 32u << 20);
+    int lock_fd = -1; /* the run directory's lock (train/run_dir.c), held until the run ends */
     char last_path[1100], best_path[1100];
     snprintf(last_path, sizeof last_path, "%s/last.ckpt", o->out_dir);
     snprintf(best_path, sizeof best_path, "%s/best.ckpt", o->out_dir);
@@ -530,6 +531,16 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         goto done;
     run.has_pipeline = 1;
     if (rank0 && (st = make_dir(o->out_dir))) goto done;
+    if (rank0 && (st = qat_run_dir_lock(o->out_dir, &lock_fd))) goto done;
+    if (rank0) { /* what a killed run left: temp checkpoints, epoch lines past the checkpoint */
+        int removed = 0, dropped = 0;
+        if ((st = qat_run_dir_clean(o->out_dir, &removed))) goto done;
+        if (o->resume && (st = qat_metrics_truncate(o->out_dir, run.step, &dropped))) goto done;
+        if (removed || dropped)
+            note(o, QAT_EVENT_NOTE, "%s: removed %d unfinished checkpoint file%s and %d metrics line%s "
+                 "past step %lld left by an earlier run", o->out_dir, removed, removed == 1 ? "" : "s",
+                 dropped, dropped == 1 ? "" : "s", (long long)run.step);
+    }
     if (rank0) {
         char line[4096]; /* the longest: --data of 255 bytes, each escaped as \u00XX */
         qat_pipeline_json(&run.pipeline, line, sizeof line);
@@ -666,13 +677,15 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
                            .test_acc = ev.accuracy, .seconds = epoch_s, .img_per_s = seen / epoch_s};
             o->on_event(&e, o->event_user);
         }
-        if (rank0 && (st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
-                                 (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
-            goto done;
         int best = ev.accuracy > run.best_acc;
         if (best) run.best_acc = ev.accuracy;
         if (rank0 && (st = qat_checkpoint_save(last_path, &run))) goto done;
         if (rank0 && best && (st = qat_checkpoint_save(best_path, &run))) goto done;
+        /* the epoch's line only once its checkpoint is written: a resume truncates the metrics
+         * to the checkpoint's step, and a line without its checkpoint would be a lie */
+        if (rank0 && (st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
+                                 (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
+            goto done;
         snprintf(good, sizeof good, "%s (epoch %d, step %lld)", last_path, epoch + 1, (long long)run.step);
         if (o->stop_at_accuracy > 0 && ev.accuracy >= o->stop_at_accuracy && epoch_done) {
             note(o, QAT_EVENT_STOP, "test accuracy %.2f%% reached the target %.2f%%: stopping",
@@ -695,6 +708,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         o->on_event(&e, o->event_user);
     }
 done:
+    qat_run_dir_unlock(lock_fd);
     free(xb);
     free(yb);
     qat_loader_free(loader);
