@@ -301,6 +301,12 @@ int cmd_bench(int argc, char **argv) {
 static void read_image(const char *path, int h, int w, int c, uint8_t *dst) {
     int ih, iw, ic;
     uint8_t *px;
+    /* the header's size against the model's input before anything is decoded */
+    if (qat_png_size(path, &ih, &iw)) die(qat_last_error());
+    if (ih != h || iw != w) {
+        fprintf(stderr, "qat infer: %s: image is %dx%d, the model takes %dx%d\n", path, iw, ih, w, h);
+        exit(1);
+    }
     if (qat_png_read(path, &ih, &iw, &ic, &px)) die(qat_last_error());
     if (ih != h || iw != w) {
         fprintf(stderr, "qat infer: %s: image is %dx%d, the model takes %dx%d\n", path, iw, ih, w, h);
