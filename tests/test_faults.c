@@ -5,6 +5,7 @@
  * tests/faults/ (make faults). */
 #include "test_util.h"
 #include "container.h"
+#include "images.h"
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,7 +14,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static char tmpdir[256], data_dir[300], spec_path[300], good_ckpt[400];
 static int have_cli;
@@ -476,6 +479,95 @@ static void test_leftovers(void) {
     free(out), free(err);
 }
 
+/* A PNG that is only its header: 8-byte signature, IHDR (w x h, 8-bit gray), an empty IDAT and
+ * IEND, CRCs right: what a decompression bomb shows before its data. */
+static void write_png_header(const char *path, uint32_t w, uint32_t h) {
+    unsigned char b[8 + 25 + 12 + 12] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    unsigned char *p = b + 8;
+    const unsigned char ihdr[17] = {'I', 'H', 'D', 'R', w >> 24, w >> 16, w >> 8, w, h >> 24, h >> 16,
+                                    h >> 8, h, 8, 0, 0, 0, 0};
+    p[3] = 13;
+    memcpy(p + 4, ihdr, 17);
+    uint32_t c = (uint32_t)crc32(0L, ihdr, 17);
+    p[21] = c >> 24, p[22] = c >> 16, p[23] = c >> 8, p[24] = c;
+    p += 25;
+    const char *names[2] = {"IDAT", "IEND"};
+    for (int k = 0; k < 2; k++, p += 12) {
+        memcpy(p + 4, names[k], 4);
+        c = (uint32_t)crc32(0L, (const unsigned char *)names[k], 4);
+        p[8] = c >> 24, p[9] = c >> 16, p[10] = c >> 8, p[11] = c;
+    }
+    test_spit(path, b, sizeof b);
+}
+
+/* Issue 15 points 6 and 7: an odd-sized PNG in an ImageFolder sorted first made the whole set its
+ * size (the error then named the spec); a 32768x32768 PNG was decoded in full (26 s, 2.1 GB)
+ * before being refused; IDX label bytes of 10-255 silently made up to 256 classes. Each is now
+ * one line naming the file, at once. */
+static void test_errors_name_the_file(void) {
+    if (skip()) return;
+    char folder[400], odd[500], a[2048], *out, *err;
+    snprintf(folder, sizeof folder, "%s/folder", tmpdir);
+    mkdir(folder, 0777);
+    test_write_bars_folder(folder, 60, 12, 3);
+    snprintf(odd, sizeof odd, "%s/0/000-odd.png", folder); /* sorts before the class's images */
+    uint8_t px[300];
+    memset(px, 128, sizeof px);
+    CU_ASSERT_FATAL(qat_png_write_gray(odd, 3, 100, px) == QAT_OK);
+    snprintf(a, sizeof a, "train --data %s --model %s --batch 16 --threads 1 --quiet --epochs 1 --out %s/never",
+             folder, spec_path, tmpdir);
+    int code = qat_cli(a, &out, &err);
+    int ok = code == 1 && lines(err) == 1 && strstr(err, odd) && strstr(err, "3x100 image in a set of 12x12");
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  odd PNG: exit %d, stderr: %s", code, err);
+    free(out), free(err);
+    unlink(odd);
+
+    char bomb[500];
+    snprintf(bomb, sizeof bomb, "%s/1/000-bomb.png", folder);
+    write_png_header(bomb, 32768, 32768);
+    double t0 = (double)time(NULL);
+    code = qat_cli(a, &out, &err);
+    ok = code == 1 && lines(err) == 1 && strstr(err, bomb) && strstr(err, "refused before decoding") &&
+         (double)time(NULL) - t0 < 10;
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  bomb in a folder: exit %d, stderr: %s", code, err);
+    free(out), free(err);
+    char q8[400];
+    snprintf(q8, sizeof q8, "%s/bomb-model.q8", tmpdir);
+    snprintf(a, sizeof a, "convert --ckpt %s -o %s", ptq_ckpt(), q8);
+    code = qat_cli(a, &out, &err);
+    CU_ASSERT_FATAL(code == 0);
+    free(out), free(err);
+    snprintf(a, sizeof a, "infer %s %s --threads 1", q8, bomb);
+    code = qat_cli(a, &out, &err);
+    ok = code == 1 && lines(err) == 1 && strstr(err, bomb) && strstr(err, "32768x32768") && strstr(err, "takes 12x12");
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  bomb to infer: exit %d, stderr: %s", code, err);
+    free(out), free(err);
+
+    /* IDX: a label byte of 200 in a 3-class set */
+    char idx[400], labels[500];
+    snprintf(idx, sizeof idx, "%s/idx200", tmpdir);
+    mkdir(idx, 0777);
+    test_write_bars_idx(idx, "train", 96, 12, 1);
+    test_write_bars_idx(idx, "t10k", 32, 12, 2);
+    snprintf(labels, sizeof labels, "%s/train-labels-idx1-ubyte", idx);
+    long n;
+    unsigned char *b = test_slurp(labels, &n);
+    CU_ASSERT_FATAL(b && n > 20);
+    b[8 + 17] = 200;
+    test_spit(labels, b, (size_t)n);
+    free(b);
+    snprintf(a, sizeof a, "train --data %s --model %s --batch 32 --threads 1 --quiet --epochs 1 --out %s/never",
+             idx, spec_path, tmpdir);
+    code = qat_cli(a, &out, &err);
+    ok = code == 1 && lines(err) == 1 && strstr(err, labels) && strstr(err, "label 200 of image 17");
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  IDX label 200: exit %d, stderr: %s", code, err);
+    free(out), free(err);
+}
+
 void register_faults_tests(void) {
     CU_pSuite s = CU_add_suite("faults", setup, teardown);
     CU_add_test(s, "checkpoint loader refuses NaN/negative variance, bad std/mean, schedule, optimizer", test_loader_refuses_bad_values);
@@ -483,5 +575,6 @@ void register_faults_tests(void) {
     CU_add_test(s, "resume: inf optimizer state refused, huge one diverges naming the resumed file", test_resume_poisoned_optimizer);
     CU_add_test(s, "outputs: FIFO, device, directory refused; symlinks written through", test_outputs_not_regular);
     CU_add_test(s, "a second run into one --out is refused naming the holder's pid", test_second_run_refused);
+    CU_add_test(s, "errors name the file: odd PNG, PNG bomb (before decoding), IDX label 200", test_errors_name_the_file);
     CU_add_test(s, "leftovers: temp checkpoints, metrics past the checkpoint, failed saves, quantize work dir", test_leftovers);
 }
