@@ -79,7 +79,8 @@ static int skip(void) {
 }
 
 /* exit `want_code`, one stderr line starting "qat CMD: " and holding want, nothing on stdout,
- * within a second (no data read, no training). */
+ * within 5 seconds (no data read, no training: an epoch of Fashion-MNIST takes minutes; a
+ * bound of one second failed at 1.09 s when the loaded 2-core machine was slow to start qat). */
 static void expect_early_exit(int want_code, const char *cmd, const char *args, const char *want) {
     char *out, *err, full[2048], prefix[64];
     snprintf(full, sizeof full, "%s %s", cmd, args);
@@ -88,7 +89,7 @@ static void expect_early_exit(int want_code, const char *cmd, const char *args, 
     int code = qat_cli(full, &out, &err);
     double s = now() - t0;
     int ok = code == want_code && lines(err) == 1 && !strncmp(err, prefix, strlen(prefix)) &&
-             strstr(err, want) && !*out && s < 1.0;
+             strstr(err, want) && !*out && s < 5.0;
     CU_ASSERT(ok);
     if (!ok) printf("\n  qat %s: exit %d after %.2f s, stderr: %s", full, code, s, err);
     free(out), free(err);

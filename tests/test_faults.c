@@ -147,7 +147,7 @@ static void std_zero(void *d, uint64_t size) { put_f32(d, META_STD, 0.0f); }
 static void std_negative(void *d, uint64_t size) { put_f32(d, META_STD, -1.0f); }
 static void pct_start_bad(void *d, uint64_t size) { put_f32(d, META_PCT_START, 7.0f); }
 static void total_steps_bad(void *d, uint64_t size) { put_i64(d, META_TOTAL_STEPS, -5); }
-static void warmup_beyond(void *d, uint64_t size) { put_i64(d, META_WARMUP_STEPS, 1000000); }
+static void warmup_negative(void *d, uint64_t size) { put_i64(d, META_WARMUP_STEPS, -3); }
 static void momentum_bad(void *d, uint64_t size) { put_f32(d, META_MOMENTUM, NAN); }
 
 /* Issue 15 point 2: `eval --ckpt` took a checkpoint with NaN or negative BN running variance,
@@ -167,7 +167,7 @@ static void test_loader_refuses_bad_values(void) {
         {"std_neg", "meta", std_negative, "std"},
         {"pct_start", "meta", pct_start_bad, "schedule"},
         {"total_steps", "meta", total_steps_bad, "schedule"},
-        {"warmup", "meta", warmup_beyond, "schedule"},
+        {"warmup", "meta", warmup_negative, "schedule"},
         {"momentum", "meta", momentum_bad, "optimizer"},
         {"optim_inf", "optim", optim_inf, "optimizer state"},
     };

@@ -94,7 +94,7 @@ static qat_status check_opt_sched(const qat_optimizer *o, const qat_sched *s, co
         !in_range(s->min_lr, 0, s->base_lr) || !in_range(s->gamma, 0, 1e6) ||
         !in_range(s->pct_start, 0, 1) || !in_range(s->div_factor, 0, 1e12) ||
         !in_range(s->final_div_factor, 0, 1e12) || !in_range((double)s->total_steps, 0, big) ||
-        !in_range((double)s->warmup_steps, 0, s->total_steps > 0 ? (double)s->total_steps : big) ||
+        !in_range((double)s->warmup_steps, 0, big) ||
         !in_range((double)s->step_size, 0, big))
         return qat_fail(QAT_ERR_FORMAT, "%s: schedule fields out of range (lr %g, min %g, warmup "
                         "start %g, gamma %g, pct_start %g, div %g/%g, steps %lld, warmup %lld, step "
