@@ -217,7 +217,7 @@ FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude
                -Ikernels
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB     = $(FUZZ_DIR)/lib/libqat.a
-FUZZ_LDLIBS  = -lopenblas -ldnnl -lpng -lz -lm -fopenmp
+FUZZ_LDLIBS  = -lopenblas -ldnnl -lpng -lz -lm -lprotobuf-c -fopenmp
 FUZZ_OPTS   ?= -rss_limit_mb=4096 -timeout=30
 .PHONY: fuzz fuzz-build fuzz-lib
 # The kernels are arithmetic the parsers never reach: built without sanitizers or coverage

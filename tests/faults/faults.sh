@@ -10,14 +10,14 @@
 # 2), successes, other (an exit without that line) and good files lost; and the checks:
 # unloadable checkpoints, temp files left after a resume, duplicate epoch lines. Exits 1 when
 # any of crashes, hangs, other, lost or the checks is not 0.
-#   short (make test): 25 mutants per parser, 4 kills: about a minute
+#   short (make test): 12 mutants per parser, one bad value per option, 4 kills: about a minute
 #   long (make faults): FAULTS_N mutants per parser (1000), FAULTS_KILLS kills (40, half in writes)
 set -u
 MODE=${1:-short}
 QAT=$(realpath "${2:-./qat}")
 B=$(realpath "${3:-build}/faults")
 if [ "$MODE" = long ]; then N=${FAULTS_N:-1000}; KILLS=${FAULTS_KILLS:-40}; TWO=${FAULTS_TWO:-5}
-else N=${FAULTS_N:-25}; KILLS=${FAULTS_KILLS:-4}; TWO=1; fi
+else N=${FAULTS_N:-12}; KILLS=${FAULTS_KILLS:-4}; TWO=1; fi
 TIMEOUT=${FAULTS_TIMEOUT:-60}
 W=$(mktemp -d /tmp/qat_faults.XXXXXX)
 MOUNTS=()
@@ -129,7 +129,7 @@ VALUES=("1e300" "-1" "nan" "0x10" "" " 1" "1abc" "inf" "99999999999999999999" "-
 for cmd in $("$QAT" --help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print $1} on && /^$/ {exit}'); do
     for opt in $("$QAT" "$cmd" --help | awk '$2 == "N" {print $1}'); do
         for v in "${VALUES[@]}"; do
-            if [ "$MODE" = short ] && [ "$v" != "nan" ] && [ "$v" != "0x10" ]; then continue; fi
+            if [ "$MODE" = short ] && [ "$v" != "0x10" ]; then continue; fi
             run_case options "$QAT" "$cmd" "$opt" "$v"
         done
     done
