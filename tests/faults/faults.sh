@@ -94,7 +94,7 @@ for ((i = 0; i < N; i++)); do
        if [ "$src" = "$W/ptq.ckpt" ]; then
            run_case ckpt "$QAT" convert --ckpt "$M/c.ckpt" -o "$M/resume/m.q8"
        else
-           run_case ckpt "$QAT" train --data "$D/idx" --threads 1 --quiet --resume "$M/c.ckpt" --max-steps 1 --out "$M/resume"
+           run_case ckpt "$QAT" train --data "$D/idx" --batch 32 --threads 1 --quiet --resume "$M/c.ckpt" --max-steps 1 --out "$M/resume"
        fi
        check_ckpts "$M/resume" ;;
     esac
@@ -154,7 +154,7 @@ for ((k = 0; k < KILLS; k++)); do
     ls "$R" | grep -q '\.ckpt\.tmp\.' && IN_WRITES=$((IN_WRITES + 1))
     check_ckpts "$R"
     if [ -e "$R/last.ckpt" ]; then
-        run_case resume "$QAT" train --data "$D/idx" --threads 1 --quiet --resume "$R/last.ckpt" --max-steps 2 --out "$R"
+        run_case resume "$QAT" train --data "$D/idx" --batch 32 --threads 1 --quiet --resume "$R/last.ckpt" --max-steps 2 --out "$R"
     else
         run_case resume "$QAT" train --data "$D/idx" "${TR[@]}" --epochs 1000 --max-steps 2 --out "$R"
     fi
