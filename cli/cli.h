@@ -68,4 +68,9 @@ int cmd_plot(int argc, char **argv);      /* cli/cli_plot.c */
 int cmd_quantize(int argc, char **argv);  /* cli/cli_quantize.c */
 int cmd_sensitivity(int argc, char **argv); /* cli/cli_sensitivity.c */
 
+/* Mixed precision options of ptq, qat and quantize. */
+#define LAYER_QCONFIG_HELP \
+    "per-layer qconfig file: 'PATTERN float' / 'PATTERN int8' lines (layer names or globs), float layers run in float inside the INT8 model"
+#define FLOAT_LAYERS_HELP "comma-separated layer names or globs to leave in float (after --layer-qconfig)"
+
 #endif

@@ -143,6 +143,8 @@ static int cmd_ptq(int argc, char **argv) {
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &o.threads, "threads [all cores]"},
         {"out", OPT_STR, &o.out, "PTQ checkpoint to write (FP32 params + quantization state)"},
+        {"layer-qconfig", OPT_STR, &o.layer_qconfig, LAYER_QCONFIG_HELP},
+        {"float-layers", OPT_STR, &o.float_layers, FLOAT_LAYERS_HELP},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print one JSON object (no progress output)"},
     };
@@ -157,13 +159,15 @@ static int cmd_ptq(int argc, char **argv) {
     qat_eval_result fp, q;
     qat_status st = qat_ptq_run(&o, &fp, &q);
     if (st) die_run(st);
+    char floats[1024] = "";
+    qat_checkpoint_float_layers(o.out, floats, sizeof floats);
     if (json)
         printf("{\"fp32_accuracy\": %.4f, \"accuracy\": %.4f, \"fp32_loss\": %.4f, \"loss\": %.4f, "
-               "\"qconfig\": \"%s\", \"observer\": \"%s\", \"checkpoint\": \"%s\"}\n",
-               fp.accuracy, q.accuracy, fp.loss, q.loss, o.qconfig, o.observer, o.out);
+               "\"qconfig\": \"%s\", \"observer\": \"%s\", \"float_layers\": \"%s\", \"checkpoint\": \"%s\"}\n",
+               fp.accuracy, q.accuracy, fp.loss, q.loss, o.qconfig, o.observer, floats, o.out);
     else
-        printf("FP32 accuracy %.2f%%, PTQ (%s, %s) accuracy %.2f%%; written %s\n", 100.0 * fp.accuracy,
-               o.qconfig, o.observer, 100.0 * q.accuracy, o.out);
+        printf("FP32 accuracy %.2f%%, PTQ (%s, %s%s%s) accuracy %.2f%%; written %s\n", 100.0 * fp.accuracy,
+               o.qconfig, o.observer, *floats ? ", float: " : "", floats, 100.0 * q.accuracy, o.out);
     return 0;
 }
 
@@ -180,6 +184,8 @@ static int cmd_qat(int argc, char **argv) {
         {"freeze-observer-epoch", OPT_FREEZE, &o->freeze_observer_epochs, FREEZE_OBS_HELP},
         {"bn-reestimate", OPT_INT, &o->bn_reestimate_batches, BN_REEST_HELP},
         {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
+        {"layer-qconfig", OPT_STR, &qo.layer_qconfig, LAYER_QCONFIG_HELP},
+        {"float-layers", OPT_STR, &qo.float_layers, FLOAT_LAYERS_HELP},
         {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"epochs", OPT_INT, &o->epochs, "epochs [3]"},
         {"batch", OPT_INT, &o->batch, BATCH_HELP},

@@ -23,8 +23,17 @@ static const char Q8_MAGIC[8] = {'Q', 'A', 'T', 'I', 'N', 'T', '8', '\0'};
  * "table" section. Save writes version 1 (7 sections, no table) when the model uses none of
  * these, so older readers still take such models and their files stay byte for byte the same;
  * load takes both. */
-#define Q8_VERSION 2
-#define Q8_V1_ARRAYS QAT_Q8_ARR_TABLE /* the arrays of a version 1 file: those before "table" */
+#define Q8_VERSION 3
+/* Version 3 added the float layers (kinds DEQUANT, QUANT, FCONV, FLINEAR and the "fweight"
+ * section), written likewise only by models that have one. */
+
+/* Arrays (sections after "model" and "layers") and kinds a file of `version` knows. */
+static int version_arrays(uint32_t v) {
+    return v < 2 ? QAT_Q8_ARR_TABLE : v < 3 ? QAT_Q8_ARR_FWEIGHT : QAT_Q8_ARR_COUNT;
+}
+static uint32_t version_kinds(uint32_t v) {
+    return v < 2 ? QAT_Q8_LUT : v < 3 ? QAT_Q8_DEQUANT : QAT_Q8_KIND_COUNT;
+}
 
 /* ---- little-endian records, field by field ------------------------------------------------- */
 
@@ -160,7 +169,7 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
     }
     /* Range-check the enums before storing them in enum-typed fields. */
     const int name_ok = qat_q8_text_ok(L->name, sizeof L->name);
-    const uint32_t nkinds = version < 2 ? QAT_Q8_LUT : QAT_Q8_KIND_COUNT;
+    const uint32_t nkinds = version_kinds(version);
     const uint32_t nacts = version < 2 ? QAT_Q8_ACT_HARDSWISH : QAT_Q8_ACT_COUNT;
     if (kind >= nkinds)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown kind %u", kind);
@@ -168,7 +177,7 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown activation %u", act);
     if (name_ok && !qat_q8_zero_tail(L->name, sizeof L->name))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "nonzero bytes after the name's NUL");
-    if (*mask & ~(version < 2 ? (1u << Q8_V1_ARRAYS) - 1 : QAT_Q8_ARRAY_BITS))
+    if (*mask & ~((1u << version_arrays(version)) - 1))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown array flags 0x%x", *mask);
     L->kind = (qat_q8_kind)kind;
     L->act = (qat_q8_act)act;
@@ -223,12 +232,15 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++)
             if (qat_q8_array_get(&m->layers[i], a))
                 bytes[a] += (uint64_t)qat_q8_array_count(&m->layers[i], a) * qat_q8_elem_bytes(qat_q8_arrays[a].type);
-    uint32_t version = 1;
-    for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].kind >= QAT_Q8_LUT || m->layers[i].act >= QAT_Q8_ACT_HARDSWISH ||
-            m->layers[i].table)
+    uint32_t version = 1; /* the oldest that holds the model */
+    for (int i = 0; i < m->nlayers; i++) {
+        const qat_q8_layer *L = &m->layers[i];
+        if (L->kind >= QAT_Q8_DEQUANT || L->fweight)
+            version = 3;
+        else if ((L->kind >= QAT_Q8_LUT || L->act >= QAT_Q8_ACT_HARDSWISH || L->table) && version < 2)
             version = 2;
-    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
+    }
+    const int narrays = version_arrays(version);
     unsigned char *model = malloc(MODEL_BYTES);
     unsigned char *layers = malloc((size_t)m->nlayers * LAYER_BYTES);
     unsigned char *data[QAT_Q8_ARR_COUNT] = {0};
@@ -320,7 +332,7 @@ static qat_status parse_model(const qat_container *c, const char *what, qat_q8_m
     }
     r.p = data;
     const uint32_t version = qat_container_version(c);
-    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
+    const int narrays = version_arrays(version);
     for (int i = 0; i < n && !st; i++) st = read_layer(&r, &m->layers[i], i, what, &masks[i], version);
     /* Shapes first: array sizes are derived from them. */
     if (!st) st = qat_q8_check(m, what, 0);

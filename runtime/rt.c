@@ -82,7 +82,8 @@ static qat_status prepare_layer(qat_rt_node *l, const qat_q8_layer *L) {
     l->skip = k->second_input ? L->skip : -2;
     l->in_h = L->in_h, l->in_w = L->in_w, l->in_c = L->in_c;
     l->out_h = L->out_h, l->out_w = L->out_w, l->out_c = L->out_c;
-    l->out_bytes = k->float_output ? 0 : align_up((size_t)L->out_h * L->out_w * L->out_c);
+    l->out_bytes = k->float_output ? 0
+                   : align_up((size_t)L->out_h * L->out_w * L->out_c * (k->float_value ? sizeof(float) : 1));
     l->macs = qat_q8_layer_macs(L);
     return qat_rt_kinds[L->kind].prepare(l, L);
 }

@@ -323,7 +323,7 @@ static void v_classes(qat_q8_model *m) { m->nclasses = 11; }
 static void v_linear_shape(qat_q8_model *m) { m->layers[5].out_h = 2; }
 static void v_name(qat_q8_model *m) { memset(m->layers[2].name, 'a', QAT_Q8_NAME_MAX); }
 static void v_name_ctrl(qat_q8_model *m) { m->layers[2].name[1] = '\n'; }
-static void v_kind(qat_q8_model *m) { m->layers[2].kind = (qat_q8_kind)7; }
+static void v_kind(qat_q8_model *m) { m->layers[2].kind = (qat_q8_kind)17; }
 static void v_act(qat_q8_model *m) { m->layers[2].act = (qat_q8_act)9; }
 static void v_wbits(qat_q8_model *m) { m->layers[0].wbits = 9; }
 static void v_dim(qat_q8_model *m) { m->layers[2].out_c = 0; }
@@ -383,7 +383,7 @@ static const violation violations[] = {
     {"linear shape", v_linear_shape, 5, "linear shape 1x1x8 -> 2x1x10"},
     {"name unterminated", v_name, 2, "layer 2: name is not printable"},
     {"name control char", v_name_ctrl, 2, "layer 2: name is not printable"},
-    {"unknown kind", v_kind, 2, "unknown kind 7"},
+    {"unknown kind", v_kind, 2, "unknown kind 17"},
     {"unknown act", v_act, 2, "unknown activation 9"},
     {"weight bits", v_wbits, 0, "weight bits 9"},
     {"dimension 0", v_dim, 2, "each dimension must be 1..65536"},
@@ -532,7 +532,7 @@ static void test_damaged_files(void) {
     CU_ASSERT_TRUE(has("missing section 'table'"));
     /* newer version, header CRC made valid */
     memcpy(b, good, n);
-    wr32(b + 8, 3);
+    wr32(b + 8, 99);
     fix_crcs(b, n);
     CU_ASSERT_NOT_EQUAL(load_bytes(b, n, &m), QAT_OK);
     CU_ASSERT_TRUE(has("newer"));

@@ -34,10 +34,22 @@ qat_status qat_convert(const char *ckpt, const char *out, qat_convert_info *info
         for (int i = 0; i < m->nlayers; i++) {
             info->macs += qat_q8_layer_macs(&m->layers[i]);
             info->weights += qat_q8_layer_weights(&m->layers[i]);
+            if (m->layers[i].fweight)
+                info->float_layers++, info->float_weights += qat_q8_layer_weights(&m->layers[i]);
         }
         snprintf(info->qconfig, sizeof info->qconfig, "%s", m->qconfig);
         info->in_h = m->in_h, info->in_w = m->in_w, info->in_c = m->in_c;
     }
     qat_q8_free(m);
+    return QAT_OK;
+}
+
+qat_status qat_checkpoint_float_layers(const char *ckpt, char *buf, size_t cap) {
+    if (cap) buf[0] = 0;
+    qat_run r;
+    qat_status st = qat_checkpoint_load(ckpt, &r);
+    if (st) return st;
+    if (r.qmodel) qat_qmodel_float_names(r.qmodel, buf, cap);
+    qat_run_free(&r);
     return QAT_OK;
 }

@@ -370,7 +370,9 @@ static qat_status new_qat_run(const qat_qat_opts *qo, const qat_dataset *train,
     r->has_qopt = 0;
     qat_qmodel_free(r->qmodel); /* a PTQ checkpoint: start from its FP32 weights */
     r->qmodel = NULL;
-    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel))) return st;
+    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel)) ||
+        (st = qat_apply_float_choices(r->qmodel, qo->layer_qconfig, qo->float_layers, "qat: --float-layers")))
+        return st;
     r->step = 0, r->epoch = 0, r->best_acc = 0;
     qat_model_set_bn_update(m, 1);
     if ((st = qat_optim_init(&r->opt, o->opt, m->nparams, m->segs, m->nsegs))) return st;

@@ -110,6 +110,9 @@ qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qa
 /* The PTQ observer of a name and its settings, checked (QAT_ERR_ARG names the bad one). */
 qat_status qat_ptq_check_observer(const char *name, float percentile, float averaging_constant,
                                   qat_observer_kind *kind, qat_hist_method *method);
+/* The layers left in float by a per-layer qconfig file and a list of patterns (either NULL). */
+qat_status qat_apply_float_choices(qat_qmodel *q, const char *layer_qconfig, const char *float_layers,
+                                   const char *what);
 qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p);
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
