@@ -118,14 +118,20 @@ static int cmd_eval(int argc, char **argv) {
     if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json, &report);
     if (threads > 0) qat_set_threads(threads);
     qat_eval_result ev;
-    qat_status st = qat_checkpoint_evaluate_progress(ckpt, data, val_split, batch, cli_report_event, &report, &ev);
+    qat_class_report cr;
+    qat_status st = qat_checkpoint_evaluate_classes(ckpt, data, val_split, batch, cli_report_event, &report, &ev, &cr);
     if (st) die_run(st);
-    if (json)
-        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f}\n",
+    if (json) {
+        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f",
                ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
-    else
+        cli_json_classes(&cr);
+        printf("}\n");
+    } else {
         printf("%s: test accuracy %.2f%% (%d images), loss %.4f, %.0f img/s\n", ckpt,
                100.0 * ev.accuracy, ev.n, ev.loss, ev.n / ev.seconds);
+        cli_print_classes(&cr);
+    }
+    qat_class_report_free(&cr);
     return 0;
 }
 

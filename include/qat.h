@@ -230,12 +230,30 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
 qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, float val_split,
                                             int eval_batch, qat_event_fn on_event, void *user,
                                             qat_eval_result *res);
+/* Per-class figures of an evaluation (qat eval): the confusion matrix and the class names. */
+typedef struct qat_class_report {
+    int nclasses;
+    int64_t *confusion;          /* (nclasses, nclasses): row = true class, column = prediction */
+    char (*names)[64];           /* the model's class names when it stores them, else the
+                                  * dataset's ("0", "1", ... for IDX and CIFAR-10) */
+    int names_from_model;
+} qat_class_report;
+void qat_class_report_free(qat_class_report *r);
+/* qat_checkpoint_evaluate_progress with the per-class report (cr may be NULL). */
+qat_status qat_checkpoint_evaluate_classes(const char *ckpt, const char *data, float val_split,
+                                           int eval_batch, qat_event_fn on_event, void *user,
+                                           qat_eval_result *res, qat_class_report *cr);
+
 /* An INT8 runtime (include/qat_rt.h) on the test split of `data`, normalised as the model was
  * trained (an ImageFolder split with the training's default seed 1); name stands for the model
  * in messages. res->loss is not computed (0). */
 qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, float val_split,
                              int batch, qat_eval_result *res);
 /* The same, reporting QAT_EVENT_PROGRESS events per batch to on_event (NULL: none). */
+/* qat_evaluate_int8_progress with the per-class report (cr may be NULL). */
+qat_status qat_evaluate_int8_classes(qat_rt *rt, const char *name, const char *data,
+                                     float val_split, int batch, qat_event_fn on_event, void *user,
+                                     qat_eval_result *res, qat_class_report *cr);
 qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *data,
                                       float val_split, int batch, qat_event_fn on_event,
                                       void *user, qat_eval_result *res);

@@ -61,6 +61,7 @@ extern "C" {
 
 #define QAT_Q8_NAME_MAX 48
 #define QAT_Q8_MAX_LAYERS 4096
+#define QAT_Q8_CLASS_NAME_MAX 64         /* a class name: 1..63 printable characters */
 
 /* Appended only: the number is the .q8 file's kind (LUT and MUL are format version 2, the
  * float layers' kinds version 3). */
@@ -127,6 +128,9 @@ typedef struct {
     char arch[32];                   /* the spec's name ("mbv2-tiny") */
     int32_t nlayers;
     qat_q8_layer *layers;            /* every array in a layer is its own malloc block */
+    /* The class names of an ImageFolder (its folder names), nclasses of them, or NULL: the
+     * optional "classes" section, reports only. */
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX];
 } qat_q8_model;
 
 
@@ -180,6 +184,13 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path);
 qat_status qat_q8_load(const char *path, qat_q8_model **out);
 /* The same from a buffer (fuzzing); `name` stands for the path in messages. */
 qat_status qat_q8_load_memory(const void *buf, size_t size, const char *name, qat_q8_model **out);
+/* Class names as stored ("NAME\n" per class, n classes) to names (malloc'd, *out); NULL text:
+ * *out = NULL. QAT_ERR_FORMAT naming `what` for a wrong count or a bad name. */
+qat_status qat_class_names_parse(const char *text, size_t len, int n, const char *what,
+                                 char (**out)[QAT_Q8_CLASS_NAME_MAX]);
+/* The inverse, malloc'd and NUL-terminated (*len without the NUL). */
+char *qat_class_names_join(char (*names)[QAT_Q8_CLASS_NAME_MAX], int n, size_t *len);
+
 /* Frees the model, its layers and every array they point to. NULL is a no-op. */
 void qat_q8_free(qat_q8_model *m);
 

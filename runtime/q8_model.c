@@ -322,8 +322,56 @@ int64_t qat_q8_layer_weights(const qat_q8_layer *L) {
     return k->weights_per_channel ? (int64_t)L->out_c * k->weights_per_channel(L) : 0;
 }
 
+qat_status qat_class_names_parse(const char *text, size_t len, int n, const char *what,
+                                 char (**out)[QAT_Q8_CLASS_NAME_MAX]) {
+    *out = NULL;
+    if (!text) return QAT_OK;
+    char (*names)[QAT_Q8_CLASS_NAME_MAX] = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
+    if (!names) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", what);
+    size_t at = 0;
+    int k = 0;
+    while (at < len) {
+        size_t e = at;
+        while (e < len && text[e] != '\n') e++;
+        const size_t l = e - at;
+        int ok = e < len && l >= 1 && l < QAT_Q8_CLASS_NAME_MAX && k < n;
+        for (size_t j = at; ok && j < e; j++) ok = (unsigned char)text[j] >= 0x20 && (unsigned char)text[j] <= 0x7e;
+        if (!ok) {
+            free(names);
+            return qat_fail(QAT_ERR_FORMAT, "%s: class name %d is empty, too long, not printable or "
+                            "unterminated, or there are more than %d (section 'classes')", what, k, n);
+        }
+        memcpy(names[k++], text + at, l);
+        at = e + 1;
+    }
+    if (k != n) {
+        free(names);
+        return qat_fail(QAT_ERR_FORMAT, "%s: %d class names for %d classes (section 'classes')", what, k, n);
+    }
+    *out = names;
+    return QAT_OK;
+}
+
+char *qat_class_names_join(char (*names)[QAT_Q8_CLASS_NAME_MAX], int n, size_t *len) {
+    size_t total = 0;
+    for (int k = 0; k < n; k++) total += strnlen(names[k], QAT_Q8_CLASS_NAME_MAX - 1) + 1;
+    char *t = malloc(total + 1);
+    if (!t) return NULL;
+    size_t at = 0;
+    for (int k = 0; k < n; k++) {
+        const size_t l = strnlen(names[k], QAT_Q8_CLASS_NAME_MAX - 1);
+        memcpy(t + at, names[k], l);
+        t[at + l] = '\n';
+        at += l + 1;
+    }
+    t[at] = 0;
+    *len = at;
+    return t;
+}
+
 void qat_q8_free(qat_q8_model *m) {
     if (!m) return;
+    free(m->class_names);
     for (int i = 0; m->layers && i < m->nlayers; i++)
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++) free((void *)qat_q8_array_get(&m->layers[i], a));
     free(m->layers);

@@ -204,7 +204,9 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
     if (f) fclose(f);
     int version = 1;
     for (int li = 0; li < im->nlayers; li++) {
-        const int k = im->layers[li].kind, v = k >= QAT_Q8_DEQUANT ? 3 : k >= QAT_Q8_LUT ? 2 : 1;
+        const int k = im->layers[li].kind;
+        const int v = im->layers[li].weight && im->layers[li].wbits <= 4 ? 4 /* packed weights */
+                    : k >= QAT_Q8_DEQUANT ? 3 : k >= QAT_Q8_LUT ? 2 : 1;
         version = v > version ? v : version;
     }
     CU_ASSERT_EQUAL(hdr[8], version);

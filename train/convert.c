@@ -15,6 +15,10 @@ qat_status qat_convert_checkpoint(const char *ckpt, const char *out, qat_q8_mode
                                    "(run qat ptq or qat qat on it first, or qat quantize)", ckpt);
     else
         st = qat_convert_qmodel(r.qmodel, r.mean, r.std, &m);
+    if (!st && r.class_names) { /* the names move to the INT8 model */
+        m->class_names = r.class_names;
+        r.class_names = NULL;
+    }
     if (st && r.qmodel) st = qat_fail(st, "%s: %s", ckpt, qat_last_error());
     if (!st && out) st = qat_q8_save(m, out);
     qat_run_free(&r);

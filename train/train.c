@@ -513,7 +513,8 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         goto done;
     }
     if ((st = qat_pipeline_init(&run.pipeline, o, run.qmodel ? "qat" : phase, train, test, &run,
-                                steps_per_epoch)))
+                                steps_per_epoch)) ||
+        (st = qat_run_take_class_names(&run, train)))
         goto done;
     run.has_pipeline = 1;
     if (rank0 && (st = make_dir(o->out_dir))) goto done;

@@ -56,7 +56,14 @@ typedef struct {
     int has_qopt;
     qat_pipeline pipeline;    /* how the last training of these weights fed them ("data") */
     int has_pipeline;         /* 0: a checkpoint written before qat recorded it */
+    /* An ImageFolder's class (folder) names, model->nclasses of them ("classes"), or NULL when
+     * the dataset had only numbers ("0".."9" of IDX/CIFAR). */
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX];
 } qat_run;
+
+/* The dataset's class names when they say more than the class numbers, copied into r (a run
+ * that has names keeps them). */
+qat_status qat_run_take_class_names(qat_run *r, const qat_dataset *d);
 
 /* Fills p for a run about to train on train/test: augmentation from o (crop_pad, hflip; -1 takes
  * qat_augment_default of the dataset kind), normalisation, optimizer and schedule from r.
