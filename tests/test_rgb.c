@@ -149,7 +149,7 @@ static int run(const char *args, char **out, char **err) {
 /* train -> quantize (verified: INT8 == simulation on all 150 test images) -> infer on the three
  * colour PNGs, whose top class must be theirs. names[k]: how `qat infer` names class k;
  * eval_classes: the "classes" member eval --json prints (the folder names for an ImageFolder,
- * stored in the checkpoint and the .q8; the numbers otherwise). */
+ * or CIFAR-10's batches.meta.txt names, stored in the checkpoint and the .q8). */
 static void flow(const char *data, const char *tag, const char *const names[NCLASS],
                  const char *eval_classes) {
     char args[1500], *out, *err;
@@ -204,8 +204,9 @@ static void test_rgb_cifar(void) {
     }
     char data[300];
     snprintf(data, sizeof data, "%s/cifar", tmpdir);
-    const char *const names[NCLASS] = {"class 0 (", "class 1 (", "class 2 ("}; /* label byte order */
-    flow(data, "cifar", names, "\"classes\": [\"0\", \"1\", \"2\"], \"class_names_stored\": 0");
+    /* label byte order; the names from batches.meta.txt, kept from training to infer */
+    const char *const names[NCLASS] = {"red (class 0,", "green (class 1,", "blue (class 2,"};
+    flow(data, "cifar", names, "\"classes\": [\"red\", \"green\", \"blue\"], \"class_names_stored\": 1");
 }
 
 static void test_rgb_folder(void) {
