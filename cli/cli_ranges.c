@@ -46,6 +46,8 @@ static const cli_range ranges[] = {
     {NULL, "bn-reestimate", 0, 100000, 0, 0, "0: keep the moving averages"},
     {NULL, "calib-batches", 1, 100000, 0, 0, NULL},
     {NULL, "images", 1, 100000000, 0, 0, NULL},
+    {NULL, "sensitivity-images", 1, 100000000, 0, 0, NULL},
+    {NULL, "allow-float", 0, 100000, 0, 0, "layers left in float; 0: none"},
     {NULL, "percentile", 50, 100, 1, 0, NULL},
     {NULL, "averaging-constant", 0, 1, 1, 0, NULL},
     {NULL, "max-drop", 0, 100, 0, 0, "accuracy points"},
