@@ -141,15 +141,17 @@ KILLED=0; IN_WRITES=0
 for ((k = 0; k < KILLS; k++)); do
     R=$W/kill$k
     rm -rf "$R"; mkdir -p "$R"
+    { # stderr off here: bash reports a background job killed by a signal ("Killed") on it
     "$QAT" train --data "$D/idx" "${TR[@]}" --epochs 1000 --out "$R" >/dev/null 2>&1 &
     pid=$!
     if [ $((k % 2)) = 0 ]; then
         "$B/killer" "$R" $pid # the moment a checkpoint's temp file appears
     else
         sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
-        kill -9 $pid 2>/dev/null
+        kill -9 $pid
     fi
-    wait $pid 2>/dev/null
+    wait $pid
+    } 2>/dev/null
     KILLED=$((KILLED + 1))
     ls "$R" | grep -q '\.ckpt\.tmp\.' && IN_WRITES=$((IN_WRITES + 1))
     check_ckpts "$R"
