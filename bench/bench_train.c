@@ -3,6 +3,8 @@
  * a last line of JSON with the same keys as the peer, so bench/compare.sh can take ratios.
  *
  *   build/bench_train [--model mbv2-tiny] [--batch 64] [--threads 2] [--steps 30] [--qat 0|1] [--infer 0|1]
+ *                     [--train 0|1]
+ * --train 0 leaves the FP32 training step out (an inference-only comparison, kept short).
  */
 #include "kernels.h"
 #include "qmodel.h"
@@ -60,7 +62,7 @@ static double infer_step(void *arg) {
 int main(int argc, char **argv) {
     qat_exec_with_omp_defaults(argv);
     const char *model = "mbv2-tiny";
-    int batch = 64, threads = 2, steps = 30, with_qat = 1, with_infer = 1;
+    int batch = 64, threads = 2, steps = 30, with_qat = 1, with_infer = 1, with_train = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--qat")) with_qat = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--infer")) with_infer = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--train")) with_train = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
             return 2;
@@ -102,7 +105,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch * 28 * 28; i++) s.x[i] = qat_rng_normal(&rng);
     for (int i = 0; i < batch; i++) s.y[i] = (int32_t)qat_rng_below(&rng, 10);
 
-    double train_s = per_step(train_step, &s, steps);
+    double train_s = with_train ? per_step(train_step, &s, steps) : 0;
     /* QAT step with the default qconfig (x86: per-channel s8 weights with simulated BN folding,
      * u8 activations with moving-average observers): what `qat qat` runs. */
     qat_qconfig cfg;
@@ -118,13 +121,16 @@ int main(int argc, char **argv) {
         s.q = NULL;
     }
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
-    printf("%-24s %10.1f\n", "fp32_train_img_s", batch / train_s);
     char json[512];
-    int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f",
-                      threads, batch, batch / train_s);
+    int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d", threads, batch);
+    if (with_train) {
+        printf("%-24s %10.1f\n", "fp32_train_img_s", batch / train_s);
+        jl += snprintf(json + jl, sizeof json - jl, ", \"fp32_train_img_s\": %.1f", batch / train_s);
+    }
     if (with_qat) {
-        printf("%-24s %10.1f   (%.2fx the FP32 step time)\n", "qat_train_img_s", batch / qat_s,
-               qat_s / train_s);
+        printf("%-24s %10.1f", "qat_train_img_s", batch / qat_s);
+        if (with_train) printf("   (%.2fx the FP32 step time)", qat_s / train_s);
+        printf("\n");
         jl += snprintf(json + jl, sizeof json - jl, ", \"qat_train_img_s\": %.1f", batch / qat_s);
     }
     int sizes[2] = {1, batch};
