@@ -32,7 +32,7 @@ for r in $(seq "$rounds"); do
   echo "round $r/$rounds: pytorch fp32 + int8" >&2
   "$py" bench/torch_mbv3.py bench --threads "$threads" --batch "$batch" | tail -n 1 >> "$out/mbv3_torch.jsonl"
   echo "round $r/$rounds: qat fp32" >&2
-  "$build/bench_train" --model mbv3-tiny --threads "$threads" --batch "$batch" --train 0 --qat 0 \
+  "$build/bench_train" --model mbv3-tiny --threads "$threads" --batch "$batch" --qat 0 \
     --steps 10 --infer 1 | tail -n 1 >> "$out/mbv3_fp32.jsonl"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
