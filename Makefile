@@ -52,7 +52,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(ONNX_GEN).o
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).
 RT_SRCS := base/error.c base/base.c base/container.c kernels/cpu.c $(wildcard kernels/int8*.c) \
-           $(wildcard runtime/*.c)
+           $(wildcard kernels/peak_*.c) $(wildcard runtime/*.c)
 RT_OBJS := $(RT_SRCS:%.c=$(BUILD)/%.o)
 RT_LDLIBS = -ldnnl -lz -lm
 TEST_SRCS := $(wildcard tests/*.c)
@@ -131,10 +131,14 @@ test: deps
 $(BUILD)/test_dist: $(BUILD)/tests/dist/test_dist.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
+# bench/host.c: the host block (CPU, ISA path, measured peaks, load) every bench table prints.
+$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/bench/host.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/libqat_rt.a
+$(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+
+$(BUILD)/bench_host: $(BUILD)/bench/bench_host.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 bench: deps-data

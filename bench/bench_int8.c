@@ -9,6 +9,7 @@
 #include "qat.h" /* qat_exec_with_omp_defaults */
 #include "qat_rt.h"
 #include <omp.h>
+#include "host.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     o.threads = threads;
-    char json[512];
+    bench_host host; /* probed before the timed runs, while nothing of ours is running */
+    bench_host_probe(&host, threads);
+    bench_host_print(&host, stdout);
+    char json[2048];
     int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"backend\": \"%s\"",
                       threads, batch, backend);
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
@@ -84,7 +88,9 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-24s %10ld\n", "peak_rss_kib", ru.ru_maxrss);
-    snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld}", ru.ru_maxrss);
+    jl += snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld, ", ru.ru_maxrss);
+    jl += bench_host_json(&host, json + jl, sizeof json - jl);
+    snprintf(json + jl, sizeof json - jl, "}");
     puts(json);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "qmodel.h"
 #include "train.h"
 #include "base.h" /* qat_now */
+#include "host.h"
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -78,6 +79,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     qat_set_threads(threads);
+    bench_host host; /* probed before the timed runs, while nothing of ours is running */
+    bench_host_probe(&host, threads);
+    bench_host_print(&host, stdout);
     qat_spec *spec;
     qat_model *m;
     if (qat_spec_load(model, &spec) || qat_model_create(spec, 1.0f, 28, 28, 1, 10, &m)) {
@@ -119,7 +123,7 @@ int main(int argc, char **argv) {
     }
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
     printf("%-24s %10.1f\n", "fp32_train_img_s", batch / train_s);
-    char json[512];
+    char json[2048];
     int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"fp32_train_img_s\": %.1f",
                       threads, batch, batch / train_s);
     if (with_qat) {
@@ -139,7 +143,9 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-24s %10ld\n", "peak_rss_kib", ru.ru_maxrss);
-    snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld}", ru.ru_maxrss);
+    jl += snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld, ", ru.ru_maxrss);
+    jl += bench_host_json(&host, json + jl, sizeof json - jl);
+    snprintf(json + jl, sizeof json - jl, "}");
     puts(json);
     qat_ctx_free(&ctx);
     qat_optim_free(&opt);

@@ -60,9 +60,9 @@ qat_status onnx_b_write(onnx_b *b, const char *graph, int opset, const char *pat
 qat_status qat_onnx_from_q8(const qat_q8_model *m, const char *what, const char *out,
                             qat_onnx_info *info);
 
-struct qat_model; /* models/model.h */
+typedef struct qat_model qat_model; /* models/model.h */
 /* The float graph of a model, BN folded into the conv weights (export/onnx_fp32.c). */
-qat_status qat_onnx_from_model(const struct qat_model *m, const float mean[4], const float std[4],
+qat_status qat_onnx_from_model(const qat_model *m, const float mean[4], const float std[4],
                                const char *what, const char *out, qat_onnx_info *info);
 
 /* The metadata both exporters write and `qat export` prints: the input's layout and what a

@@ -11,6 +11,7 @@
 #include "qat_rt.h"
 #include "rt_internal.h"
 #include "test_util.h"
+#include "train.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,58 @@ static void test_int8_clamps(void) { check_int8(mbv2_k3_spec, "per-tensor", "cla
 static void test_int8_w4a8(void) { check_int8(mbv2_spec, "w4a8", "w4a8", 0); }
 static void test_int8_v3(void) { check_int8(v3_spec, "x86", "v3", 0); }
 
+/* FP32: a random model with non-trivial BN statistics saved as a checkpoint, exported with BN
+ * folded; ONNX Runtime's logits against qat's eval forward on the same normalised pixels. */
+static void check_fp32(const char *spec_text, const char *name) {
+    qat_spec *spec;
+    qat_model *m = test_random_model(spec_text, S, &spec, 9);
+    qat_run r;
+    memset(&r, 0, sizeof r);
+    r.spec = spec, r.model = m;
+    memcpy(r.mean, mean1, sizeof r.mean);
+    memcpy(r.std, std1, sizeof r.std);
+    char ckpt[400], onnx[400];
+    snprintf(ckpt, sizeof ckpt, "%s/%s.ckpt", tmpdir, name);
+    snprintf(onnx, sizeof onnx, "%s/%s.onnx", tmpdir, name);
+    CU_ASSERT_FATAL(qat_checkpoint_save(ckpt, &r) == QAT_OK);
+    qat_onnx_info info;
+    qat_status st = qat_export_onnx_fp32(ckpt, onnx, &info);
+    if (st) printf("\n  export: %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT(onnx_checker_ok(onnx));
+    uint8_t *px = random_pixels(NIMG, 6);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, 1 << 22);
+    ctx.training = 0, ctx.grad_enabled = 0;
+    qat_tensor *x = qat_tensor_4d(&ctx, NIMG, S, S, 1);
+    float *pf = malloc(sizeof(float) * NIMG * S * S);
+    for (int i = 0; i < NIMG * S * S; i++) {
+        pf[i] = px[i];
+        x->data[i] = (px[i] / 255.0f - mean1[0]) / std1[0];
+    }
+    qat_tensor *y = qat_model_forward(m, &ctx, x);
+    CU_ASSERT_FATAL(y != NULL);
+    int K = m->nclasses;
+    float *theirs = malloc(sizeof(float) * NIMG * K);
+    int ok = ort_logits(onnx, pf, NIMG, 1, S, S, theirs, K);
+    CU_ASSERT(ok);
+    if (ok) {
+        compare c = compare_logits(y->data, theirs, NIMG, K);
+        printf("\n  %s: opset %d, %d nodes; ONNX Runtime vs qat FP32: top-1 %d/%d, max |logit diff| %.3g "
+               "(max |logit| %.3g, relative %.3g)",
+               name, info.opset, info.nodes, c.agree, NIMG, c.max_diff, c.max_logit, c.max_diff / c.max_logit);
+        CU_ASSERT(c.agree == NIMG);
+        CU_ASSERT(c.max_diff <= 1e-4 * c.max_logit); /* the issue's bar for the FP32 export */
+    }
+    free(px), free(pf), free(theirs);
+    qat_ctx_free(&ctx);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
+
+static void test_fp32_mbv2(void) { check_fp32(mbv2_k3_spec, "fp32-mbv2"); }
+static void test_fp32_v3(void) { check_fp32(v3_spec, "fp32-v3"); }
+
 /* Bad input: a corrupt .q8 gets the loader's one line, and no .onnx (nor temp file) appears. */
 static void test_bad_input(void) {
     char q8[400], onnx[400], cmd[1200];
@@ -267,6 +320,12 @@ static void test_bad_input(void) {
         snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", tmpdir);
         CU_ASSERT(run(cmd) != 0);
     }
+    /* a corrupt checkpoint likewise */
+    snprintf(q8, sizeof q8, "%s/corrupt.ckpt", tmpdir);
+    test_spit(q8, "QATCKPT1garbage", 15);
+    CU_ASSERT(qat_export_onnx_fp32(q8, onnx, NULL) == QAT_ERR_FORMAT);
+    CU_ASSERT(strstr(qat_last_error(), "corrupt.ckpt") != NULL);
+    CU_ASSERT(access(onnx, F_OK) != 0);
     /* a LUT of no activation ONNX knows: one line naming the layer */
     qat_q8_model *im = int8_model(v3_spec, "x86");
     int li = -1;
@@ -286,5 +345,7 @@ void register_onnx_tests(void) {
     CU_add_test(s, "int8 narrow clamps (per-tensor) in ONNX Runtime", test_int8_clamps);
     CU_add_test(s, "int8 w4a8 in ONNX Runtime", test_int8_w4a8);
     CU_add_test(s, "int8 v3 (hardswish, SE) in ONNX Runtime", test_int8_v3);
+    CU_add_test(s, "fp32 mbv2 (BN folded) in ONNX Runtime", test_fp32_mbv2);
+    CU_add_test(s, "fp32 v3 (BN folded) in ONNX Runtime", test_fp32_v3);
     CU_add_test(s, "bad input", test_bad_input);
 }
