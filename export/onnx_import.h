@@ -28,4 +28,8 @@ qat_status qat_onnx_import_bytes(const void *data, size_t len, const char *what,
 qat_status qat_import_onnx_ckpt(const char *onnx, const char *ckpt, const char *spec_out, float mean,
                                 float std, qat_model **model_out);
 
+/* Writes the predicted class of every test image of data (one byte each, dataset order) by the
+ * checkpoint's network to out (train/import.c; `qat eval --pred-out`). */
+qat_status qat_checkpoint_predict(const char *ckpt, const char *data, const char *out, int batch);
+
 #endif
