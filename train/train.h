@@ -56,7 +56,14 @@ typedef struct {
     int has_qopt;
     qat_pipeline pipeline;    /* how the last training of these weights fed them ("data") */
     int has_pipeline;         /* 0: a checkpoint written before qat recorded it */
+    /* An ImageFolder's class (folder) names, model->nclasses of them ("classes"), or NULL when
+     * the dataset had only numbers ("0".."9" of IDX/CIFAR). */
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX];
 } qat_run;
+
+/* The dataset's class names when they say more than the class numbers, copied into r (a run
+ * that has names keeps them). */
+qat_status qat_run_take_class_names(qat_run *r, const qat_dataset *d);
 
 /* Fills p for a run about to train on train/test: augmentation from o (crop_pad, hflip; -1 takes
  * qat_augment_default of the dataset kind), normalisation, optimizer and schedule from r.
@@ -77,6 +84,19 @@ void qat_pipeline_warning(const qat_pipeline *p, char *buf, size_t size);
 
 /* Checkpoints: spec text, shapes, params, BN buffers, optimizer, schedule, step/epoch, RNG. */
 qat_status qat_checkpoint_save(const char *path, const qat_run *r);
+/* The run directory (train/run_dir.c). qat_run_dir_lock takes an exclusive flock on DIR/run.lock
+ * (one line naming the holder's pid when another run has it) and writes our pid there;
+ * qat_run_dir_unlock(fd) releases it (fd < 0: nothing). qat_run_dir_clean removes the
+ * *.ckpt.tmp.* files a killed checkpoint write left; qat_metrics_truncate drops the epoch lines
+ * of DIR/metrics.jsonl past step (and a line cut short). */
+qat_status qat_run_dir_lock(const char *dir, int *fd);
+void qat_run_dir_unlock(int fd);
+qat_status qat_run_dir_clean(const char *dir, int *removed);
+qat_status qat_metrics_truncate(const char *dir, int64_t step, int *dropped);
+/* Every value of r finite, BN running variances >= 0, the input normalisation's std > 0
+ * (QAT_ERR_NUMERIC / QAT_ERR_FORMAT naming path otherwise): what qat_checkpoint_save demands
+ * before it writes and qat_checkpoint_load before it returns. */
+qat_status qat_run_check_state(const qat_run *r, const char *path);
 /* Loads a checkpoint into a new run: the model is rebuilt from the spec stored in the file. */
 qat_status qat_checkpoint_load(const char *path, qat_run *r);
 void qat_run_free(qat_run *r);
@@ -110,6 +130,9 @@ qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qa
 /* The PTQ observer of a name and its settings, checked (QAT_ERR_ARG names the bad one). */
 qat_status qat_ptq_check_observer(const char *name, float percentile, float averaging_constant,
                                   qat_observer_kind *kind, qat_hist_method *method);
+/* The layers left in float by a per-layer qconfig file and a list of patterns (either NULL). */
+qat_status qat_apply_float_choices(qat_qmodel *q, const char *layer_qconfig, const char *float_layers,
+                                   const char *what);
 qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p);
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
