@@ -81,6 +81,11 @@ int main(int argc, char **argv) {
         }
         printf("int8_infer_b%-12d %10.1f\n", bs, bs / t);
         jl += snprintf(json + jl, sizeof json - jl, ", \"int8_infer_b%d_img_s\": %.1f", bs, bs / t);
+        /* the runtime's activation plan: what a batch needs beside the weights */
+        size_t act = qat_rt_peak_activation_bytes(rt);
+        printf("%-24s %10.1f   (%.1f KiB per image)\n", "int8_activation_kib", act / 1024.0,
+               act / 1024.0 / bs);
+        jl += snprintf(json + jl, sizeof json - jl, ", \"int8_activation_bytes_b%d\": %zu", bs, act);
         free(x);
         free(logits);
         qat_rt_free(rt);
