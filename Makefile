@@ -40,6 +40,7 @@ ISA_AVX2    = -mavx2 -mfma
 ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
+ISA_VBMI    = $(ISA_AVX512) -mavx512vbmi
 
 LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
                        models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c) \
@@ -81,6 +82,9 @@ $(BUILD)/%_vnni512.o: %_vnni512.c $(HDRS)
 $(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
+$(BUILD)/%_vbmi.o: %_vbmi.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ISA_VBMI) -c $< -o $@
 # The BatchNorm passes must round every multiply and add on its own, as the scalar reference
 # does (kernels/bn_avx512.c): no FMA contraction there.
 $(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
