@@ -100,6 +100,10 @@ $(ONNX_GEN).o: $(ONNX_GEN).c $(ONNX_GEN).h
 $(BUILD)/export/onnx_%.o: export/onnx_%.c $(HDRS) $(ONNX_GEN).h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+# The import tests edit ONNX files through the same generated code.
+$(BUILD)/tests/test_onnx_import.o: tests/test_onnx_import.c $(HDRS) $(ONNX_GEN).h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 $(BUILD)/dist/dist_mpi.o: dist/dist_mpi.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
@@ -195,8 +199,24 @@ asan: deps
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build-asan/test_qat
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_qat
 
+# libFuzzer + ASan/UBSan on the ONNX importer (tests/fuzz/fuzz_onnx_import.c): the importer needs the
+# whole library (it builds models), so libqat.a is built with clang, coverage and the sanitizers in
+# FUZZI_DIR (without MPI); the harness writes its seeds (QAT_FUZZ_SEEDS) and fuzzes FUZZ_SECONDS.
+FUZZI_DIR ?= build-fuzz-import
+FUZZI_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+.PHONY: fuzz-import
+fuzz-import:
+	$(MAKE) MPI=0 BUILD=$(FUZZI_DIR) CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=fuzzer-no-link $(FUZZI_SAN)" $(FUZZI_DIR)/libqat.a
+	clang -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZI_SAN) $(QAT_CFLAGS) -I$(FUZZI_DIR)/gen \
+	  tests/fuzz/fuzz_onnx_import.c $(FUZZI_DIR)/libqat.a -o $(FUZZI_DIR)/fuzz_onnx_import \
+	  -lopenblas -ldnnl -lpng -lz -lm -lprotobuf-c
+	@mkdir -p $(FUZZI_DIR)/corpus
+	QAT_FUZZ_SEEDS=$(FUZZI_DIR)/corpus $(FUZZI_DIR)/fuzz_onnx_import -max_total_time=$(FUZZ_SECONDS) \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZI_DIR)/ $(FUZZI_DIR)/corpus
+
 clean:
-	rm -rf build build-asan build-fuzz qat libqat.a libqat_rt.a examples/classify
+	rm -rf build build-asan build-fuzz build-fuzz-import qat libqat.a libqat_rt.a examples/classify
 
 # make install PREFIX=... [DESTDIR=...]: the CLI, both libraries, the public headers and qat.pc
 # (pkg-config for the deploy runtime: cc app.c $$(pkg-config --cflags --libs qat)).

@@ -15,6 +15,9 @@
 #define EXACT_IN_DOUBLE 9007199254740992.0
 
 static const cli_range ranges[] = {
+    /* qat import's normalisation x = (pixel/255 - mean) / std: pixels/255 are in [0, 1] */
+    {"import", "mean", -1000, 1000, 0, 0, NULL},
+    {"import", "std", 0, 1000, 1, 0, NULL},
     /* 256 = the hardware threads of a large 2-socket x86 server (2 x 64 cores x SMT 2); more
      * threads only oversubscribe the cores while libgomp's per-thread stacks and the kernels'
      * per-thread scratch grow with them (65536 overflowed the stack in kernels/im2col.c,

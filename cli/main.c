@@ -3,6 +3,7 @@
  * (cli/) print and exit; they call the library through include/qat.h and include/qat_rt.h
  * (docs/architecture.md lists the few internals they use). */
 #include "cli.h"
+#include "onnx_import.h"
 #include "plot.h" /* qat inspect --plot */
 #include "progress.h"
 #include "qat.h"
@@ -94,7 +95,7 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *int8 = NULL, *backend = "auto";
+    const char *ckpt = NULL, *data = NULL, *int8 = NULL, *backend = "auto", *pred_out = NULL;
     int json = 0, quiet = 0, threads = 0, batch = QAT_EVAL_BATCH;
     float val_split = 0;
     const cli_opt opts[] = {
@@ -107,10 +108,12 @@ static int cmd_eval(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "threads [all cores]"},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print one JSON object (no progress output)"},
+        {"pred-out", OPT_STR, &pred_out, "--ckpt: also write each test image's predicted class (one byte each)"},
     };
     if (parse_opts("eval", "(--ckpt CKPT | --int8 MODEL.q8) --data PATH [--json]", opts, NOPTS(opts), argc, argv))
         return 0;
     if ((!ckpt == !int8) || !data) usage_error("eval", "%s", "--data and one of --ckpt, --int8 are required");
+    if (int8 && pred_out) usage_error("eval", "%s", "--pred-out goes with --ckpt");
     if (!int8 && opt_given(argc, argv, "backend"))
         usage_error("eval", "%s", "--backend picks the INT8 runtime's kernels: it goes with --int8, not --ckpt");
     cli_report report;
@@ -121,6 +124,7 @@ static int cmd_eval(int argc, char **argv) {
     qat_class_report cr;
     qat_status st = qat_checkpoint_evaluate_classes(ckpt, data, val_split, batch, cli_report_event, &report, &ev, &cr);
     if (st) die_run(st);
+    if (pred_out && qat_checkpoint_predict(ckpt, data, pred_out, batch)) die(qat_last_error());
     if (json) {
         printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f",
                ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
@@ -322,6 +326,7 @@ static const cli_cmd commands[] = {
     {"quantize", cmd_quantize, "FP32 checkpoint to INT8 model within an accuracy budget (PTQ, QAT if needed)"},
     {"convert", cmd_convert, "turn a PTQ/QAT checkpoint into an INT8 model file (.q8)"},
     {"export", cmd_export, "write an INT8 model (.q8) or FP32 checkpoint as ONNX (QDQ / float)"},
+    {"import", cmd_import, "turn an FP32 ONNX model into a checkpoint (then eval, ptq, qat, quantize it)"},
     {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
     {"bench", cmd_bench, "benchmark an INT8 model: img/s, latency, per-layer time and backend"},
     {"plot", cmd_plot, "draw a run's loss and accuracy curves to PNG"},

@@ -73,8 +73,9 @@ static qat_status conv_bn(fp *g, int l) {
         return qat_fail(QAT_ERR_NOMEM, "export: out of memory");
     }
     for (int o = 0; o < O; o++) {
-        double s = (double)L->gamma.data[o] / sqrt((double)L->bn.running_var[o] + (double)L->bn.eps);
-        b[o] = (float)((double)L->beta.data[o] - (double)L->bn.running_mean[o] * s);
+        /* a conv with a bias and no BN (the spec's bn=0, e.g. imported): nothing to fold */
+        double s = L->conv_bias ? 1.0 : (double)L->gamma.data[o] / sqrt((double)L->bn.running_var[o] + (double)L->bn.eps);
+        b[o] = L->conv_bias ? L->bias.data[o] : (float)((double)L->beta.data[o] - (double)L->bn.running_mean[o] * s);
         for (int ci = 0; ci < I; ci++) /* qat's OHWI -> ONNX's OIHW */
             for (int t = 0; t < K * K; t++)
                 w[((size_t)o * I + ci) * K * K + t] = (float)(L->weight.data[((size_t)o * K * K + t) * I + ci] * s);

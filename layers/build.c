@@ -283,6 +283,94 @@ static qat_status add_classifier(builder *b, int nclasses) {
     return finish(b, L, line);
 }
 
+/* The general form: one node (layer line) as one record (two for a conv with a table
+ * activation), reading the records its inputs name. rec[] maps a node to the record holding its
+ * output. The width multiplier does not apply: channel counts are written out. */
+static qat_status add_node(builder *b, int si, int *rec, char *vec, int in_h, int in_w, int in_c,
+                           int nclasses) {
+    const qat_spec_stage *st = &b->spec->stages[si];
+    const int line = st->line, src = st->in[0] < 0 ? -1 : rec[st->in[0]];
+    const qat_layer *P = src < 0 ? NULL : &b->layers[src];
+    b->h = P ? P->out_h : in_h, b->w = P ? P->out_w : in_w, b->c = P ? P->out_c : in_c;
+    /* (N, C) rather than (N, H, W, C): pool and linear outputs; dropout passes its input's on */
+    const int vector = st->in[0] >= 0 && vec[st->in[0]];
+    vec[si] = st->op == QAT_NODE_AVGPOOL || st->op == QAT_NODE_LINEAR || (st->op == QAT_NODE_DROPOUT && vector);
+    qat_layer *L;
+    qat_status s;
+    switch (st->op) {
+    case QAT_NODE_CONV: {
+        if (vector)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: conv needs a (H, W, C) input, not a vector",
+                              st->node);
+        if (b->c % st->g || st->c % st->g)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: groups g=%d must divide the %d input "
+                              "and %d output channels", st->node, st->g, b->c, st->c);
+        if (b->h + 2 * st->pad < st->k || b->w + 2 * st->pad < st->k)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: kernel %d does not fit a %dx%d input "
+                              "padded by %d", st->node, st->k, b->h, b->w, st->pad);
+        NEW_LAYER(L, b, QAT_LAYER_CONV_BN_ACT, si);
+        L->in[0] = src;
+        snprintf(L->name, sizeof L->name, "%s", st->node);
+        L->role = st->g > 1 && st->g == b->c && st->c == b->c ? QAT_CONV_DW
+                : src < 0 ? QAT_CONV_STEM : st->k == 1 ? QAT_CONV_PW : QAT_CONV_NONE;
+        L->k = st->k, L->stride = st->s, L->pad = st->pad, L->groups = st->g;
+        L->conv_bias = !st->bn;
+        const int table_act = st->act == QAT_ACT_HARDSWISH || st->act == QAT_ACT_HARDSIGMOID;
+        L->act = table_act ? QAT_ACT_NONE : st->act;
+        L->out_c = st->c;
+        if ((s = finish(b, L, line)) || !table_act) break;
+        char an[QAT_LAYER_NAME_MAX];
+        snprintf(an, sizeof an, "%.45s.2", st->node);
+        s = add_act(b, si, line, an, st->act);
+        break;
+    }
+    case QAT_NODE_ADD: {
+        const int src2 = st->in[1] < 0 ? -1 : rec[st->in[1]];
+        const qat_layer *Q = src2 < 0 ? NULL : &b->layers[src2];
+        const int h2 = Q ? Q->out_h : in_h, w2 = Q ? Q->out_w : in_w, c2 = Q ? Q->out_c : in_c;
+        if (h2 != b->h || w2 != b->w || c2 != b->c)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: add of %dx%dx%d and %dx%dx%d (the shapes "
+                              "must be equal)", st->node, b->h, b->w, b->c, h2, w2, c2);
+        if (vector || (st->in[1] >= 0 && vec[st->in[1]]))
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: add needs (H, W, C) inputs", st->node);
+        NEW_LAYER(L, b, QAT_LAYER_ADD, si);
+        L->nin = 2, L->in[0] = src, L->in[1] = src2;
+        snprintf(L->name, sizeof L->name, "%s", st->node);
+        s = finish(b, L, line);
+        break;
+    }
+    case QAT_NODE_ACT:
+    case QAT_NODE_AVGPOOL:
+    case QAT_NODE_DROPOUT:
+    case QAT_NODE_LINEAR: {
+        static const qat_layer_kind kinds[] = {[QAT_NODE_ACT] = QAT_LAYER_ACT,
+                                               [QAT_NODE_AVGPOOL] = QAT_LAYER_GLOBAL_AVGPOOL,
+                                               [QAT_NODE_DROPOUT] = QAT_LAYER_DROPOUT,
+                                               [QAT_NODE_LINEAR] = QAT_LAYER_LINEAR};
+        if (st->op == QAT_NODE_LINEAR && !vector)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: linear needs a vector input, got "
+                              "%dx%dx%d (pool it first)", st->node, b->h, b->w, b->c);
+        if ((st->op == QAT_NODE_AVGPOOL || st->op == QAT_NODE_ACT) && vector)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: %s needs a (H, W, C) input", st->node,
+                              qat_node_op_names[st->op]);
+        if (st->op == QAT_NODE_LINEAR && si == b->spec->nstages - 1 && st->c != nclasses)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: %d outputs, but the data has %d classes",
+                              st->node, st->c, nclasses);
+        NEW_LAYER(L, b, kinds[st->op], si);
+        L->in[0] = src;
+        snprintf(L->name, sizeof L->name, "%s", st->node);
+        L->act = st->act;
+        L->dropout = st->p;
+        if (st->op == QAT_NODE_LINEAR) L->out_c = st->c;
+        s = finish(b, L, line);
+        break;
+    }
+    default: QAT_ASSERT(0); return QAT_OK;
+    }
+    rec[si] = b->nlayers - 1;
+    return s;
+}
+
 qat_status qat_layers_from_spec(const qat_spec *spec, float width, int in_h, int in_w, int in_c,
                                 int nclasses, qat_layer **out, int *n, qat_layer_store *count) {
     builder b;
@@ -290,8 +378,22 @@ qat_status qat_layers_from_spec(const qat_spec *spec, float width, int in_h, int
     b.spec = spec;
     b.h = in_h, b.w = in_w, b.c = in_c;
     qat_status st = QAT_OK;
-    for (int i = 0; i < spec->nstages && !st; i++) st = add_stage(&b, i, width);
-    if (!st) st = add_classifier(&b, nclasses);
+    if (spec->graph) {
+        int *rec = malloc((size_t)spec->nstages * sizeof *rec);
+        char *vec = malloc((size_t)spec->nstages);
+        if (!rec || !vec) {
+            free(rec);
+            free(vec);
+            return qat_fail(QAT_ERR_NOMEM, "%s: out of memory building model", spec->source);
+        }
+        for (int i = 0; i < spec->nstages && !st; i++)
+            st = add_node(&b, i, rec, vec, in_h, in_w, in_c, nclasses);
+        free(rec);
+        free(vec);
+    } else {
+        for (int i = 0; i < spec->nstages && !st; i++) st = add_stage(&b, i, width);
+        if (!st) st = add_classifier(&b, nclasses);
+    }
     if (st) {
         free(b.layers);
         return st;

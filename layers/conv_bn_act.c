@@ -22,6 +22,11 @@ static void conv_infer(qat_layer *L) {
  * lists conv then BatchNorm. Weight decay only on the conv weight. */
 static void conv_storage(qat_layer *L, qat_layer_store *s) {
     int ws[4] = {L->out_c, L->k, L->k, L->in_c / L->groups}, cs[1] = {L->out_c};
+    if (L->conv_bias) { /* a plain Conv2d module: weight, bias */
+        qat_store_param(s, &L->weight, ".weight", 4, ws, 1);
+        qat_store_param(s, &L->bias, ".bias", 1, cs, 0);
+        return;
+    }
     qat_store_param(s, &L->weight, ".0.weight", 4, ws, 1);
     qat_store_param(s, &L->gamma, ".1.weight", 1, cs, 0);
     qat_store_param(s, &L->beta, ".1.bias", 1, cs, 0);
@@ -33,6 +38,7 @@ static void conv_storage(qat_layer *L, qat_layer_store *s) {
 }
 
 static void conv_reset(qat_layer *L) {
+    if (L->conv_bias) return; /* the bias starts at 0 like every parameter */
     for (int c = 0; c < L->out_c; c++) {
         L->gamma.data[c] = 1.0f;
         L->bn.running_mean[c] = 0.0f;
@@ -48,6 +54,9 @@ static void conv_init(qat_layer *L, qat_rng *rng) {
 }
 
 static qat_tensor *conv_forward(qat_layer *L, qat_ctx *ctx, qat_tensor *const *in) {
+    if (L->conv_bias)
+        return qat_activation(ctx, qat_conv2d(ctx, in[0], &L->weight, &L->bias, L->stride, L->pad, L->groups),
+                              L->act);
     qat_tensor *y = qat_conv2d(ctx, in[0], &L->weight, NULL, L->stride, L->pad, L->groups);
     /* ReLU and ReLU6 run inside the BN pass (one read/write of the tensor less) */
     if (L->act == QAT_ACT_RELU || L->act == QAT_ACT_RELU6)
@@ -88,6 +97,13 @@ static qat_tensor *fold_scale(qat_ctx *ctx, qat_layer *L, const float *istd) {
 static qat_tensor *conv_forward_fq(qat_layer *L, qat_qforward *f, qat_ctx *ctx,
                                    qat_tensor *const *in) {
     qat_qpoint *wp = f->weight;
+    if (L->conv_bias) {
+        /* no BN to fold: the weight fake-quantized as it is, the bias as the INT8 model rounds it
+         * (the model applies the output point after the activation) */
+        qat_tensor *w = qat_qpoint_apply(ctx, &L->weight, wp, f);
+        qat_tensor *b = qat_qpoint_on(wp, f->lsq) ? qat_bias_fq(ctx, f, &L->bias) : &L->bias;
+        return qat_activation(ctx, qat_conv2d(ctx, in[0], w, b, L->stride, L->pad, L->groups), L->act);
+    }
     int on = qat_qpoint_on(wp, f->lsq);
     int fold = f->fold_bn == 2 || (f->fold_bn == 1 && on);
     int running = !ctx->training || f->bn_frozen;
@@ -174,6 +190,13 @@ static qat_status conv_convert(const qat_layer *L, const qat_qconvert *cv, qat_q
         free(s);
         return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
     }
+    if (L->conv_bias) { /* nothing to fold: a scale of 1 keeps the weights and gives requantize */
+        for (int c = 0; c < C; c++) s[c] = 1.0f;
+        qat_status st = qat_convert_weights(Y, cv, L->name, &L->weight, s);
+        for (int c = 0; !st && c < C; c++) Y->bias[c] = qat_bias_quantize(L->bias.data[c], Y->sx, Y->wscale[c]);
+        free(s);
+        return st;
+    }
     for (int c = 0; c < C; c++) s[c] = qat_rounded(L->gamma.data[c] * (1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps)));
     qat_status st = qat_convert_weights(Y, cv, L->name, &L->weight, s);
     for (int c = 0; !st && c < C; c++) {
@@ -212,8 +235,8 @@ static qat_status conv_convert_float(const qat_layer *L, qat_q8_layer *Y) {
 }
 
 static void conv_describe(const qat_layer *L, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s %dx%d s%d bn %s", L->role == QAT_CONV_DW ? "dwconv" : "conv", L->k, L->k,
-             L->stride, qat_act_names[L->act]);
+    snprintf(buf, cap, "%s %dx%d s%d %s %s", L->role == QAT_CONV_DW ? "dwconv" : "conv", L->k, L->k,
+             L->stride, L->conv_bias ? "bias" : "bn", qat_act_names[L->act]);
 }
 
 const qat_layer_desc qat_layer_conv_bn_act = {

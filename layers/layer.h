@@ -26,7 +26,8 @@
 /* ---- the record ------------------------------------------------------------------------------ */
 
 typedef enum {
-    QAT_LAYER_CONV_BN_ACT = 0, /* conv (no bias) + BatchNorm + activation (or none) */
+    QAT_LAYER_CONV_BN_ACT = 0, /* conv (no bias) + BatchNorm + activation (or none); or
+                                * conv + bias + activation when conv_bias is set */
     QAT_LAYER_ADD,             /* residual: the sum of its two inputs */
     QAT_LAYER_GLOBAL_AVGPOOL,  /* (N, H, W, C) -> (N, C) */
     QAT_LAYER_DROPOUT,         /* only present when the classifier's dropout > 0 */
@@ -66,13 +67,15 @@ typedef struct {
     /* attributes */
     qat_conv_role role;            /* conv */
     int k, stride, pad, groups;    /* conv: square kernel, OH = (H + 2 pad - k) / stride + 1 */
+    int conv_bias;                 /* conv: a bias and no BN (the general form's bn=0, e.g. an
+                                    * imported conv that had its BN folded in) */
     qat_act act;                   /* conv: the activation after BN; act, fc: the activation */
     float dropout;                 /* dropout: drop probability */
     /* parameters and state (declared by the kind's storage; owned by the model's arrays) */
     qat_tensor weight;             /* conv (Cout, K, K, Cin/groups) or linear, fc (out, in) */
     qat_tensor gamma, beta;        /* BN scale and shift (Cout) */
     qat_bn_state bn;               /* running mean/var point into model->buffers */
-    qat_tensor bias;               /* linear, fc (out) */
+    qat_tensor bias;               /* linear, fc, conv with conv_bias (out) */
     int64_t nparams;               /* learnable parameters of this layer */
     int64_t macs;                  /* multiply-accumulates per image */
 } qat_layer;

@@ -21,6 +21,10 @@ _Static_assert(sizeof qat_act_names / sizeof qat_act_names[0] == QAT_ACT_COUNT, 
 
 static const char *const pool_names[QAT_POOL_COUNT] = {"avg"};
 
+const char *const qat_node_op_names[QAT_NODE_OP_COUNT] = {"conv", "act", "add", "avgpool",
+                                                          "dropout", "linear"};
+_Static_assert(sizeof qat_node_op_names / sizeof qat_node_op_names[0] == QAT_NODE_OP_COUNT, "ops");
+
 int qat_make_divisible(double v, int divisor) {
     /* Same arithmetic as torchvision's _make_divisible, in double like Python. */
     long nv = (long)(v + divisor / 2.0) / divisor * divisor;
@@ -68,6 +72,23 @@ static const key_desc classifier_keys[] = {
     {0},
 };
 
+/* The general form's `layer` lines, one table per op. pad=-1 (the default) means k/2; the
+ * canonical text writes the value in effect. */
+static const key_desc node_conv_keys[] = {
+    KEY_C, {"k", KEY_INT, STAGE(k), 1, 1, 15, 0}, KEY_S, {"pad", KEY_INT, STAGE(pad), -1, 0, 15, 0},
+    {"g", KEY_INT, STAGE(g), 1, 1, 65536, 0}, {"bn", KEY_INT, STAGE(bn), 1, 0, 1, 0},
+    {"act", KEY_ACT, STAGE(act), QAT_ACT_NONE, 0, 0, 0}, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc node_act_keys[] = {{"act", KEY_ACT, STAGE(act), REQUIRED, 0, 0, 0}, {0}};
+static const key_desc node_no_keys[] = {{0}};
+static const key_desc node_dropout_keys[] = {{"p", KEY_FLOAT, STAGE(p), 0.0, 0.0, 0.99, 0}, {0}};
+static const key_desc node_linear_keys[] = {KEY_C, KEY_WBITS, KEY_QUANT, {0}};
+static const key_desc *const node_keys[QAT_NODE_OP_COUNT] = {
+    [QAT_NODE_CONV] = node_conv_keys,       [QAT_NODE_ACT] = node_act_keys,
+    [QAT_NODE_ADD] = node_no_keys,          [QAT_NODE_AVGPOOL] = node_no_keys,
+    [QAT_NODE_DROPOUT] = node_dropout_keys, [QAT_NODE_LINEAR] = node_linear_keys,
+};
+static const int node_arity[QAT_NODE_OP_COUNT] = {1, 1, 2, 1, 1, 1};
+
 /* Stage lines: "<word> <kind> key=value ...". */
 typedef struct {
     const char *word, *kind;
@@ -81,6 +102,7 @@ static const stage_line stage_lines[QAT_STAGE_KIND_COUNT] = {
     [QAT_STAGE_DS] = {"block", "ds", QAT_STAGE_DS, ds_keys},
     [QAT_STAGE_HEAD] = {"head", "conv", QAT_STAGE_HEAD, head_keys},
     [QAT_STAGE_V3] = {"block", "v3", QAT_STAGE_V3, v3_keys},
+    [QAT_STAGE_NODE] = {"layer", "", QAT_STAGE_NODE, NULL}, /* parse_node, not this table */
 };
 
 /* Layer records a stage expands to, at most (layers/build.c builds exactly these or fewer). */
@@ -92,6 +114,7 @@ static int stage_max_layers(const qat_spec_stage *st) {
     case QAT_STAGE_DS: return st->n * 2 * a;                         /* dw, pw */
     /* expand, dw, SE (pool, fc1, fc2, hardsigmoid, mul), project, add */
     case QAT_STAGE_V3: return st->n * (2 * a + (st->se ? 5 : 0) + 2);
+    case QAT_STAGE_NODE: return st->op == QAT_NODE_CONV ? a : 1;
     default: return a;
     }
 }
@@ -231,8 +254,10 @@ static int valid_name(const char *s) {
 
 static qat_status add_stage(parser *p, const qat_spec_stage *st) {
     qat_spec *s = p->spec;
-    if (s->nstages >= QAT_SPEC_MAX_STAGES)
-        return perr(p, "too many stage lines (at most %d)", QAT_SPEC_MAX_STAGES);
+    const int max_stages = st->kind == QAT_STAGE_NODE ? QAT_SPEC_MAX_LAYERS : QAT_SPEC_MAX_STAGES;
+    if (s->nstages >= max_stages)
+        return perr(p, "too many %s lines (at most %d)", st->kind == QAT_STAGE_NODE ? "layer" : "stage",
+                    max_stages);
     p->nlayers += stage_max_layers(st);
     if (p->nlayers > QAT_SPEC_MAX_LAYERS)
         return perr(p, "too many layers (more than %d after expanding repeats)",
@@ -254,6 +279,80 @@ static const char *phase_word(int phase) {
     case PHASE_POOL: return "pool";
     default: return "classifier";
     }
+}
+
+/* The stage index of the node called `name` (-1: "input"), or -2 when there is none so far. */
+static int find_node(const qat_spec *s, const char *name) {
+    if (!strcmp(name, "input")) return -1;
+    for (int i = 0; i < s->nstages; i++)
+        if (!strcmp(s->stages[i].node, name)) return i;
+    return -2;
+}
+
+/* "layer <name> <op> [in=a,b] key=value ...": one node of the general form. Inputs name
+ * earlier layers (or `input`), so the nodes are a DAG in execution order by construction: a
+ * cycle or a dangling input cannot be written. Without in= a layer reads the previous one. */
+static qat_status parse_node(parser *p, char **tok, int ntok) {
+    qat_spec *s = p->spec;
+    if (p->stem_line)
+        return perr(p, "layer lines and stem/block lines cannot be mixed in one spec");
+    if (ntok < 3 || strchr(tok[1], '=') || strchr(tok[2], '='))
+        return perr(p, "layer: expected 'layer <name> <op> [in=a,b] key=value ...'");
+    const char *name = tok[1];
+    size_t n = strlen(name);
+    int ok = n < QAT_NODE_NAME_MAX && strcmp(name, "input");
+    for (const char *c = name; ok && *c; c++)
+        ok = isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.';
+    if (!ok)
+        return perr(p, "layer " TOK ": a name is 1-%d characters from A-Z a-z 0-9 - _ . (not 'input')",
+                    name, QAT_NODE_NAME_MAX - 1);
+    if (find_node(s, name) != -2) return perr(p, "layer " TOK ": name used twice", name);
+    int op = 0;
+    while (op < QAT_NODE_OP_COUNT && strcmp(tok[2], qat_node_op_names[op])) op++;
+    if (op == QAT_NODE_OP_COUNT)
+        return perr(p, "layer %s: unknown op " TOK " (conv, act, add, avgpool, dropout, linear)", name,
+                    tok[2]);
+    qat_spec_stage st;
+    memset(&st, 0, sizeof st);
+    st.kind = QAT_STAGE_NODE;
+    st.line = p->line;
+    st.op = (qat_node_op)op;
+    snprintf(st.node, sizeof st.node, "%s", name);
+    st.n = 1;
+    char *rest[64];
+    int nrest = 0, have_in = 0;
+    for (int i = 3; i < ntok; i++) {
+        if (strncmp(tok[i], "in=", 3)) {
+            rest[nrest++] = tok[i];
+            continue;
+        }
+        if (have_in) return perr(p, "layer %s: key 'in' given twice", name);
+        have_in = 1;
+        for (char *c = tok[i] + 3, *next; c; c = next) {
+            next = strchr(c, ',');
+            if (next) *next++ = 0;
+            int src = find_node(s, c);
+            if (src == -2)
+                return perr(p, "layer %s: input " TOK " is not an earlier layer or 'input' (a layer "
+                            "reads only layers above it)", name, c);
+            if (st.nin == QAT_NODE_MAX_IN) return perr(p, "layer %s: too many inputs", name);
+            st.in[st.nin++] = src;
+        }
+    }
+    if (!have_in) st.in[st.nin++] = s->nstages - 1; /* the previous layer, or the input */
+    if (st.nin != node_arity[op])
+        return perr(p, "layer %s: %s takes %d input%s, got %d", name, qat_node_op_names[op],
+                    node_arity[op], node_arity[op] > 1 ? "s" : "", st.nin);
+    char what[80];
+    snprintf(what, sizeof what, "layer %s", name);
+    qat_status e = parse_keys(p, rest, nrest, node_keys[op], &st, what);
+    if (e) return e;
+    if (st.pad < 0) st.pad = st.k / 2;
+    if (st.wbits == 1) return perr(p, "%s: wbits=1: weights take 2 to 8 bits (0: the qconfig's)", what);
+    if (op != QAT_NODE_CONV && op != QAT_NODE_LINEAR) st.quant = 1;
+    if ((e = add_stage(p, &st))) return e;
+    s->graph = 1;
+    return QAT_OK;
 }
 
 /* One non-empty line split into tokens. */
@@ -282,11 +381,15 @@ static qat_status parse_line(parser *p, char **tok, int ntok) {
         return QAT_OK;
     }
 
+    if (!strcmp(word, "layer")) return parse_node(p, tok, ntok);
     /* Layer lines, in network order: stem, blocks, head, pool, classifier. */
+    if (s->graph)
+        return perr(p, "%s line in a spec of layer lines (the general form); write one form or the other",
+                    word);
     int is_layer = !strcmp(word, "stem") || !strcmp(word, "block") || !strcmp(word, "head") ||
                    !strcmp(word, "pool") || !strcmp(word, "classifier");
     if (!is_layer)
-        return perr(p, "unknown line " TOK " (name, width, stem, block, head, pool, classifier)",
+        return perr(p, "unknown line " TOK " (name, width, stem, block, head, pool, classifier, layer)",
                     word);
     if (p->phase == PHASE_CLASSIFIER && strcmp(word, "classifier"))
         return perr(p, "%s after the classifier line (line %d); the classifier comes last", word,
@@ -419,15 +522,25 @@ static char *canonical_text(const qat_spec *s) {
     char w[32];
     format_float(w, sizeof w, s->width);
     sb_printf(&b, "name %s\nwidth %s\n", s->name, w);
-    for (int i = 0; i < s->nstages; i++) {
+    for (int i = 0; s->graph && i < s->nstages; i++) {
+        const qat_spec_stage *st = &s->stages[i];
+        sb_printf(&b, "layer %s %s in=", st->node, qat_node_op_names[st->op]);
+        for (int j = 0; j < st->nin; j++)
+            sb_printf(&b, "%s%s", j ? "," : "", st->in[j] < 0 ? "input" : s->stages[st->in[j]].node);
+        write_keys(&b, node_keys[st->op], st);
+        sb_printf(&b, "\n");
+    }
+    for (int i = 0; !s->graph && i < s->nstages; i++) {
         const stage_line *sl = &stage_lines[s->stages[i].kind];
         sb_printf(&b, "%s %s", sl->word, sl->kind);
         write_keys(&b, sl->keys, &s->stages[i]);
         sb_printf(&b, "\n");
     }
-    sb_printf(&b, "pool %s\nclassifier", pool_names[s->pool]);
-    write_keys(&b, classifier_keys, s);
-    sb_printf(&b, "\n");
+    if (!s->graph) {
+        sb_printf(&b, "pool %s\nclassifier", pool_names[s->pool]);
+        write_keys(&b, classifier_keys, s);
+        sb_printf(&b, "\n");
+    }
     if (b.oom) {
         free(b.buf);
         return NULL;
@@ -519,8 +632,11 @@ qat_status qat_spec_parse(const char *text, const char *source, qat_spec **out) 
     s->nlines = p.line;
     free(work);
     if (p.line == 0) p.line = 1; /* messages about an empty spec point at line 1 */
-    if (!st && !p.stem_line) st = perr(&p, "no stem line (e.g. 'stem conv k=3 c=16 s=1')");
-    if (!st && !s->classifier_line)
+    if (!st && s->graph && s->stages[s->nstages - 1].op != QAT_NODE_LINEAR)
+        st = perr(&p, "the last layer must be linear (the classes), e.g. 'layer fc linear c=10'");
+    if (!st && !s->graph && !p.stem_line)
+        st = perr(&p, "no stem line (e.g. 'stem conv k=3 c=16 s=1')");
+    if (!st && !s->graph && !s->classifier_line)
         st = perr(&p, "no classifier line (e.g. 'classifier dropout=0.0')");
     if (!st && !p.name_line) default_name(s->name, source);
     if (!st && !(s->canonical = canonical_text(s)))

@@ -39,8 +39,25 @@ typedef enum {
     QAT_STAGE_DS,       /* block ds: DepthwiseSeparable (MobileNetV1): c n s k act */
     QAT_STAGE_HEAD,     /* head conv: k c s act */
     QAT_STAGE_V3,       /* block v3: MobileNetV3 bottleneck: e c n s k se act */
+    QAT_STAGE_NODE,     /* layer <name> <op> in=...: one node of the general form (a DAG) */
     QAT_STAGE_KIND_COUNT
 } qat_stage_kind;
+
+/* The ops of the general form's `layer` lines (docs/model-spec.md, "General form"). */
+typedef enum {
+    QAT_NODE_CONV = 0, /* conv (any k, stride, pad, groups) + BN (bn=1) or + bias (bn=0) + act */
+    QAT_NODE_ACT,      /* an activation on its own */
+    QAT_NODE_ADD,      /* the sum of two inputs of the same shape */
+    QAT_NODE_AVGPOOL,  /* global average pool: (N, H, W, C) -> (N, C) */
+    QAT_NODE_DROPOUT,
+    QAT_NODE_LINEAR,   /* (N, C) -> (N, c) with bias; the last layer (the classes) */
+    QAT_NODE_OP_COUNT
+} qat_node_op;
+
+extern const char *const qat_node_op_names[QAT_NODE_OP_COUNT];
+
+#define QAT_NODE_MAX_IN 4
+#define QAT_NODE_NAME_MAX 48 /* = QAT_NAME_MAX: a node is one layer record of that name */
 
 typedef struct {
     qat_stage_kind kind;
@@ -56,6 +73,15 @@ typedef struct {
     /* Quantization overrides of this stage's convs (stage 2): */
     int wbits;    /* weight bits 2..8 instead of the qconfig's (0: the qconfig's) */
     int quant;    /* 0: leave these convs in float (no fake-quant; not convertible to INT8) */
+    /* The general form (kind QAT_STAGE_NODE): one named layer reading explicit inputs. */
+    char node[QAT_NODE_NAME_MAX]; /* its name */
+    qat_node_op op;
+    int nin;
+    int in[QAT_NODE_MAX_IN];      /* index of the producing stage (an earlier node); -1 = input */
+    int pad;                      /* conv: zero padding on each side */
+    int g;                        /* conv: groups */
+    int bn;                       /* conv: 1 BatchNorm after it, 0 a bias instead */
+    float p;                      /* dropout probability */
 } qat_spec_stage;
 
 typedef enum { QAT_POOL_AVG = 0, QAT_POOL_COUNT } qat_pool_kind;
@@ -73,6 +99,7 @@ struct qat_spec {
     qat_pool_kind pool;
     float dropout;             /* classifier dropout probability, [0, 1) */
     int classifier_line;
+    int graph;                 /* 1: the general form (layer lines only; no stem, classifier) */
     int nlines;                /* lines in the text (for messages about the end of the spec) */
 };
 

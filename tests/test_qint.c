@@ -34,6 +34,19 @@ static const char *v3_spec =
     "pool avg\n"
     "classifier\n";
 
+/* The general form (layer lines): convs with a bias and no BN (bn=0, what an imported model
+ * whose export folded BN has), a 5x5 conv with pad 1, a residual add reading an earlier layer. */
+static const char *graph_spec =
+    "name graph\n"
+    "layer c0 conv in=input c=8 k=3 s=1 bn=0 act=relu6\n"
+    "layer c1 conv c=8 k=3 g=8 bn=0 act=relu\n"
+    "layer c2 conv c=8 k=1 bn=1\n"
+    "layer sum add in=c2,c0\n"
+    "layer c3 conv c=12 k=5 s=2 pad=1 bn=0 act=hardswish\n"
+    "layer c4 conv c=16 k=1 bn=0\n"
+    "layer gap avgpool\n"
+    "layer fc linear c=3\n";
+
 /* A calibrated PTQ qmodel of a random tiny model, observers frozen; the layers matching the
  * comma-separated patterns of float_list (NULL: none) left in float. */
 static qat_qmodel *calibrated_mixed(const char *spec_text, const char *qconfig, const char *float_list,
@@ -309,6 +322,10 @@ static void test_sim_equals_kernels_v3(void) {
     check_model_against_kernels(v3_spec, "x86", 35);
     check_model_against_kernels(v3_spec, "per-tensor", 35);
 }
+static void test_sim_equals_kernels_graph(void) {
+    check_model_against_kernels(graph_spec, "x86", 35);
+    check_model_against_kernels(graph_spec, "w4a8", 25);
+}
 static void test_sim_equals_kernels_w4a8(void) { check_model_against_kernels(tiny_spec, "w4a8", 50); }
 static void test_sim_equals_kernels_per_tensor(void) { check_model_against_kernels(tiny_spec, "per-tensor", 50); }
 
@@ -494,6 +511,7 @@ static void test_spec_overrides(void) {
 void register_qint_tests(void) {
     test_add_suite("qint", "simulation equals the int8 kernels on every layer (x86)", test_sim_equals_kernels,
                    "simulation equals the int8 kernels (w4a8)", test_sim_equals_kernels_w4a8,
+                   "simulation equals the int8 kernels (general form, conv + bias)", test_sim_equals_kernels_graph,
                    "simulation equals the int8 kernels (per-tensor)", test_sim_equals_kernels_per_tensor,
                    "MobileNetV3 (hardswish, SE, 5x5 dw): simulation equals kernels, runtime, oneDNN",
                    test_sim_equals_kernels_v3,

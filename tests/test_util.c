@@ -216,6 +216,10 @@ qat_model *test_random_model_c(const char *spec_text, int s, int c, qat_spec **s
     for (int i = 0; i < m->nlayers; i++) {
         qat_layer *L = &m->layers[i];
         if (L->kind != QAT_LAYER_CONV_BN_ACT) continue;
+        if (L->conv_bias) { /* a conv with a bias and no BN (the general form's bn=0) */
+            for (int c = 0; c < L->out_c; c++) L->bias.data[c] = 0.2f * qat_rng_normal(&r);
+            continue;
+        }
         for (int c = 0; c < L->out_c; c++) {
             L->gamma.data[c] = 0.5f + qat_rng_uniform(&r);
             L->beta.data[c] = 0.2f * qat_rng_normal(&r);
