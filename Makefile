@@ -164,6 +164,10 @@ $(BUILD)/test_dist: $(BUILD)/tests/dist/test_dist.o $(BUILD)/libqat.a
 $(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/bench/host.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# qat's logits on a test split, beside ONNX Runtime's on the exported model (bench/onnx_*.sh).
+$(BUILD)/onnx_logits: $(BUILD)/bench/onnx_logits.o $(BUILD)/libqat.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 

@@ -287,8 +287,10 @@ static qat_status build(qdq *g, const char *what) {
         case QAT_Q8_LUT: st = lut(g, i, what); break;
         case QAT_Q8_LINEAR: st = linear(g, i); break;
         default:
-            st = qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': INT8 kind %d has no ONNX QDQ form", what, i,
-                          L->name, (int)L->kind);
+            /* the float layers of a mixed-precision model (fconv, flinear, quant, dequant) */
+            st = qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': kind '%s' has no ONNX QDQ form in this exporter",
+                          what, i, L->name,
+                          (unsigned)L->kind < QAT_Q8_KIND_COUNT ? qat_q8_kinds[L->kind].name : "?");
         }
         if (st) return st;
     }

@@ -54,6 +54,10 @@ static const char *v3_spec =
 #define S 11      /* image side of the random models */
 #define NIMG 64   /* images run through both runtimes */
 static const float mean1[4] = {0.286f, 0, 0, 0}, std1[4] = {0.353f, 1, 1, 1};
+static const float mean3[4] = {0.49f, 0.48f, 0.45f, 0}, std3[4] = {0.25f, 0.24f, 0.26f, 1};
+static int nch = 1; /* input channels of the models the next test builds (1 grey, 3 RGB) */
+#define MEAN (nch == 3 ? mean3 : mean1)
+#define STD (nch == 3 ? std3 : std1)
 
 static int setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/qat_onnx_XXXXXX");
@@ -114,7 +118,7 @@ static int ort_logits(const char *model, const float *pixels, int n, int c, int 
  * normalised random pixels). */
 static qat_q8_model *int8_model(const char *spec_text, const char *qconfig) {
     qat_spec *spec;
-    qat_model *m = test_random_model(spec_text, S, &spec, 7);
+    qat_model *m = test_random_model_c(spec_text, S, nch, &spec, 7);
     qat_qconfig cfg;
     CU_ASSERT_FATAL(qat_qconfig_get(qconfig, &cfg) == QAT_OK);
     qat_qmodel *q;
@@ -122,15 +126,16 @@ static qat_q8_model *int8_model(const char *spec_text, const char *qconfig) {
     qat_ctx ctx;
     qat_ctx_init(&ctx, 1 << 22);
     ctx.training = 0, ctx.grad_enabled = 0;
-    qat_tensor *x = qat_tensor_4d(&ctx, 16, S, S, 1);
+    qat_tensor *x = qat_tensor_4d(&ctx, 16, S, S, nch);
     uint64_t st = 11;
-    for (int64_t i = 0; i < x->numel; i++) x->data[i] = ((float)(test_splitmix32(&st) % 256) / 255.0f - mean1[0]) / std1[0];
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = ((float)(test_splitmix32(&st) % 256) / 255.0f - MEAN[i % nch]) / STD[i % nch];
     q->calibrating = 1;
     qat_quantized_forward(q, &ctx, x);
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
     qat_q8_model *im;
-    CU_ASSERT_FATAL(qat_convert_qmodel(q, mean1, std1, &im) == QAT_OK);
+    CU_ASSERT_FATAL(qat_convert_qmodel(q, MEAN, STD, &im) == QAT_OK);
     qat_ctx_free(&ctx);
     qat_qmodel_free(q);
     qat_model_free(m);
@@ -138,10 +143,21 @@ static qat_q8_model *int8_model(const char *spec_text, const char *qconfig) {
     return im;
 }
 
+#define PER (S * S * nch) /* values per image */
+
 static uint8_t *random_pixels(int n, uint64_t seed) {
-    uint8_t *p = malloc((size_t)n * S * S);
-    for (int i = 0; i < n * S * S; i++) p[i] = (uint8_t)(test_splitmix32(&seed) >> 24);
+    uint8_t *p = malloc((size_t)n * PER);
+    for (int i = 0; i < n * PER; i++) p[i] = (uint8_t)(test_splitmix32(&seed) >> 24);
     return p;
+}
+
+/* NHWC u8 pixels -> the NCHW floats the ONNX graphs take. */
+static float *nchw(const uint8_t *px, int n) {
+    float *f = malloc(sizeof(float) * (size_t)n * PER);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < nch; c++)
+            for (int p = 0; p < S * S; p++) f[(size_t)i * PER + c * S * S + p] = px[(size_t)i * PER + p * nch + c];
+    return f;
 }
 
 typedef struct {
@@ -180,15 +196,14 @@ static compare export_and_compare(qat_q8_model *im, const char *name, qat_onnx_i
     CU_ASSERT_FATAL(st == QAT_OK);
     CU_ASSERT(onnx_checker_ok(onnx));
     uint8_t *px = random_pixels(NIMG, 5);
-    float *pf = malloc(sizeof(float) * NIMG * S * S); /* C = 1: NCHW is NHWC */
-    for (int i = 0; i < NIMG * S * S; i++) pf[i] = px[i];
+    float *pf = nchw(px, NIMG);
     int K = im->nclasses;
     float *ours = malloc(sizeof(float) * NIMG * K), *theirs = malloc(sizeof(float) * NIMG * K);
     qat_rt *rt;
     CU_ASSERT_FATAL(qat_rt_load(q8, NULL, &rt) == 0);
     CU_ASSERT_FATAL(qat_rt_run_u8(rt, px, NIMG, ours) == 0);
     qat_rt_free(rt);
-    if (ort_logits(onnx, pf, NIMG, 1, S, S, theirs, K)) {
+    if (ort_logits(onnx, pf, NIMG, nch, S, S, theirs, K)) {
         c = compare_logits(ours, theirs, NIMG, K);
         *ok = 1;
     }
@@ -247,12 +262,12 @@ static void test_int8_v3(void) { check_int8(v3_spec, "x86", "v3", 0); }
  * folded; ONNX Runtime's logits against qat's eval forward on the same normalised pixels. */
 static void check_fp32(const char *spec_text, const char *name) {
     qat_spec *spec;
-    qat_model *m = test_random_model(spec_text, S, &spec, 9);
+    qat_model *m = test_random_model_c(spec_text, S, nch, &spec, 9);
     qat_run r;
     memset(&r, 0, sizeof r);
     r.spec = spec, r.model = m;
-    memcpy(r.mean, mean1, sizeof r.mean);
-    memcpy(r.std, std1, sizeof r.std);
+    memcpy(r.mean, MEAN, sizeof r.mean);
+    memcpy(r.std, STD, sizeof r.std);
     char ckpt[400], onnx[400];
     snprintf(ckpt, sizeof ckpt, "%s/%s.ckpt", tmpdir, name);
     snprintf(onnx, sizeof onnx, "%s/%s.onnx", tmpdir, name);
@@ -266,17 +281,14 @@ static void check_fp32(const char *spec_text, const char *name) {
     qat_ctx ctx;
     qat_ctx_init(&ctx, 1 << 22);
     ctx.training = 0, ctx.grad_enabled = 0;
-    qat_tensor *x = qat_tensor_4d(&ctx, NIMG, S, S, 1);
-    float *pf = malloc(sizeof(float) * NIMG * S * S);
-    for (int i = 0; i < NIMG * S * S; i++) {
-        pf[i] = px[i];
-        x->data[i] = (px[i] / 255.0f - mean1[0]) / std1[0];
-    }
+    qat_tensor *x = qat_tensor_4d(&ctx, NIMG, S, S, nch);
+    float *pf = nchw(px, NIMG);
+    for (int i = 0; i < NIMG * PER; i++) x->data[i] = (px[i] / 255.0f - MEAN[i % nch]) / STD[i % nch];
     qat_tensor *y = qat_model_forward(m, &ctx, x);
     CU_ASSERT_FATAL(y != NULL);
     int K = m->nclasses;
     float *theirs = malloc(sizeof(float) * NIMG * K);
-    int ok = ort_logits(onnx, pf, NIMG, 1, S, S, theirs, K);
+    int ok = ort_logits(onnx, pf, NIMG, nch, S, S, theirs, K);
     CU_ASSERT(ok);
     if (ok) {
         compare c = compare_logits(y->data, theirs, NIMG, K);
@@ -294,6 +306,15 @@ static void check_fp32(const char *spec_text, const char *name) {
 
 static void test_fp32_mbv2(void) { check_fp32(mbv2_k3_spec, "fp32-mbv2"); }
 static void test_fp32_v3(void) { check_fp32(v3_spec, "fp32-v3"); }
+
+/* RGB (32x32x3 is issue 17's colour flow; S x S x 3 here): channels-first input, per-channel
+ * normalisation, and a 3x3 stem over 3 channels (OHWI -> OIHW with I > 1). */
+static void test_rgb(void) {
+    nch = 3;
+    check_int8(v3_spec, "x86", "rgb-v3", 0);
+    check_fp32(v3_spec, "fp32-rgb-v3");
+    nch = 1;
+}
 
 /* Bad input: a corrupt .q8 gets the loader's one line, and no .onnx (nor temp file) appears. */
 static void test_bad_input(void) {
@@ -347,5 +368,6 @@ void register_onnx_tests(void) {
     CU_add_test(s, "int8 v3 (hardswish, SE) in ONNX Runtime", test_int8_v3);
     CU_add_test(s, "fp32 mbv2 (BN folded) in ONNX Runtime", test_fp32_mbv2);
     CU_add_test(s, "fp32 v3 (BN folded) in ONNX Runtime", test_fp32_v3);
+    CU_add_test(s, "RGB int8 + fp32 (v3) in ONNX Runtime", test_rgb);
     CU_add_test(s, "bad input", test_bad_input);
 }

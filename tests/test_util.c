@@ -203,9 +203,13 @@ void test_write_bars_folder(const char *dir, int n, int s, uint64_t seed) {
 }
 
 qat_model *test_random_model(const char *spec_text, int s, qat_spec **spec, uint64_t seed) {
+    return test_random_model_c(spec_text, s, 1, spec, seed);
+}
+
+qat_model *test_random_model_c(const char *spec_text, int s, int c, qat_spec **spec, uint64_t seed) {
     CU_ASSERT_FATAL(qat_spec_parse(spec_text, "tiny", spec) == QAT_OK);
     qat_model *m;
-    CU_ASSERT_FATAL(qat_model_create(*spec, 0, s, s, 1, 3, &m) == QAT_OK);
+    CU_ASSERT_FATAL(qat_model_create(*spec, 0, s, s, c, 3, &m) == QAT_OK);
     qat_rng r;
     qat_rng_seed(&r, seed);
     qat_model_init(m, &r);

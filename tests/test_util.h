@@ -45,6 +45,9 @@ struct qat_model;
 struct qat_spec;
 struct qat_model *test_random_model(const char *spec_text, int s, struct qat_spec **spec,
                                     uint64_t seed);
+/* The same for s x s x c inputs (RGB: c = 3). */
+struct qat_model *test_random_model_c(const char *spec_text, int s, int c, struct qat_spec **spec,
+                                      uint64_t seed);
 
 /* Whole file into a malloc'd buffer with a NUL after it; *len = its size, -1 when unreadable. */
 unsigned char *test_slurp(const char *path, long *len);
