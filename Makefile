@@ -18,7 +18,7 @@ SAN     ?=
 QAT_CFLAGS = -std=gnu11 -march=x86-64 -mtune=generic -fopenmp -Wall -Wextra -Wno-unused-parameter \
              -Iinclude -Ibase -Iautograd -Ikernels -Ifakequant -Ilayers -Imodels -Ioptim -Idatasets -Itrain -Iexport -Iruntime -Iplot -Icli -Idist
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(QAT_CFLAGS)
-LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm
+LDLIBS  += -lopenblas -ldnnl -lpng -lz -lm -lprotobuf-c
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -fopenmp
 
 # Data-parallel runs (dist/, docs/distributed.md): on Open MPI when mpicc is found (make MPI=0
@@ -43,11 +43,16 @@ LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequ
                        models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c) \
             $(DIST_SRC)
 CLI_SRCS := $(wildcard cli/*.c)
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+# ONNX export (export/onnx_*.c) writes through protobuf-c: the C code of ONNX's own schema,
+# generated at build time from the onnx.proto Debian's libonnx-dev ships (protoc-c handles its
+# proto2 syntax). Only the export/onnx_*.c files include it.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+ONNX_GEN    = $(BUILD)/gen/onnx/onnx.pb-c
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(ONNX_GEN).o
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 # The deploy-only INT8 runtime: no training code, no libpng/CUnit (include/qat_rt.h).
 RT_SRCS := base/error.c base/base.c base/container.c kernels/cpu.c $(wildcard kernels/int8*.c) \
-           $(wildcard runtime/*.c)
+           $(wildcard kernels/peak_*.c) $(wildcard runtime/*.c)
 RT_OBJS := $(RT_SRCS:%.c=$(BUILD)/%.o)
 RT_LDLIBS = -ldnnl -lz -lm
 TEST_SRCS := $(wildcard tests/*.c)
@@ -80,6 +85,15 @@ $(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(ONNX_GEN).c $(ONNX_GEN).h: $(ONNX_PROTO)
+	@mkdir -p $(BUILD)/gen/onnx
+	cp $(ONNX_PROTO) $(BUILD)/gen/onnx/onnx.proto
+	cd $(BUILD)/gen && protoc-c --c_out=. onnx/onnx.proto
+$(ONNX_GEN).o: $(ONNX_GEN).c $(ONNX_GEN).h
+	$(CC) $(CFLAGS) $(SAN) -std=gnu11 -march=x86-64 -I$(BUILD)/gen -c $< -o $@
+$(BUILD)/export/onnx_%.o: export/onnx_%.c $(HDRS) $(ONNX_GEN).h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 $(BUILD)/dist/dist_mpi.o: dist/dist_mpi.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
@@ -117,10 +131,14 @@ test: deps
 $(BUILD)/test_dist: $(BUILD)/tests/dist/test_dist.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libqat.a
+# bench/host.c: the host block (CPU, ISA path, measured peaks, load) every bench table prints.
+$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/bench/host.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/libqat_rt.a
+$(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+
+$(BUILD)/bench_host: $(BUILD)/bench/bench_host.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 bench: deps-data

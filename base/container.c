@@ -267,6 +267,37 @@ qat_status qat_container_write(const char *path, const char magic[8], uint32_t v
     return QAT_OK;
 }
 
+qat_status qat_file_write_atomic(const char *path, const void *data, uint64_t size) {
+    if (!path || !*path) return qat_fail(QAT_ERR_ARG, "empty output path");
+    char *tmp = NULL;
+    int fd = create_temp(path, &tmp);
+    if (fd < 0)
+        return qat_fail(QAT_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
+                        strerror(errno));
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return qat_fail(QAT_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    int err = write_all(f, data, size), e = errno;
+    if (!err && fflush(f) != 0) err = 1, e = errno;
+    if (!err && fsync(fileno(f)) != 0) err = 1, e = errno;
+    if (fclose(f) != 0 && !err) err = 1, e = errno;
+    if (!err && rename(tmp, path) != 0) err = 2, e = errno;
+    if (err) {
+        unlink(tmp);
+        free(tmp);
+        return qat_fail(QAT_ERR_IO, err == 2 ? "%s: cannot replace the file: %s" : "%s: write failed: %s",
+                        path, strerror(e));
+    }
+    free(tmp);
+    sync_parent_dir(path);
+    return QAT_OK;
+}
+
 /* ---- reading ----------------------------------------------------------------------------- */
 
 /* Checks buf[0, len) and fills c->version, c->nsec, c->secs. */

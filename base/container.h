@@ -41,6 +41,10 @@ typedef struct { char name[QAT_CONTAINER_NAME_MAX]; const void *data; uint64_t s
 qat_status qat_container_write(const char *path, const char magic[8], uint32_t version,
                                const qat_section *secs, int nsec);
 
+/* The same atomic write for one buffer that is a whole file in another format (ONNX models):
+ * temp file beside path, fsync, rename; on failure path is untouched and no temp file is left. */
+qat_status qat_file_write_atomic(const char *path, const void *data, uint64_t size);
+
 typedef struct qat_container qat_container;
 
 /* Reads the whole file and validates everything: magic, version (1 ..max_version, else "written

@@ -9,6 +9,7 @@
 #include "qat.h" /* qat_exec_with_omp_defaults */
 #include "qat_rt.h"
 #include <omp.h>
+#include "host.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     o.threads = threads;
-    char json[512];
+    bench_host host; /* probed before the timed runs, while nothing of ours is running */
+    bench_host_probe(&host, threads);
+    bench_host_print(&host, stdout);
+    char json[2048];
     int jl = snprintf(json, sizeof json, "{\"threads\": %d, \"batch\": %d, \"backend\": \"%s\"",
                       threads, batch, backend);
     printf("%-24s %10d\n%-24s %10d\n", "threads", threads, "batch", batch);
@@ -77,6 +81,11 @@ int main(int argc, char **argv) {
         }
         printf("int8_infer_b%-12d %10.1f\n", bs, bs / t);
         jl += snprintf(json + jl, sizeof json - jl, ", \"int8_infer_b%d_img_s\": %.1f", bs, bs / t);
+        /* the runtime's activation plan: what a batch needs beside the weights */
+        size_t act = qat_rt_peak_activation_bytes(rt);
+        printf("%-24s %10.1f   (%.1f KiB per image)\n", "int8_activation_kib", act / 1024.0,
+               act / 1024.0 / bs);
+        jl += snprintf(json + jl, sizeof json - jl, ", \"int8_activation_bytes_b%d\": %zu", bs, act);
         free(x);
         free(logits);
         qat_rt_free(rt);
@@ -84,7 +93,9 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-24s %10ld\n", "peak_rss_kib", ru.ru_maxrss);
-    snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld}", ru.ru_maxrss);
+    jl += snprintf(json + jl, sizeof json - jl, ", \"peak_rss_kib\": %ld, ", ru.ru_maxrss);
+    jl += bench_host_json(&host, json + jl, sizeof json - jl);
+    snprintf(json + jl, sizeof json - jl, "}");
     puts(json);
     return 0;
 }

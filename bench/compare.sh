@@ -10,6 +10,8 @@ rounds=${1:-3} threads=${2:-2} batch=${3:-64}
 peer=../shared/peer/torch_peer.py
 py=/usr/bin/python3
 out=bench/out; mkdir -p "$out"; : > "$out/qat.jsonl"; : > "$out/torch.jsonl"
+. bench/host.sh
+host_probe build "$threads"
 # The peer's peak RSS is read by a wrapper, so the peer script itself stays untouched.
 peer_run() {
   "$py" - "$peer" bench --threads "$threads" --batch "$batch" --only "${1}" <<'PY'
@@ -29,6 +31,7 @@ for r in $(seq "$rounds"); do
   echo "round $r/$rounds: pytorch" >&2
   peer_run "${PEER_ONLY:-train,qat,infer}" | tail -n 1 >> "$out/torch.jsonl"
 done
+host_print
 "$py" - "$out/qat.jsonl" "$out/torch.jsonl" <<'PY'
 import json, statistics, sys
 q = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -9,7 +9,7 @@
 #   bench/compare_builds.sh A_DIR B_DIR MODEL.q8 [ROUNDS] [THREADS] [BATCH]
 #
 # A_DIR, B_DIR: repository trees whose build/ holds bench_train and bench_int8
-# (make build/bench_train build/bench_int8 in each).
+# (make build/bench_train build/bench_int8 in each); the host block comes from this tree's build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:?usage: bench/compare_builds.sh A_DIR B_DIR MODEL.q8 [ROUNDS] [THREADS] [BATCH]}
@@ -18,6 +18,8 @@ peer=../shared/peer/torch_peer.py
 py=/usr/bin/python3
 out=bench/out; mkdir -p "$out"
 for k in a_train b_train a_int8 b_int8 torch; do : > "$out/builds_$k.jsonl"; done
+. bench/host.sh
+host_probe build "$threads"
 run_build() { # which dir
   "$2/build/bench_train" --threads "$threads" --batch "$batch" | tail -n 1 >> "$out/builds_${1}_train.jsonl"
   "$2/build/bench_int8" --model "$model" --threads "$threads" --batch "$batch" | tail -n 1 >> "$out/builds_${1}_int8.jsonl"
@@ -27,6 +29,7 @@ for r in $(seq "$rounds"); do
   if [ $((r % 2)) = 1 ]; then run_build a "$a"; run_build b "$b"; else run_build b "$b"; run_build a "$a"; fi
   "$py" "$peer" bench --threads "$threads" --batch "$batch" | tail -n 1 >> "$out/builds_torch.jsonl"
 done
+host_print
 "$py" - "$out" "$a" "$b" <<'PY'
 import json, statistics, sys
 d, A, B = sys.argv[1:4]

@@ -17,10 +17,10 @@ py=/usr/bin/python3
 out=bench/out; mkdir -p "$out"
 : > "$out/int8_qat.jsonl"; : > "$out/int8_torch.jsonl"; : > "$out/int8_fp32.jsonl"
 
-make -s BUILD="$build" "$build/libqat_rt.a" "$build/bench_train" >&2
-# bench_int8 uses the deploy library only (plus qat.h for the OpenMP spin policy).
-cc -O2 -std=gnu11 -fopenmp -Wall -Wextra -Iinclude bench/bench_int8.c \
-   "$build/libqat_rt.a" -ldnnl -lz -lm -o "$build/bench_int8"
+# bench_int8 links the deploy library only (libqat_rt.a).
+make -s BUILD="$build" "$build/bench_int8" "$build/bench_train" >&2
+. bench/host.sh
+host_probe "$build" "$threads"
 
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds: qat int8" >&2
@@ -32,7 +32,7 @@ for r in $(seq "$rounds"); do
   "$build/bench_train" --threads "$threads" --batch "$batch" --qat 0 --steps 10 --infer 1 \
     | tail -n 1 >> "$out/int8_fp32.jsonl"
 done
-
+host_print
 "$py" - "$out/int8_qat.jsonl" "$out/int8_torch.jsonl" "$out/int8_fp32.jsonl" "$batch" <<'PY'
 import json, statistics, sys
 load = lambda p: [json.loads(l) for l in open(p) if l.strip()]

@@ -58,6 +58,7 @@ void check_observer_settings(const char *cmd, int argc, char **argv, const char 
 
 /* Commands implemented outside main.c. */
 int cmd_convert(int argc, char **argv);   /* cli/cli_convert.c */
+int cmd_export(int argc, char **argv);    /* cli/cli_export.c */
 int cmd_infer(int argc, char **argv);     /* cli/cli_int8.c */
 int cmd_bench(int argc, char **argv);     /* cli/cli_int8.c */
 /* `qat eval --int8 MODEL.q8`: accuracy of the INT8 runtime on data's test split. */

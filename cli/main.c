@@ -309,6 +309,7 @@ static const cli_cmd commands[] = {
     {"sensitivity", cmd_sensitivity, "per-layer quantization sensitivity: only-this-layer quantized / float, sorted"},
     {"quantize", cmd_quantize, "FP32 checkpoint to INT8 model within an accuracy budget (PTQ, QAT if needed)"},
     {"convert", cmd_convert, "turn a PTQ/QAT checkpoint into an INT8 model file (.q8)"},
+    {"export", cmd_export, "write an INT8 model (.q8) or FP32 checkpoint as ONNX (QDQ / float)"},
     {"infer", cmd_infer, "classify PNG images with an INT8 model (top-k classes)"},
     {"bench", cmd_bench, "benchmark an INT8 model: img/s, latency, per-layer time and backend"},
     {"plot", cmd_plot, "draw a run's loss and accuracy curves to PNG"},

@@ -342,6 +342,35 @@ typedef struct {
  * saying to run ptq/qat first. info may be NULL. */
 qat_status qat_convert(const char *ckpt, const char *out, qat_convert_info *info);
 
+/* ONNX export (docs/formats.md, "ONNX"). Both graphs take the same input as `qat infer`: raw
+ * pixel values 0..255 as float32, NCHW (N, C, H, W) with a dynamic batch N; the model divides by
+ * 255 and normalises with the training mean/std itself (written in metadata_props and in
+ * `input`/`normalisation` below). Output "logits" (N, classes) float32. */
+typedef struct {
+    int nodes, initializers, opset;
+    int64_t bytes;              /* file size */
+    char input[160];            /* "pixels: float32 NCHW (N, 1, 28, 28), raw pixel values 0..255" */
+    char normalisation[256];    /* what happens to the pixels before the first layer */
+    /* QDQ only: how much of the INT8 arithmetic ONNX's own definitions reproduce bit for bit
+     * (the rest differs by at most one rounding, i.e. one code):
+     * the input codes of the 256 pixel values per channel (QuantizeLinear divides by the scale,
+     * qat multiplies by its reciprocal), the requantization multipliers an ONNX runtime derives
+     * as s_in*s_w/s_out against the ones the .q8 stores, and the entries of the hardswish /
+     * hardsigmoid tables against ONNX's HardSwish / HardSigmoid on the dequantized code. */
+    int input_exact, input_values;
+    int mult_exact, mults;
+    int lut_exact, lut_entries;
+} qat_onnx_info;
+
+/* An INT8 model (.q8) as an ONNX QDQ graph: QuantizeLinear / DequantizeLinear around float Conv,
+ * Add, GlobalAveragePool, Mul, HardSwish / HardSigmoid and Gemm; u8 activations with their scale
+ * and zero point, s8 weights with per-channel scales (axis 0), s32 biases with scale s_in*s_w,
+ * clamps (ReLU, ReLU6) as a Clip on the u8 codes where the u8 range does not already make them.
+ * Written atomically; a .q8 that does not load gets the loader's error. info may be NULL. */
+qat_status qat_export_onnx(const char *q8, const char *out, qat_onnx_info *info);
+/* An FP32 checkpoint as a float ONNX graph, BatchNorm folded into the conv weights and biases. */
+qat_status qat_export_onnx_fp32(const char *ckpt, const char *out, qat_onnx_info *info);
+
 typedef struct {
     const char *ckpt;        /* FP32 checkpoint */
     const char *data;

@@ -130,6 +130,11 @@ void qat_dwconv_bwd_weight_avx512(const qat_conv_geom *g, float *dwk, float *db,
  * parallel region. */
 int qat_kernel_threads(void);
 
+/* FP32 FMA throughput of one thread over about `seconds`, in multiply-adds per second: zmm
+ * (needs AVX-512) and ymm (needs AVX2+FMA). For the host line of bench/ (bench/host.c). */
+double qat_fma512_probe(double seconds);
+double qat_fma256_probe(double seconds);
+
 /* For a program's main(), before any OpenMP call: re-executes the program with a short OpenMP
  * spin (GOMP_SPINCOUNT=20000) unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY. See cpu.c. */
 void qat_exec_with_omp_defaults(char **argv);

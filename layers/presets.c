@@ -20,6 +20,24 @@ static const preset presets[] = {
      "pool  avg\n"
      "classifier dropout=0.0\n"
     },
+    {"mbv2-1.0",
+     "# mbv2-1.0: torchvision's mobilenet_v2 (width 1.0) for 32x32 inputs (CIFAR-10 size): the stem\n"
+     "# keeps stride 1 (as mbv3-small's does) so that the four stride-2 stages end at 2x2 instead of\n"
+     "# 1x1. 3.5 M parameters with ImageNet's 1000 classes; 2.24 M with 10 (the 1280x1000 linear\n"
+     "# layer is most of the difference). The same network as bench/torch_mbv2.py.\n"
+     "name mbv2-1.0\n"
+     "stem  conv k=3 c=32 s=1 act=relu6\n"
+     "block ir t=1 c=16  n=1 s=1\n"
+     "block ir t=6 c=24  n=2 s=2\n"
+     "block ir t=6 c=32  n=3 s=2\n"
+     "block ir t=6 c=64  n=4 s=2\n"
+     "block ir t=6 c=96  n=3 s=1\n"
+     "block ir t=6 c=160 n=3 s=2\n"
+     "block ir t=6 c=320 n=1 s=1\n"
+     "head  conv k=1 c=1280 act=relu6\n"
+     "pool  avg\n"
+     "classifier dropout=0.2\n"
+    },
     {"mbv2-tiny",
      "# mbv2-tiny: the reference network, the same as class MBV2Tiny of the PyTorch peer\n"
      "# (torch_peer.py). 86,634 parameters and 4.86 M MACs per 28x28x1 image at width 1.\n"

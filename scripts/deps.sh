@@ -84,16 +84,57 @@ check_all() {   # fills need/why; $1 is the script argument (--data or nothing)
         add openmpi-bin "mpirun not found (make test runs a 2-rank case)"
     fi
 
+    # ONNX export (export/onnx_*.c): C code generated from Debian's onnx.proto by protoc-c at
+    # build time, linked with libprotobuf-c; the tests check every exported file with
+    # python3-onnx's checker and run it in ONNX Runtime on Node.js (the npm package below).
+    if ! pkg_installed protobuf-c-compiler || ! command -v protoc-c >/dev/null 2>&1; then
+        add protobuf-c-compiler "protoc-c not found (generates the ONNX writer's C code)"
+    fi
+    probe libprotobuf-c-dev "-lprotobuf-c" '#include <protobuf-c/protobuf-c.h>
+    int main(void) { return protobuf_c_version_number() == 0; }'
+    if ! pkg_installed libonnx-dev || [ ! -r "${ONNX_PROTO:-/usr/include/onnx/onnx.proto}" ]; then
+        add libonnx-dev "${ONNX_PROTO:-/usr/include/onnx/onnx.proto} not found (ONNX's schema)"
+    fi
+    if ! pkg_installed python3-onnx || ! /usr/bin/python3 -c 'import onnx.checker' >/dev/null 2>&1; then
+        add python3-onnx "/usr/bin/python3 cannot import onnx (make test checks every exported model)"
+    fi
+    command -v node >/dev/null 2>&1 || add nodejs "node not found (make test runs exported models in ONNX Runtime)"
+    command -v npm >/dev/null 2>&1 || add npm "npm not found (installs onnxruntime-node)"
+
     if [ "$1" = "--data" ] && [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
         add dataset-fashion-mnist "/usr/share/datasets/fashion-mnist/ is missing"
     fi
 }
 
+# ONNX Runtime for the tests and the ONNX benchmark: onnxruntime-node from npm, once, into a
+# cache folder outside the clone (tests/onnx/ort_run.js looks there). Its postinstall script
+# downloads CUDA files and fails on these machines; ONNXRUNTIME_NODE_INSTALL=skip skips that,
+# the CPU library ships inside the package. Probe: the package loads.
+ORT_DIR=${QAT_ORT_DIR:-$HOME/.cache/qat/onnxruntime-node}
+ort_ok() {
+    command -v node >/dev/null 2>&1 &&
+        node -e "require('$ORT_DIR/node_modules/onnxruntime-node')" >/dev/null 2>&1
+}
+ort_install() {
+    ort_ok && return 0
+    echo "deps: onnxruntime-node: not found in $ORT_DIR (the tests run exported models in it)" >&2
+    if [ "${QAT_DEPS_DRY_RUN:-0}" = 1 ]; then
+        echo "deps: would npm install onnxruntime-node@1.30 into $ORT_DIR (QAT_DEPS_DRY_RUN=1)" >&2
+        return 0
+    fi
+    mkdir -p "$ORT_DIR"
+    (cd "$ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --silent \
+        onnxruntime-node@1.30 >/dev/null) || true
+    ort_ok || { echo "deps: onnxruntime-node still does not load from $ORT_DIR; install it by hand:" \
+        "cd $ORT_DIR && ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30" >&2; exit 1; }
+}
+
 check_all "${1:-}"
-[ -z "$need" ] && exit 0
+[ -z "$need" ] && { ort_install; exit 0; }
 printf '%s\n' "$why" | sed '/^$/d' >&2
 if [ "${QAT_DEPS_DRY_RUN:-0}" = 1 ]; then
     echo "deps: would install$need (QAT_DEPS_DRY_RUN=1)" >&2
+    ort_install
     exit 0
 fi
 echo "deps: installing$need" >&2
@@ -111,3 +152,4 @@ if [ -n "$need" ]; then
     echo "deps: still missing after apt-get install:$need; install them by hand and rerun" >&2
     exit 1
 fi
+ort_install

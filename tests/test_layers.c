@@ -997,10 +997,29 @@ static void test_summary(void) {
     qat_model_free(m);
 }
 
+/* MobileNetV2-1.0 at 32x32x3 (issue 19): torchvision's mobilenet_v2 parameter counts,
+ * 3,504,872 with 1000 classes, so 3,504,872 - 1281 * 990 = 2,236,682 with 10 (strides and
+ * input size change no parameter). */
+static void test_mbv2_1_0_preset(void) {
+    qat_model *m = build("mbv2-1.0", 0, 0.0f, 32, 32, 3, 1000);
+    if (!m) return;
+    CU_ASSERT_EQUAL(m->nparams, 3504872);
+    /* stem, 2 units in the t=1 block, 3 in each of the 16 others, head */
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_CONV_BN_ACT), 52);
+    /* stride 1 and in == out: 1 + 2 + 3 + 2 + 2 blocks of the 24..160 stages */
+    CU_ASSERT_EQUAL(count_kind(m, QAT_LAYER_ADD), 10);
+    qat_model_free(m);
+    m = build("mbv2-1.0", 0, 0.0f, 32, 32, 3, 10);
+    if (!m) return;
+    CU_ASSERT_EQUAL(m->nparams, 2236682);
+    qat_model_free(m);
+}
+
 void register_layers_tests(void) {
     test_add_suite("layers",
                    "mbv2-tiny: 86,634 params, 4.86 M MACs, (N, 10)", test_mbv2_tiny_reference,
                    "mbv1-tiny builds", test_mbv1_tiny_builds,
+                   "mbv2-1.0: torchvision's 3,504,872 params (2,236,682 with 10 classes)", test_mbv2_1_0_preset,
                    "make_divisible matches torchvision", test_make_divisible,
                    "width multiplier 0.35..2.0", test_width_multiplier,
                    "forward == hand-composed ops (eval)", test_forward_matches_ops_eval,
