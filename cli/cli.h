@@ -69,4 +69,16 @@ int cmd_plot(int argc, char **argv);      /* cli/cli_plot.c */
 int cmd_quantize(int argc, char **argv);  /* cli/cli_quantize.c */
 int cmd_sensitivity(int argc, char **argv); /* cli/cli_sensitivity.c */
 
+/* eval's per-class figures (cli/cli_int8.c): the text line "per class: NAME 93.1%, ...", or
+ * the JSON members "classes": [...], "per_class_accuracy": [...], "confusion": [[...], ...]
+ * (with a leading ", "). */
+struct qat_class_report;
+void cli_print_classes(const struct qat_class_report *cr);
+void cli_json_classes(const struct qat_class_report *cr);
+
+/* Mixed precision options of ptq, qat and quantize. */
+#define LAYER_QCONFIG_HELP \
+    "per-layer qconfig file: 'PATTERN float' / 'PATTERN int8' lines (layer names or globs), float layers run in float inside the INT8 model"
+#define FLOAT_LAYERS_HELP "comma-separated layer names or globs to leave in float (after --layer-qconfig)"
+
 #endif

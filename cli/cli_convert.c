@@ -20,8 +20,14 @@ int cmd_convert(int argc, char **argv) {
     qat_convert_info m;
     if (qat_convert(ckpt, out, &m)) die(qat_last_error());
     if (json)
-        printf("{\"model\": \"%s\", \"layers\": %d, \"weights\": %lld, \"macs\": %lld, \"qconfig\": \"%s\"}\n", out,
-               m.layers, (long long)m.weights, (long long)m.macs, m.qconfig);
+        printf("{\"model\": \"%s\", \"layers\": %d, \"weights\": %lld, \"macs\": %lld, \"qconfig\": \"%s\", "
+               "\"float_layers\": %d, \"float_weights\": %lld}\n", out, m.layers, (long long)m.weights,
+               (long long)m.macs, m.qconfig, m.float_layers, (long long)m.float_weights);
+    else if (m.float_layers)
+        printf("%s: %d INT8-model layers (%d in float), %lld weights (%lld int8, %lld float), %.2f MMAC per image, "
+               "qconfig %s, input %dx%dx%d\n", out, m.layers, m.float_layers, (long long)m.weights,
+               (long long)(m.weights - m.float_weights), (long long)m.float_weights, m.macs / 1e6, m.qconfig,
+               m.in_h, m.in_w, m.in_c);
     else
         printf("%s: %d INT8 layers, %lld weights (%.1f KiB as int8), %.2f MMAC per image, qconfig %s, input %dx%dx%d\n",
                out, m.layers, (long long)m.weights, m.weights / 1024.0, m.macs / 1e6, m.qconfig, m.in_h,

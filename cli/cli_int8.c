@@ -54,28 +54,76 @@ static void backend_summary(const qat_rt *rt, const char *asked, char *buf, size
 
 /* ---- qat eval --int8 ---------------------------------------------------------------------------- */
 
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+void cli_print_classes(const qat_class_report *cr) {
+    printf("per class:");
+    for (int k = 0; k < cr->nclasses; k++) {
+        int64_t n = 0;
+        for (int j = 0; j < cr->nclasses; j++) n += cr->confusion[(size_t)k * cr->nclasses + j];
+        printf("%s %s %.1f%%", k ? "," : "", cr->names[k],
+               n ? 100.0 * cr->confusion[(size_t)k * cr->nclasses + k] / n : 0.0);
+    }
+    printf("\n");
+}
+
+void cli_json_classes(const qat_class_report *cr) {
+    printf(", \"classes\": [");
+    for (int k = 0; k < cr->nclasses; k++) {
+        if (k) printf(", ");
+        json_string(cr->names[k]);
+    }
+    printf("], \"class_names_stored\": %d, \"per_class_accuracy\": [", cr->names_from_model);
+    for (int k = 0; k < cr->nclasses; k++) {
+        int64_t n = 0;
+        for (int j = 0; j < cr->nclasses; j++) n += cr->confusion[(size_t)k * cr->nclasses + j];
+        printf("%s%.4f", k ? ", " : "", n ? (double)cr->confusion[(size_t)k * cr->nclasses + k] / n : 0.0);
+    }
+    printf("], \"confusion\": [");
+    for (int k = 0; k < cr->nclasses; k++) {
+        printf("%s[", k ? ", " : "");
+        for (int j = 0; j < cr->nclasses; j++)
+            printf("%s%lld", j ? ", " : "", (long long)cr->confusion[(size_t)k * cr->nclasses + j]);
+        printf("]");
+    }
+    printf("]");
+}
+
 int cli_eval_int8(const char *model, const char *data, float val_split, int batch, int threads,
                   const char *backend, int json, struct cli_report *progress) {
     if (batch <= 0) usage_error("eval", "%s", "--batch must be >= 1");
     qat_rt *rt = load_or_die("eval", model, backend, threads, batch);
     qat_eval_result r;
-    qat_status st = qat_evaluate_int8_progress(rt, model, data, val_split, batch, cli_report_event, progress, &r);
+    qat_class_report cr;
+    qat_status st = qat_evaluate_int8_classes(rt, model, data, val_split, batch, cli_report_event, progress, &r, &cr);
     if (st) die_run(st);
     int64_t seen = r.n;
     double secs = r.seconds, acc = r.accuracy;
     size_t peak = qat_rt_peak_activation_bytes(rt);
     char runs[256];
     backend_summary(rt, backend, runs, sizeof runs);
-    if (json)
+    if (json) {
         printf("{\"accuracy\": %.4f, \"images\": %lld, \"seconds\": %.3f, \"img_per_s\": %.1f, "
-               "\"batch\": %d, \"backend\": \"%s\", \"backend_runs\": \"%s\", \"peak_activation_bytes\": %zu}\n",
+               "\"batch\": %d, \"backend\": \"%s\", \"backend_runs\": \"%s\", \"peak_activation_bytes\": %zu",
                acc, (long long)seen, secs, seen / secs, batch, backend, runs, peak);
-    else
+        cli_json_classes(&cr);
+        printf("}\n");
+    } else {
         printf("%s: INT8 test accuracy %.2f%% (%lld images), %.0f img/s (backend %s; batch %d)\n"
                "peak activation memory %.1f KiB for batch %d (%.1f KiB per image; %.1f KiB if "
                "every activation had its own buffer)\n",
                model, 100.0 * acc, (long long)seen, seen / secs, runs, batch, peak / 1024.0,
                batch, peak / 1024.0 / batch, qat_rt_total_activation_bytes(rt) / 1024.0);
+        cli_print_classes(&cr);
+    }
+    qat_class_report_free(&cr);
     qat_rt_free(rt);
     return 0;
 }
@@ -355,9 +403,19 @@ int cmd_infer(int argc, char **argv) {
                     idx[a] = idx[b], idx[b] = t;
                 }
         printf(json ? "{\"image\": \"%s\", \"top\": [" : "%s:", pos[i + 1]);
-        for (int a = 0; a < top; a++)
-            printf(json ? "%s{\"class\": %d, \"p\": %.5f}" : "%s class %d (%.2f%%)",
-                   a ? (json ? ", " : ",") : "", idx[a], json ? p[idx[a]] : 100.0 * p[idx[a]]);
+        for (int a = 0; a < top; a++) {
+            /* a model trained on an ImageFolder knows its class names */
+            const char *name = qat_rt_class_name(rt, idx[a]);
+            if (json) {
+                printf("%s{\"class\": %d, ", a ? ", " : "", idx[a]);
+                if (name) printf("\"name\": "), json_string(name), printf(", ");
+                printf("\"p\": %.5f}", p[idx[a]]);
+            } else if (name) {
+                printf("%s %s (class %d, %.2f%%)", a ? "," : "", name, idx[a], 100.0 * p[idx[a]]);
+            } else {
+                printf("%s class %d (%.2f%%)", a ? "," : "", idx[a], 100.0 * p[idx[a]]);
+            }
+        }
         printf(json ? "]}\n" : "\n");
     }
     free(px), free(logits), free(p), free(idx);

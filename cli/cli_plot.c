@@ -32,6 +32,10 @@ typedef struct {
     int n;
 } points;
 
+/* Plotting by step: rows come from steps.jsonl (train figures) and metrics.jsonl (test
+ * figures), each row carrying only some fields, so a curve takes only the rows that have it. */
+static int by_step;
+
 /* The rows of one phase with their values of the field at off (times scale). */
 static points select_points(const qat_metrics *m, const double *x, const char *phase, size_t off,
                             double scale) {
@@ -41,6 +45,7 @@ static points select_points(const qat_metrics *m, const double *x, const char *p
     for (int i = 0; i < m->n; i++) {
         if (strcmp(m->rows[i].phase, phase)) continue;
         double v = *(const double *)((const char *)&m->rows[i] + off);
+        if (by_step && !isfinite(v)) continue;
         p.x[p.n] = x[i], p.y[p.n++] = v * scale;
         finite += isfinite(v) != 0;
     }
@@ -78,6 +83,12 @@ static void panel(qat_canvas *c, int y, int h, const qat_metrics *m, const doubl
     if (st) die(qat_last_error());
 }
 
+static double last_test_acc(const qat_metrics *m) {
+    for (int i = m->n - 1; i >= 0; i--)
+        if (isfinite(m->rows[i].test_acc)) return m->rows[i].test_acc;
+    return NAN;
+}
+
 static void header(qat_canvas *c, const char *run, const qat_metrics *m) {
     char title[300], sub[200];
     snprintf(title, sizeof title, "Training curves: %.250s", run);
@@ -87,12 +98,22 @@ static void header(qat_canvas *c, const char *run, const qat_metrics *m) {
         else nq++;
         if (isfinite(m->rows[i].test_acc) && (best < 0 || m->rows[i].test_acc > m->rows[best].test_acc)) best = i;
     }
+    if (by_step) { /* the rows with a test figure are the epochs */
+        nfp = nq = 0;
+        for (int i = 0; i < m->n; i++)
+            if (isfinite(m->rows[i].test_acc) || isfinite(m->rows[i].test_loss)) {
+                if (strcmp(m->rows[i].phase, "qat")) nfp++;
+                else nq++;
+            }
+    }
     int len = nfp && nq ? snprintf(sub, sizeof sub, "%d FP32 + %d QAT epochs", nfp, nq)
-                        : snprintf(sub, sizeof sub, "%d %s epoch%s", m->n, nq ? "QAT" : "FP32", m->n > 1 ? "s" : "");
+                        : snprintf(sub, sizeof sub, "%d %s epoch%s", nfp + nq, nq ? "QAT" : "FP32", nfp + nq != 1 ? "s" : "");
+    if (by_step)
+        len += snprintf(sub + len, sizeof sub - (size_t)len, ", by step (%.0f steps)", m->rows[m->n - 1].step);
     if (best >= 0)
         snprintf(sub + len, sizeof sub - (size_t)len, "; best test accuracy %.2f%% (%s epoch %d), last %.2f%%",
                  100 * m->rows[best].test_acc, strcmp(m->rows[best].phase, "qat") ? "FP32" : "QAT",
-                 m->rows[best].epoch, 100 * m->rows[m->n - 1].test_acc);
+                 m->rows[best].epoch, 100 * last_test_acc(m));
     qat_canvas_text(c, (c->w - qat_text_width(title, 2)) / 2, 10, title, 2, QAT_PLOT_INK);
     qat_canvas_text(c, (c->w - qat_text_width(sub, 1)) / 2, 36, sub, 1, (qat_rgb){80, 80, 80});
 }
@@ -108,7 +129,10 @@ static double qat_start(const qat_metrics *m, const double *x) {
 static void draw_curves(const char *run, const qat_metrics *m, const char *out) {
     double *x = malloc((size_t)m->n * sizeof(double));
     if (!x) die("plot: out of memory");
-    row_positions(m, x);
+    if (by_step)
+        for (int i = 0; i < m->n; i++) x[i] = m->rows[i].step;
+    else
+        row_positions(m, x);
     qat_canvas c;
     if (qat_canvas_init(&c, CURVES_W, CURVES_H)) die(qat_last_error());
     header(&c, run, m);
@@ -123,13 +147,19 @@ static void draw_curves(const char *run, const qat_metrics *m, const char *out) 
         {"test acc", offsetof(qat_metrics_row, test_acc), QAT_PLOT_ORANGE, QAT_PLOT_RED},
     };
     int ph = (CURVES_H - HEADER_H) / 2;
-    qat_plot_opts lo = {"Loss", "epoch", "loss", 1, qs, vlabel, 0};
-    qat_plot_opts ao = {"Accuracy", "epoch", "accuracy (%)", 1, qs, vlabel, 0};
+    const char *xl = by_step ? "step" : "epoch";
+    qat_plot_opts lo = {"Loss", xl, "loss", 1, qs, vlabel, 0};
+    qat_plot_opts ao = {"Accuracy", xl, "accuracy (%)", 1, qs, vlabel, 0};
     panel(&c, HEADER_H, ph, m, x, loss, NOPTS(loss), 1, &lo);
     panel(&c, HEADER_H + ph, ph, m, x, acc, NOPTS(acc), 100, &ao);
     if (qat_canvas_write_png(&c, out)) die(qat_last_error());
     qat_canvas_free(&c);
     free(x);
+}
+
+static int cmp_step(const void *a, const void *b) {
+    const qat_metrics_row *x = a, *y = b;
+    return (x->step > y->step) - (x->step < y->step);
 }
 
 /* `-o X` is the usual spelling for an output; parse_opts_pos only knows --options. */
@@ -161,8 +191,35 @@ int cmd_plot(int argc, char **argv) {
     }
     qat_metrics m;
     if (qat_metrics_read(metrics, &m)) die(qat_last_error());
-    draw_curves(run, &m, out);
-    printf("wrote %s (%d epochs from %s)\n", out, m.n, metrics);
+    /* Few epochs (a --max-steps run, a short QAT): their steps.jsonl, when there, draws the
+     * curves by step, with the test figures at the steps the epochs ended. */
+    char steps[1100];
+    snprintf(steps, sizeof steps, "%s/steps.jsonl", run);
+    qat_metrics s = {0};
+    struct stat ss;
+    if (is_dir && m.n < 3 && stat(steps, &ss) == 0) {
+        if (qat_metrics_read(steps, &s)) die(qat_last_error());
+        if (s.n >= 2) {
+            qat_metrics_row *rows = realloc(s.rows, (size_t)(s.n + m.n) * sizeof *rows);
+            if (!rows) die("plot: out of memory");
+            s.rows = rows;
+            for (int i = 0; i < s.n; i++) s.rows[i].test_loss = s.rows[i].test_acc = NAN;
+            for (int i = 0; i < m.n; i++) { /* an epoch's test figures, at its last step */
+                s.rows[s.n + i] = m.rows[i];
+                s.rows[s.n + i].train_loss = s.rows[s.n + i].train_acc = NAN;
+            }
+            s.n += m.n;
+            qsort(s.rows, (size_t)s.n, sizeof *s.rows, cmp_step);
+            by_step = 1;
+        }
+    }
+    draw_curves(run, by_step ? &s : &m, out);
+    if (by_step)
+        printf("wrote %s (%d epoch%s by step: %d points from %s)\n", out, m.n, m.n == 1 ? "" : "s",
+               s.n - m.n, steps);
+    else
+        printf("wrote %s (%d epochs from %s)\n", out, m.n, metrics);
     qat_metrics_free(&m);
+    qat_metrics_free(&s);
     return 0;
 }

@@ -23,6 +23,10 @@ int cmd_quantize(int argc, char **argv) {
         OBSERVER_OPTS(o.observer, o.percentile, o.averaging_constant, "histogram"),
         {"qat-epochs", OPT_INT, &o.qat_epochs, "most QAT epochs when PTQ falls short (stops once within target) [3]"},
         {"calib-batches", OPT_INT, &o.calib_batches, "PTQ calibration batches of 128 [32]"},
+        {"layer-qconfig", OPT_STR, &o.layer_qconfig, LAYER_QCONFIG_HELP},
+        {"allow-float", OPT_INT, &o.allow_float,
+         "when PTQ misses the target, leave the K layers the sensitivity analysis ranks most sensitive in float, before QAT [0]"},
+        {"sensitivity-images", OPT_INT, &o.sensitivity_images, "--allow-float: test images the analysis compares [1000]"},
         {"work-dir", OPT_STR, &o.work_dir, "where the PTQ checkpoint and the QAT run go [OUT.work]"},
         {"backend", OPT_STR, &o.backend, "INT8 runtime backend of the verification: auto, native, onednn, ref [auto]"},
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
@@ -50,11 +54,13 @@ int cmd_quantize(int argc, char **argv) {
     if (json) {
         char qat[32] = "null";
         if (r.qat_ran) snprintf(qat, sizeof qat, "%.4f", r.qat.accuracy);
-        printf("{\"fp32\": %.4f, \"ptq\": %.4f, \"qat\": %s, \"int8\": %.4f, \"sim\": %.4f, \"qat_ran\": %d, "
+        char ptqf[32] = "null";
+        if (r.float_ran) snprintf(ptqf, sizeof ptqf, "%.4f", r.ptq_float.accuracy);
+        printf("{\"fp32\": %.4f, \"ptq\": %.4f, \"ptq_float\": %s, \"float_layers\": \"%s\", \"qat\": %s, \"int8\": %.4f, \"sim\": %.4f, \"qat_ran\": %d, "
                "\"qat_epochs\": %d, \"chosen\": \"%s\", \"agree\": %d, \"same_logits\": %d, \"images\": %d, "
                "\"fp32_bytes\": %lld, \"int8_bytes\": %lld, \"fp32_img_s\": %.1f, \"int8_img_s\": %.1f, "
                "\"max_drop\": %.3f, \"met\": %d, \"model\": \"%s\"}\n",
-               fp, r.ptq.accuracy, qat, r.int8.accuracy, r.sim_accuracy, r.qat_ran, r.qat_epochs, r.chosen, r.agree,
+               fp, r.ptq.accuracy, ptqf, r.float_layers, qat, r.int8.accuracy, r.sim_accuracy, r.qat_ran, r.qat_epochs, r.chosen, r.agree,
                r.same_logits, r.int8.n, (long long)r.fp32_bytes, (long long)r.int8_bytes, r.fp32.n / r.fp32.seconds,
                r.int8.n / r.int8.seconds, o.max_drop, r.met, o.out);
     } else {
@@ -64,7 +70,14 @@ int cmd_quantize(int argc, char **argv) {
         printf("\nqat quantize %s (qconfig %s, max drop %.2f points)\n", o.ckpt, o.qconfig, o.max_drop);
         printf("  %-22s %9s %8s   %10s   %8s\n", "model", "accuracy", "vs FP32", "size", "img/s");
         row("FP32", &r.fp32, fp, fsz, "");
-        row("PTQ (fake-quant)", &r.ptq, fp, "", r.qat_ran ? "below target: QAT fine-tuning" : "within target");
+        const int below = r.ptq.accuracy < r.target;
+        row("PTQ (fake-quant)", &r.ptq, fp, "",
+            !below ? "within target" : r.float_ran ? "below target: layers to float" : r.qat_ran ? "below target: QAT fine-tuning" : "below target");
+        if (r.float_ran) {
+            char note[600];
+            snprintf(note, sizeof note, "float: %s", r.float_layers);
+            row("PTQ + float layers", &r.ptq_float, fp, "", note);
+        }
         if (r.qat_ran) {
             char note[64];
             snprintf(note, sizeof note, "%d epoch(s)", r.qat_epochs);

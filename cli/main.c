@@ -118,14 +118,20 @@ static int cmd_eval(int argc, char **argv) {
     if (int8) return cli_eval_int8(int8, data, val_split, batch, threads, backend, json, &report);
     if (threads > 0) qat_set_threads(threads);
     qat_eval_result ev;
-    qat_status st = qat_checkpoint_evaluate_progress(ckpt, data, val_split, batch, cli_report_event, &report, &ev);
+    qat_class_report cr;
+    qat_status st = qat_checkpoint_evaluate_classes(ckpt, data, val_split, batch, cli_report_event, &report, &ev, &cr);
     if (st) die_run(st);
-    if (json)
-        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f}\n",
+    if (json) {
+        printf("{\"accuracy\": %.4f, \"loss\": %.4f, \"images\": %d, \"seconds\": %.3f, \"img_per_s\": %.1f",
                ev.accuracy, ev.loss, ev.n, ev.seconds, ev.n / ev.seconds);
-    else
+        cli_json_classes(&cr);
+        printf("}\n");
+    } else {
         printf("%s: test accuracy %.2f%% (%d images), loss %.4f, %.0f img/s\n", ckpt,
                100.0 * ev.accuracy, ev.n, ev.loss, ev.n / ev.seconds);
+        cli_print_classes(&cr);
+    }
+    qat_class_report_free(&cr);
     return 0;
 }
 
@@ -143,6 +149,8 @@ static int cmd_ptq(int argc, char **argv) {
         {"val-split", OPT_FLOAT, &o.val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"threads", OPT_INT, &o.threads, "threads [all cores]"},
         {"out", OPT_STR, &o.out, "PTQ checkpoint to write (FP32 params + quantization state)"},
+        {"layer-qconfig", OPT_STR, &o.layer_qconfig, LAYER_QCONFIG_HELP},
+        {"float-layers", OPT_STR, &o.float_layers, FLOAT_LAYERS_HELP},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print one JSON object (no progress output)"},
     };
@@ -157,13 +165,15 @@ static int cmd_ptq(int argc, char **argv) {
     qat_eval_result fp, q;
     qat_status st = qat_ptq_run(&o, &fp, &q);
     if (st) die_run(st);
+    char floats[1024] = "";
+    qat_checkpoint_float_layers(o.out, floats, sizeof floats);
     if (json)
         printf("{\"fp32_accuracy\": %.4f, \"accuracy\": %.4f, \"fp32_loss\": %.4f, \"loss\": %.4f, "
-               "\"qconfig\": \"%s\", \"observer\": \"%s\", \"checkpoint\": \"%s\"}\n",
-               fp.accuracy, q.accuracy, fp.loss, q.loss, o.qconfig, o.observer, o.out);
+               "\"qconfig\": \"%s\", \"observer\": \"%s\", \"float_layers\": \"%s\", \"checkpoint\": \"%s\"}\n",
+               fp.accuracy, q.accuracy, fp.loss, q.loss, o.qconfig, o.observer, floats, o.out);
     else
-        printf("FP32 accuracy %.2f%%, PTQ (%s, %s) accuracy %.2f%%; written %s\n", 100.0 * fp.accuracy,
-               o.qconfig, o.observer, 100.0 * q.accuracy, o.out);
+        printf("FP32 accuracy %.2f%%, PTQ (%s, %s%s%s) accuracy %.2f%%; written %s\n", 100.0 * fp.accuracy,
+               o.qconfig, o.observer, *floats ? ", float: " : "", floats, 100.0 * q.accuracy, o.out);
     return 0;
 }
 
@@ -180,6 +190,8 @@ static int cmd_qat(int argc, char **argv) {
         {"freeze-observer-epoch", OPT_FREEZE, &o->freeze_observer_epochs, FREEZE_OBS_HELP},
         {"bn-reestimate", OPT_INT, &o->bn_reestimate_batches, BN_REEST_HELP},
         {"lsq-lr-mult", OPT_FLOAT, &qo.lsq_lr_mult, "qconfig lsq: learning rate of the scales relative to --lr [0.01]"},
+        {"layer-qconfig", OPT_STR, &qo.layer_qconfig, LAYER_QCONFIG_HELP},
+        {"float-layers", OPT_STR, &qo.float_layers, FLOAT_LAYERS_HELP},
         {"val-split", OPT_FLOAT, &o->val_split, "ImageFolder without train/test: fraction held out [0.1]"},
         {"epochs", OPT_INT, &o->epochs, "epochs [3]"},
         {"batch", OPT_INT, &o->batch, BATCH_HELP},

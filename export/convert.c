@@ -27,6 +27,7 @@ int qat_convertible(const qat_qmodel *q, char *why, size_t cap) {
     }
     for (int i = 0; i < q->npoints; i++) {
         const qat_qpoint *p = &q->points[i];
+        if (p->keep_float) continue; /* a float layer's: no qparams needed */
         if (!qat_qpoint_on(p, q->lsq_ready)) {
             snprintf(why, cap, "fake-quant is off at %s: the model is not quantized there", p->name);
             return 0;
@@ -39,6 +40,13 @@ int qat_convertible(const qat_qmodel *q, char *why, size_t cap) {
     for (int i = 0; i < q->model->nlayers; i++) {
         const qat_layer *L = &q->model->layers[i];
         const qat_layer_desc *d = qat_layer_kinds[L->kind];
+        if (qat_qmodel_layer_is_float(q, i)) {
+            if (!d->convert_float) {
+                snprintf(why, cap, "layer %s: a %s layer has no float form", L->name, d->name);
+                return 0;
+            }
+            continue; /* runs in float: whatever has no INT8 kernel (hardswish) is fine */
+        }
         if (d->int8_check && !d->int8_check(L, why, cap)) return 0;
     }
     return 1;
@@ -97,6 +105,45 @@ static void wire(qat_q8_model *m, qat_q8_layer *Y, const qat_layer *L, const int
     }
 }
 
+/* The next INT8 layer: name (plus a suffix for the edges of a float layer), operand, shape. */
+static qat_q8_layer *append(qat_q8_model *m, const char *name, const char *suffix, int input,
+                            int h, int w, int c) {
+    qat_q8_layer *Y = &m->layers[m->nlayers++];
+    snprintf(Y->name, sizeof Y->name, "%.*s%s", (int)(sizeof Y->name - 1 - strlen(suffix)), name, suffix);
+    Y->input = input, Y->skip = -1;
+    Y->in_h = Y->out_h = h, Y->in_w = Y->out_w = w, Y->in_c = Y->out_c = c;
+    return Y;
+}
+
+/* A layer left in float: DEQUANT its input when that is u8 codes, the float layer, and QUANT
+ * its output when its output point is quantized (a reader of it runs in INT8). val[li] becomes
+ * the value holding the layer's output. */
+static qat_status convert_float_layer(const qat_qmodel *q, qat_q8_model *m, int li, int *val,
+                                      const qat_qparams *pts, int32_t amin, int32_t amax) {
+    const qat_layer *L = &q->model->layers[li];
+    int a = L->in[0] < 0 ? -1 : val[L->in[0]];
+    if (!qat_q8_value_is_float(m, a)) {
+        const qat_q8_layer *P = a < 0 ? NULL : &m->layers[a];
+        qat_q8_layer *D = append(m, L->name, ".dequant", a, L->in_h, L->in_w, L->in_c);
+        D->kind = QAT_Q8_DEQUANT;
+        D->sx = P ? P->sy : m->in_scale;
+        D->zx = P ? P->zy : m->in_zp;
+        a = m->nlayers - 1;
+    }
+    qat_q8_layer *Y = append(m, L->name, "", a, L->in_h, L->in_w, L->in_c);
+    Y->out_h = L->out_h, Y->out_w = L->out_w, Y->out_c = L->out_c;
+    qat_status st = qat_layer_kinds[L->kind]->convert_float(L, Y);
+    val[li] = m->nlayers - 1;
+    const int out = q->layers[li].out;
+    if (st || out < 0 || q->points[out].keep_float) return st;
+    qat_q8_layer *Qz = append(m, L->name, ".quant", val[li], L->out_h, L->out_w, L->out_c);
+    Qz->kind = QAT_Q8_QUANT;
+    Qz->sy = pts[out].scale[0], Qz->zy = pts[out].zp[0];
+    Qz->lo = amin, Qz->hi = amax; /* the activation ran in float: the point's full range */
+    val[li] = m->nlayers - 1;
+    return QAT_OK;
+}
+
 qat_status qat_convert_qmodel(qat_qmodel *q, const float mean[4], const float std[4],
                               qat_q8_model **out) {
     *out = NULL;
@@ -108,7 +155,7 @@ qat_status qat_convert_qmodel(qat_qmodel *q, const float mean[4], const float st
     if (st) return st;
     qat_q8_model *m = calloc(1, sizeof *m);
     int *val = malloc((size_t)M->nlayers * sizeof(int)); /* model layer -> value index */
-    if (m) m->layers = calloc((size_t)M->nlayers, sizeof *m->layers);
+    if (m) m->layers = calloc(3 * (size_t)M->nlayers, sizeof *m->layers); /* float layers: + 2 edges */
     if (!m || !val || !m->layers) {
         free(val);
         free_points(pts, q->npoints);
@@ -131,6 +178,10 @@ qat_status qat_convert_qmodel(qat_qmodel *q, const float mean[4], const float st
         const qat_qlayer *ql = &q->layers[li];
         if (!d->convert) { /* identity at inference (dropout) */
             val[li] = L->in[0] < 0 ? -1 : val[L->in[0]];
+            continue;
+        }
+        if (qat_qmodel_layer_is_float(q, li)) {
+            st = convert_float_layer(q, m, li, val, pts, amin, amax);
             continue;
         }
         int yi = m->nlayers++;

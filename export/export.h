@@ -38,7 +38,7 @@ qat_status qat_convert_qmodel(qat_qmodel *q, const float mean[4], const float st
 
 /* The integer-exact simulation: x (N, H, W, C) normalised floats -> logits (N, nclasses).
  * codes (optional): per layer, an arena array of that layer's u8 output codes (N * out
- * elements; NULL for the last, float layer). NULL with the error set on a shape mismatch. */
+ * elements; f32 elements for a float value, qat_q8_value_is_float; NULL for the last layer). NULL with the error set on a shape mismatch. */
 qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,
                              uint8_t **codes);
 

@@ -129,6 +129,40 @@ static void sim_mul(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const
             }
 }
 
+/* Float layers: the runtime's own kernels (kernels/int8_float.c), so the two agree bit for bit.
+ * Their values are f32 arrays behind the uint8_t pointers. */
+static void sim_dequant(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                        int N, uint8_t *y, float *logits) {
+    qat_f32_dequant((float *)y, x, (int64_t)N * Y->in_h * Y->in_w * Y->in_c, Y->sx, Y->zx);
+}
+
+static void sim_quant(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                      int N, uint8_t *y, float *logits) {
+    qat_f32_quant(y, (const float *)x, (int64_t)N * Y->in_h * Y->in_w * Y->in_c, 1.0f / Y->sy,
+                  Y->zy, Y->lo, Y->hi);
+}
+
+static float *packed_float_weights(qat_ctx *ctx, const qat_q8_layer *Y, int k, int groups) {
+    float *p = qat_arena_floats(&ctx->arena, (int64_t)qat_f32_conv_packed_floats(Y->out_c, k, Y->in_c, groups));
+    qat_f32_conv_pack(p, Y->fweight, Y->out_c, k, Y->in_c, groups);
+    return p;
+}
+
+static void sim_fconv(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                      int N, uint8_t *y, float *logits) {
+    qat_i8_dims d = {N, Y->in_h, Y->in_w, Y->in_c};
+    qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+    qat_f32_conv((float *)y, (const float *)x, &d, &p, Y->out_c, Y->groups,
+                 packed_float_weights(ctx, Y, Y->k, Y->groups), Y->fbias,
+                 (qat_f32_act)qat_q8_f32_act(Y->act));
+}
+
+static void sim_flinear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                        int N, uint8_t *y, float *logits) {
+    qat_f32_linear(logits, (const float *)x, N, Y->in_c, Y->out_c, packed_float_weights(ctx, Y, 1, 1),
+                   Y->fbias);
+}
+
 typedef void (*sim_fn)(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b,
                        int N, uint8_t *y, float *logits);
 static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
@@ -138,6 +172,10 @@ static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_LINEAR] = sim_linear,
     [QAT_Q8_LUT] = sim_lut,
     [QAT_Q8_MUL] = sim_mul,
+    [QAT_Q8_DEQUANT] = sim_dequant,
+    [QAT_Q8_QUANT] = sim_quant,
+    [QAT_Q8_FCONV] = sim_fconv,
+    [QAT_Q8_FLINEAR] = sim_flinear,
 };
 
 qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,
@@ -162,7 +200,8 @@ qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tens
         const uint8_t *a = Y->input < 0 ? in : val[Y->input];
         int64_t n_out = (int64_t)N * Y->out_h * Y->out_w * Y->out_c;
         const int float_out = qat_q8_kinds[Y->kind].float_output;
-        val[li] = float_out ? NULL : qat_arena_alloc(&ctx->arena, (size_t)n_out);
+        const size_t elem = qat_q8_kinds[Y->kind].float_value ? sizeof(float) : 1;
+        val[li] = float_out ? NULL : qat_arena_alloc(&ctx->arena, (size_t)n_out * elem);
         if (float_out) logits = qat_tensor_2d(ctx, N, Y->out_c);
         const uint8_t *b = qat_q8_kinds[Y->kind].second_input ? (Y->skip < 0 ? in : val[Y->skip]) : NULL;
         sim_kinds[Y->kind](ctx, Y, a, b, N, val[li], float_out ? logits->data : NULL);

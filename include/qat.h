@@ -230,12 +230,30 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
 qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, float val_split,
                                             int eval_batch, qat_event_fn on_event, void *user,
                                             qat_eval_result *res);
+/* Per-class figures of an evaluation (qat eval): the confusion matrix and the class names. */
+typedef struct qat_class_report {
+    int nclasses;
+    int64_t *confusion;          /* (nclasses, nclasses): row = true class, column = prediction */
+    char (*names)[64];           /* the model's class names when it stores them, else the
+                                  * dataset's ("0", "1", ... for IDX and CIFAR-10) */
+    int names_from_model;
+} qat_class_report;
+void qat_class_report_free(qat_class_report *r);
+/* qat_checkpoint_evaluate_progress with the per-class report (cr may be NULL). */
+qat_status qat_checkpoint_evaluate_classes(const char *ckpt, const char *data, float val_split,
+                                           int eval_batch, qat_event_fn on_event, void *user,
+                                           qat_eval_result *res, qat_class_report *cr);
+
 /* An INT8 runtime (include/qat_rt.h) on the test split of `data`, normalised as the model was
  * trained (an ImageFolder split with the training's default seed 1); name stands for the model
  * in messages. res->loss is not computed (0). */
 qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, float val_split,
                              int batch, qat_eval_result *res);
 /* The same, reporting QAT_EVENT_PROGRESS events per batch to on_event (NULL: none). */
+/* qat_evaluate_int8_progress with the per-class report (cr may be NULL). */
+qat_status qat_evaluate_int8_classes(qat_rt *rt, const char *name, const char *data,
+                                     float val_split, int batch, qat_event_fn on_event, void *user,
+                                     qat_eval_result *res, qat_class_report *cr);
 qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *data,
                                       float val_split, int batch, qat_event_fn on_event,
                                       void *user, qat_eval_result *res);
@@ -265,6 +283,11 @@ typedef struct {
     int threads;
     qat_event_fn on_event;      /* QAT_EVENT_PROGRESS of calibration and evaluations (NULL: none) */
     void *event_user;
+    /* Mixed precision: layers left in float (they run in float between the INT8 ones, the
+     * .q8 dequantizes into and quantizes out of them): a per-layer qconfig file of "PATTERN
+     * float|int8" lines (NULL: none), then a comma-separated list of name patterns (NULL: none). */
+    const char *layer_qconfig;
+    const char *float_layers;
 } qat_ptq_opts;
 
 void qat_ptq_opts_default(qat_ptq_opts *o);
@@ -277,6 +300,8 @@ typedef struct {
     const char *ckpt;           /* FP32 checkpoint to start from (ignored with train.resume) */
     const char *qconfig;        /* ["x86"] (the freeze schedule: train.freeze_*_epochs) */
     float lsq_lr_mult;          /* qconfig lsq: quantizer lr = lr * this [0.01] */
+    const char *layer_qconfig;  /* layers left in float, as qat_ptq_opts */
+    const char *float_layers;
 } qat_qat_opts;
 
 /* QAT defaults: 3 epochs, lr 0.01 cosine without warmup, no label smoothing change. */
@@ -335,7 +360,13 @@ typedef struct {
     int64_t weights, macs;      /* int8 weights; multiply-accumulates per image */
     char qconfig[16];
     int in_h, in_w, in_c;
+    int float_layers;           /* layers left in float (FCONV, FLINEAR) */
+    int64_t float_weights;      /* their weights (f32), part of `weights` */
 } qat_convert_info;
+
+/* The layers a PTQ/QAT checkpoint leaves in float, comma-separated into buf ("" for none, or
+ * for an FP32 checkpoint). */
+qat_status qat_checkpoint_float_layers(const char *ckpt, char *buf, size_t cap);
 
 /* A PTQ/QAT checkpoint to an INT8 model file (.q8, atomically): BN folded, weights and biases
  * quantized as the checkpoint's evaluation computes them. An FP32 checkpoint gets QAT_ERR_ARG
@@ -388,6 +419,12 @@ typedef struct {
     qat_event_fn on_event;   /* the QAT fine-tuning's events and QAT_EVENT_PROGRESS of PTQ,
                               * the evaluations and the INT8 verification (NULL: none) */
     void *event_user;
+    const char *layer_qconfig; /* layers left in float throughout, as qat_ptq_opts [NULL] */
+    /* When PTQ misses the target: leave the allow_float layers that the sensitivity analysis
+     * (qat_sensitivity_run, ranked by the KL with only that layer float) finds most sensitive
+     * in float and calibrate again, before QAT (which then keeps them float too) [0: never]. */
+    int allow_float;
+    int sensitivity_images;  /* images the analysis compares logits on [1000] */
 } qat_quantize_opts;
 
 typedef struct {
@@ -400,6 +437,9 @@ typedef struct {
     int64_t fp32_bytes, int8_bytes; /* FP32 parameters + BN buffers; the .q8 file */
     float target;            /* accuracy needed: fp32 - max_drop */
     int met;                 /* INT8 runtime accuracy >= target */
+    int float_ran;           /* PTQ with allow_float layers in float ran (ptq_float) */
+    qat_eval_result ptq_float;
+    char float_layers[512];  /* the layers it left in float, comma-separated, most sensitive first */
 } qat_quantize_report;
 
 void qat_quantize_opts_default(qat_quantize_opts *o);

@@ -64,6 +64,9 @@ void qat_rt_free(qat_rt *rt);
 
 void qat_rt_input_shape(const qat_rt *rt, int *h, int *w, int *c);
 int qat_rt_nclasses(const qat_rt *rt);
+/* Class k's name when the model stores class names (an ImageFolder's folder names), else NULL
+ * (also for k out of range). */
+const char *qat_rt_class_name(const qat_rt *rt, int k);
 /* Per-channel normalisation the model was trained with: x = (pixel/255 - mean[c]) / std[c]. */
 void qat_rt_input_norm(const qat_rt *rt, float *mean, float *std);
 

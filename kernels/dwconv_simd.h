@@ -31,8 +31,10 @@
 
 #define MAXK 8 /* kernels up to 8x8 run here; larger ones fall back to the reference */
 #define INLINE static inline __attribute__((always_inline))
-/* Below this many multiply-adds one thread is faster than a fork/join. */
-#define PARALLEL_MIN_MACS (1 << 15)
+/* Below this many multiply-adds one thread: a fork/join beats one thread from about 2^15 on
+ * idle cores, but beside busy processes every join can wait a scheduler slice for the other
+ * thread (issue 19); 2^18, the INT8 runtime's threshold, keeps batch-1 layers on one thread. */
+#define PARALLEL_MIN_MACS (1 << 18)
 
 static int threads_for(int64_t macs, int64_t units) {
     int nt = qat_kernel_threads();

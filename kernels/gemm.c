@@ -58,9 +58,20 @@ void qat_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
-                   C, ldc) == dnnl_success)
-        return;
+    /* oneDNN threads every call over all of omp_get_max_threads(), however small. A small
+     * GEMM (batch-1 inference: every conv of mbv2-tiny is under 1 M MACs) gains a few
+     * microseconds from a second thread on idle cores, but when other processes hold the
+     * cores each fork/join waits for the descheduled thread's next time slice: issue 19
+     * measured FP32 batch 1 falling 40x beside two busy loops. One thread below the same
+     * threshold as the OpenBLAS path and the INT8 runtime (nthreads-var is per thread in
+     * OpenMP, so setting and restoring it here touches no other thread). */
+    int small = (double)M * N * K < GEMM_PARALLEL_MIN_MACS && !omp_in_parallel();
+    int saved = small ? omp_get_max_threads() : 0;
+    if (small && saved > 1) omp_set_num_threads(1);
+    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
+                                  B, ldb, beta, C, ldc);
+    if (small && saved > 1) omp_set_num_threads(saved);
+    if (st == dnnl_success) return;
     qat_sgemm_openblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -241,6 +241,39 @@ qat_status qat_i8_lut(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *ta
 qat_status qat_i8_channel_mul(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
                               const qat_i8_mul_params *p);
 
+/* ---- 8. float layers inside an INT8 model (kernels/int8_float.c) --------------------------------
+ * A per-layer qconfig can leave a layer in float: the runtime dequantizes into it, runs it in
+ * f32 and quantizes out of it, and the integer-exact simulation calls these same functions, so
+ * the two agree bit for bit. One path (no SIMD variant: correctness first; the weights are
+ * packed output-channel-innermost so the compiler vectorises across output channels without
+ * reordering any sum). Each output element is computed by one thread in one fixed order
+ * (bias, then the taps in (kh, kw, ci) order), so the result does not depend on the thread count.
+ *   dequant: y = qat_dequantize(x, sx, zx)        quant: y = qat_quantize(x, inv_sy, zy, lo, hi)
+ *   conv:    y = act(bias[c] + sum x * w)          dense or depthwise, NHWC, zero padding
+ *   linear:  y[n][o] = bias[o] + sum_k x[n][k] * w[o][k]   (no activation: the logits) */
+typedef enum {
+    QAT_F32_ACT_NONE = 0,
+    QAT_F32_ACT_RELU,
+    QAT_F32_ACT_RELU6,
+    QAT_F32_ACT_HARDSWISH,
+    QAT_F32_ACT_HARDSIGMOID,
+} qat_f32_act;
+
+void qat_f32_dequant(float *y, const uint8_t *x, int64_t n, float sx, int32_t zx);
+void qat_f32_quant(uint8_t *y, const float *x, int64_t n, float inv_sy, int32_t zy, int32_t lo,
+                   int32_t hi);
+/* Packed weights: dense conv (k, k, in_c, out_c) from OHWI, depthwise (k, k, C) from (C, k, k),
+ * linear (in, out) from (out, in). Same number of floats as w. */
+size_t qat_f32_conv_packed_floats(int out_c, int k, int in_c, int groups);
+void qat_f32_conv_pack(float *packed, const float *w, int out_c, int k, int in_c, int groups);
+/* x (N, H, W, in_c) -> y (N, OH, OW, out_c); groups 1 or in_c == out_c. */
+qat_status qat_f32_conv(float *y, const float *x, const qat_i8_dims *in,
+                        const qat_i8_conv_params *p, int out_c, int groups, const float *packed,
+                        const float *bias, qat_f32_act act);
+/* x (N, in) -> y (N, out); bias may be NULL. */
+qat_status qat_f32_linear(float *y, const float *x, int n, int in, int out, const float *packed,
+                          const float *bias);
+
 /* ---- 6. linear ----------------------------------------------------------------------------------
  * A linear layer is the GEMM with M = batch, x (batch, in), w (out, in): qat_i8_gemm_u8 between
  * hidden layers, qat_i8_gemm_f32 for the logits. */

@@ -187,6 +187,30 @@ static qat_status conv_convert(const qat_layer *L, const qat_qconvert *cv, qat_q
     return st;
 }
 
+/* Left in float: BN folded in float as conv_convert folds it (w * (gamma * istd) and
+ * beta + gamma * (-mean * istd), each product rounded); the activation (hardswish too) runs in
+ * float. */
+static qat_status conv_convert_float(const qat_layer *L, qat_q8_layer *Y) {
+    const int C = L->out_c;
+    const int64_t R = L->weight.numel / C;
+    Y->kind = QAT_Q8_FCONV;
+    Y->k = L->k, Y->stride = L->stride, Y->pad = L->pad, Y->groups = L->groups;
+    Y->act = qat_q8_act_of(L->act);
+    Y->fweight = malloc((size_t)L->weight.numel * sizeof(float));
+    Y->fbias = malloc((size_t)C * sizeof(float));
+    if (!Y->fweight || !Y->fbias) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+    for (int c = 0; c < C; c++) {
+        const float istd = 1.0f / sqrtf(L->bn.running_var[c] + L->bn.eps);
+        const float s = qat_rounded(L->gamma.data[c] * istd);
+        for (int64_t k = 0; k < R; k++) Y->fweight[c * R + k] = qat_rounded(L->weight.data[c * R + k] * s);
+        const float nb = qat_rounded(-L->bn.running_mean[c] * istd);
+        Y->fbias[c] = L->beta.data[c] + qat_rounded(L->gamma.data[c] * nb);
+        if (!isfinite(Y->fbias[c]) || !isfinite(s))
+            return qat_fail(QAT_ERR_NUMERIC, "convert: layer %s: folded BN is not finite", L->name);
+    }
+    return QAT_OK;
+}
+
 static void conv_describe(const qat_layer *L, char *buf, size_t cap) {
     snprintf(buf, cap, "%s %dx%d s%d bn %s", L->role == QAT_CONV_DW ? "dwconv" : "conv", L->k, L->k,
              L->stride, qat_act_names[L->act]);
@@ -203,5 +227,6 @@ const qat_layer_desc qat_layer_conv_bn_act = {
     .forward_fq = conv_forward_fq,
     .int8_check = conv_int8_check,
     .convert = conv_convert,
+    .convert_float = conv_convert_float,
     .describe = conv_describe,
 };

@@ -66,6 +66,17 @@ static qat_status fc_convert(const qat_layer *L, const qat_qconvert *cv, qat_q8_
     return st;
 }
 
+/* Left in float: a 1x1 float conv on the 1x1xC vector, bias and activation in float. */
+static qat_status fc_convert_float(const qat_layer *L, qat_q8_layer *Y) {
+    Y->kind = QAT_Q8_FCONV;
+    Y->k = 1, Y->stride = 1, Y->pad = 0, Y->groups = 1;
+    Y->in_h = Y->in_w = Y->out_h = Y->out_w = 1;
+    Y->act = qat_q8_act_of(L->act);
+    Y->fweight = qat_floats_dup(L->weight.data, L->weight.numel);
+    Y->fbias = qat_floats_dup(L->bias.data, L->out_c);
+    return Y->fweight && Y->fbias ? QAT_OK : qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+}
+
 static void fc_describe(const qat_layer *L, char *buf, size_t cap) {
     snprintf(buf, cap, "fc %s", qat_act_names[L->act]);
 }
@@ -81,5 +92,6 @@ const qat_layer_desc qat_layer_fc = {
     .forward_fq = fc_forward_fq,
     .int8_check = fc_int8_check,
     .convert = fc_convert,
+    .convert_float = fc_convert_float,
     .describe = fc_describe,
 };

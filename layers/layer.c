@@ -154,3 +154,19 @@ qat_status qat_convert_weights(qat_q8_layer *Y, const qat_qconvert *c, const cha
     }
     return QAT_OK;
 }
+
+qat_q8_act qat_q8_act_of(qat_act act) {
+    switch (act) {
+    case QAT_ACT_RELU: return QAT_Q8_ACT_RELU;
+    case QAT_ACT_RELU6: return QAT_Q8_ACT_RELU6;
+    case QAT_ACT_HARDSWISH: return QAT_Q8_ACT_HARDSWISH;
+    case QAT_ACT_HARDSIGMOID: return QAT_Q8_ACT_HARDSIGMOID;
+    default: return QAT_Q8_ACT_NONE;
+    }
+}
+
+float *qat_floats_dup(const float *v, int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (p && n > 0) memcpy(p, v, (size_t)n * sizeof(float));
+    return p;
+}

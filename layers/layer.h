@@ -166,6 +166,11 @@ void qat_convert_output(qat_q8_layer *Y, const qat_qconvert *c, qat_act act);
  * Y->sx * sw dequantizes. */
 qat_status qat_convert_weights(qat_q8_layer *Y, const qat_qconvert *c, const char *name,
                                const qat_tensor *w, const float *s);
+/* The activation code of a float layer (FCONV's act). */
+qat_q8_act qat_q8_act_of(qat_act act);
+/* A copy of n floats (malloc), NULL when out of memory. */
+float *qat_floats_dup(const float *v, int64_t n);
+
 /* The INT8 table of act for input qparams (sx, zx) and output qparams (sy, zy), codes clamped to
  * [qmin, qmax]: entry q = qat_quantize(act(qat_dequantize(q, sx, zx)), 1 / sy, zy, qmin, qmax),
  * the activation evaluated as the autograd op evaluates it (layers/act.c). */
@@ -205,6 +210,10 @@ typedef struct qat_layer_desc {
     /* Fills the kind-specific part of its INT8 layer Y (input operands, shapes and input
      * qparams are set); NULL: the layer passes its input through at inference (dropout). */
     qat_status (*convert)(const qat_layer *L, const qat_qconvert *c, qat_q8_layer *Y);
+    /* The layer left in float by a per-layer qconfig (its weight point keep_float): fills its
+     * float INT8-model layer Y (FCONV, FLINEAR; input operand, shapes set, sx/zx 0, output
+     * qparams 0). NULL: the kind has no float form (a layer without weights never needs one). */
+    qat_status (*convert_float)(const qat_layer *L, qat_q8_layer *Y);
     /* The "op" column of the summary (NULL: the kind's name). */
     void (*describe)(const qat_layer *L, char *buf, size_t cap);
 } qat_layer_desc;

@@ -41,6 +41,17 @@ static qat_status linear_convert(const qat_layer *L, const qat_qconvert *c, qat_
     return qat_convert_weights(Y, c, L->name, &L->weight, NULL);
 }
 
+/* Left in float: the float classifier on the (dequantized) pooled vector. */
+static qat_status linear_convert_float(const qat_layer *L, qat_q8_layer *Y) {
+    Y->kind = QAT_Q8_FLINEAR;
+    Y->in_h = Y->in_w = Y->out_h = Y->out_w = 1;
+    Y->in_c = L->weight.shape[1];
+    Y->out_c = L->weight.shape[0];
+    Y->fweight = qat_floats_dup(L->weight.data, L->weight.numel);
+    Y->fbias = qat_floats_dup(L->bias.data, Y->out_c);
+    return Y->fweight && Y->fbias ? QAT_OK : qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
+}
+
 const qat_layer_desc qat_layer_linear = {
     .name = "linear",
     .vector_output = 1,
@@ -51,4 +62,5 @@ const qat_layer_desc qat_layer_linear = {
     .qpoints = QAT_QP_WEIGHT,
     .forward_fq = linear_forward_fq,
     .convert = linear_convert,
+    .convert_float = linear_convert_float,
 };

@@ -69,6 +69,50 @@ static int value_point(const qat_qmodel *q, int li) {
     return li < 0 ? 0 : q->layers[li].out;
 }
 
+/* ---- float layers ------------------------------------------------------------------------------ */
+
+/* Whether every reader of layer li's output is a float layer (through layers that pass their
+ * input on, dropout); a value nobody reads counts as read in float. */
+static int read_only_in_float(const qat_qmodel *q, int li) {
+    const qat_model *m = q->model;
+    for (int j = li + 1; j < m->nlayers; j++)
+        for (int k = 0; k < m->layers[j].nin; k++) {
+            if (m->layers[j].in[k] != li) continue;
+            const int passes_on = qat_layer_kinds[m->layers[j].kind]->convert == NULL;
+            if (passes_on ? !read_only_in_float(q, j) : !q->layers[j].is_float) return 0;
+        }
+    return 1;
+}
+
+/* keep_float of every point from the layers' is_float; a point whose keep_float changes has its
+ * fake-quant turned off (float) or on (quantized). */
+static void update_float(qat_qmodel *q) {
+    for (int i = 0; i < q->model->nlayers; i++) {
+        const qat_qlayer *ql = &q->layers[i];
+        int pts[2] = {ql->weight, ql->out};
+        int keep[2] = {ql->is_float, ql->is_float && read_only_in_float(q, i)};
+        for (int k = 0; k < 2; k++) {
+            if (pts[k] < 0) continue;
+            qat_qpoint *p = &q->points[pts[k]];
+            if (p->keep_float == keep[k]) continue;
+            p->keep_float = keep[k];
+            p->fq.fake_quant_enabled = p->lsq.fake_quant_enabled = !keep[k];
+        }
+    }
+}
+
+int qat_qmodel_layer_is_float(const qat_qmodel *q, int li) { return q->layers[li].is_float; }
+
+qat_status qat_qmodel_set_float(qat_qmodel *q, int li, int on) {
+    if (li < 0 || li >= q->model->nlayers) return qat_fail(QAT_ERR_ARG, "qmodel: no layer %d", li);
+    if (q->layers[li].weight < 0)
+        return qat_fail(QAT_ERR_ARG, "layer %s has no weight: only conv, fc and linear layers can "
+                        "be left in float", q->model->layers[li].name);
+    q->layers[li].is_float = on != 0;
+    update_float(q);
+    return QAT_OK;
+}
+
 qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mode mode,
                              qat_observer_kind act_obs, qat_qmodel **out) {
     *out = NULL;
@@ -103,6 +147,7 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
         const qat_spec_stage *stage = L->stage >= 0 && (pts & QAT_QP_WEIGHT) ? &m->spec->stages[L->stage] : NULL;
         char name[QAT_QPOINT_NAME_MAX];
         q->layers[i].weight = q->layers[i].out = -1;
+        q->layers[i].is_float = 0;
         if (pts & QAT_QP_WEIGHT) {
             qat_qscheme s = cfg->weight;
             if (stage && stage->wbits) s.bits = stage->wbits;
@@ -110,14 +155,13 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
             q->layers[i].weight = q->npoints;
             qat_qpoint *p = &q->points[q->npoints++];
             st = qat_qpoint_init(p, name, 1, &s, cfg->weight_obs, s.per_channel ? L->out_c : 1);
-            if (!st && stage && !stage->quant) p->keep_float = 1;
+            q->layers[i].is_float = stage && !stage->quant;
         }
         if (!st && (pts & QAT_QP_OUT)) {
             snprintf(name, sizeof name, "%s.out_fq", L->name);
             q->layers[i].out = q->npoints;
             qat_qpoint *p = &q->points[q->npoints++];
             st = qat_qpoint_init(p, name, 0, &cfg->act, q->act_obs, 1);
-            if (!st && stage && !stage->quant) p->keep_float = 1;
         }
     }
     if (st) {
@@ -129,8 +173,7 @@ qat_status qat_qmodel_create(qat_model *m, const qat_qconfig *cfg, qat_qmodel_mo
         qat_qmodel_free(q);
         return st;
     }
-    for (int i = 0; i < q->npoints; i++)
-        if (q->points[i].keep_float) q->points[i].fq.fake_quant_enabled = 0;
+    update_float(q);
     *out = q;
     return QAT_OK;
 }
@@ -222,7 +265,10 @@ void qat_qmodel_sqnr(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x, double *sqnr) {
 /* ---- state ----------------------------------------------------------------------------------- */
 
 #define QSTATE_MAGIC 0x54534d51u /* "QMST" */
-#define QSTATE_VERSION 2u
+#define QSTATE_VERSION 3u
+/* Version 3 appends one byte per layer, 1 for a layer left in float, after the learned scales;
+ * written only when a per-layer qconfig made the float layers differ from the spec's quant=0
+ * (other checkpoints stay version 2, byte for byte as before). */
 /* Version 1 ended after `pad` (64 bytes) and kept the freeze schedule in epochs; version 2
  * keeps it in optimizer steps (the epoch fields are -1) so that it means the same for epochs
  * of 16 steps and of 500. Both load. */
@@ -239,16 +285,29 @@ typedef struct {
 _Static_assert(sizeof(qstate_header) == 80, "quant state header layout");
 _Static_assert(offsetof(qstate_header, freeze_bn_step) == QSTATE_V1_BYTES, "v1 prefix");
 
+/* The float layers the spec's quant=0 alone gives. */
+static int spec_float(const qat_qmodel *q, int li) {
+    const qat_layer *L = &q->model->layers[li];
+    return q->layers[li].weight >= 0 && L->stage >= 0 && !q->model->spec->stages[L->stage].quant;
+}
+
+static int floats_beyond_spec(const qat_qmodel *q) {
+    for (int i = 0; i < q->model->nlayers; i++)
+        if (q->layers[i].is_float != spec_float(q, i)) return 1;
+    return 0;
+}
+
 size_t qat_qmodel_state_bytes(const qat_qmodel *q) {
     size_t n = sizeof(qstate_header);
     for (int i = 0; i < q->npoints; i++) n += sizeof(uint64_t) + qat_fq_state_bytes(&q->points[i].fq);
-    return n + (size_t)q->nlsq * sizeof(float); /* learned scales and offsets last */
+    n += (size_t)q->nlsq * sizeof(float); /* learned scales and offsets */
+    return n + (floats_beyond_spec(q) ? (size_t)q->model->nlayers : 0);
 }
 
 void qat_qmodel_pack(const qat_qmodel *q, void *buf) {
     qstate_header h;
     memset(&h, 0, sizeof h);
-    h.magic = QSTATE_MAGIC, h.version = QSTATE_VERSION;
+    h.magic = QSTATE_MAGIC, h.version = floats_beyond_spec(q) ? 3 : 2;
     memcpy(h.qconfig, q->cfg.name, sizeof h.qconfig);
     h.act_obs = q->act_obs, h.nfq = q->npoints, h.bn_frozen = q->bn_frozen;
     h.observers_frozen = q->observers_frozen, h.freeze_bn_epoch = h.freeze_observer_epoch = -1;
@@ -265,6 +324,9 @@ void qat_qmodel_pack(const qat_qmodel *q, void *buf) {
         p += sizeof n + n;
     }
     if (q->nlsq) memcpy(p, q->lsq_params, (size_t)q->nlsq * sizeof(float));
+    p += (size_t)q->nlsq * sizeof(float);
+    if (h.version == 3)
+        for (int i = 0; i < q->model->nlayers; i++) p[i] = (char)q->layers[i].is_float;
 }
 
 qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const char *path,
@@ -274,7 +336,7 @@ qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const 
     memset(&h, 0, sizeof h);
     if (bytes < QSTATE_V1_BYTES) return qat_fail(QAT_ERR_FORMAT, "%s: quant section truncated", path);
     memcpy(&h, buf, QSTATE_V1_BYTES);
-    if (h.magic != QSTATE_MAGIC || (h.version != 1 && h.version != QSTATE_VERSION))
+    if (h.magic != QSTATE_MAGIC || h.version < 1 || h.version > QSTATE_VERSION)
         return qat_fail(QAT_ERR_FORMAT, "%s: quant section has an unknown format", path);
     size_t hbytes = h.version == 1 ? QSTATE_V1_BYTES : sizeof h;
     if (bytes < hbytes) return qat_fail(QAT_ERR_FORMAT, "%s: quant section truncated", path);
@@ -315,7 +377,18 @@ qat_status qat_qmodel_unpack(qat_model *m, const void *buf, size_t bytes, const 
         }
         p += n;
     }
-    if ((size_t)(end - p) != (size_t)q->nlsq * sizeof(float)) goto truncated;
+    const size_t nfloat_flags = h.version >= 3 ? (size_t)m->nlayers : 0;
+    if ((size_t)(end - p) != (size_t)q->nlsq * sizeof(float) + nfloat_flags) goto truncated;
+    for (size_t i = 0; i < nfloat_flags; i++) {
+        const unsigned char f = (unsigned char)p[(size_t)q->nlsq * sizeof(float) + i];
+        if (f > 1 || (f && q->layers[i].weight < 0)) {
+            qat_qmodel_free(q);
+            return qat_fail(QAT_ERR_FORMAT, "%s: quant section marks layer %d float (flag %u): "
+                            "only layers with a weight can be", path, (int)i, f);
+        }
+        q->layers[i].is_float = f;
+    }
+    if (nfloat_flags) update_float(q);
     if (q->nlsq) {
         memcpy(q->lsq_params, p, (size_t)q->nlsq * sizeof(float));
         for (int64_t k = 0; k < q->nlsq; k++)

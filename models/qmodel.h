@@ -31,6 +31,7 @@ typedef enum {
 typedef struct {
     int weight, out;
     int in;                       /* the point holding the value of the layer's input 0 */
+    int is_float;                 /* left in float (spec quant=0, a per-layer qconfig) */
 } qat_qlayer;
 
 typedef struct {
@@ -79,6 +80,30 @@ void qat_qmodel_free(qat_qmodel *q);
 /* Same contract as qat_model_forward. In training mode observers (unless frozen) update; in
  * eval mode only while q->calibrating. */
 qat_tensor *qat_qmodel_forward(qat_qmodel *q, qat_ctx *ctx, qat_tensor *x);
+
+/* ---- float layers (a per-layer qconfig; models/layer_qconfig.c) -------------------------------
+ * A float layer keeps its weight in float, and its output too when every reader of it is a float
+ * layer; otherwise its output point stays quantized (PyTorch inserts the observer there likewise),
+ * so INT8 neighbours always read u8 codes and convert can put a dequantize before the float layer
+ * and a quantize after it. Only layers with a weight (conv, fc, linear) can be float. */
+
+/* 1 when layer li runs in float. */
+int qat_qmodel_layer_is_float(const qat_qmodel *q, int li);
+/* Layer li in float (on = 1) or quantized (0); the points' keep_float follow. Set before
+ * calibration or QAT (a point turned quantized starts with fake-quant on). QAT_ERR_ARG for a
+ * layer without a weight. */
+qat_status qat_qmodel_set_float(qat_qmodel *q, int li, int on);
+/* Every weight layer whose name matches the glob `pattern` (fnmatch: *, ?, [...]) to `on`;
+ * QAT_ERR_ARG naming `what` when nothing matches. *matched (optional): how many did. */
+qat_status qat_qmodel_set_float_pattern(qat_qmodel *q, const char *pattern, int on,
+                                        const char *what, int *matched);
+/* The per-layer qconfig file (docs/quantization.md, "Mixed precision"): one rule a line,
+ * "PATTERN float" or "PATTERN int8", '#' comments, later lines win. Errors name path:line. */
+qat_status qat_qmodel_apply_layer_qconfig(qat_qmodel *q, const char *path);
+/* A comma-separated list of patterns set to float (qat quantize --allow-float's choice). */
+qat_status qat_qmodel_apply_float_list(qat_qmodel *q, const char *list, const char *what);
+/* The float layers' names, comma-separated, into buf ("" when none). */
+void qat_qmodel_float_names(const qat_qmodel *q, char *buf, size_t cap);
 
 /* Turns every fake-quant on or off (off: the op returns its input, so with fold_bn == 1 the
  * forward equals qat_model_forward bit for bit). */

@@ -34,6 +34,17 @@
  *             y = qat_requantize((a - zx) * (g[c] - zb), mult[c], zy, lo, hi)
  *             mult[c] = qat_requant_mult(sx, sb, sy) (the same for every c)
  *
+ * Float layers (a per-layer qconfig leaves a layer in float; format version 3). Their values
+ * are f32 (NHWC, 4 bytes an element); an f32 value has no qparams (its producer's sy, zy, lo,
+ * hi and its readers' sx, zx are 0). kernels/int8.h, section 8, computes all four, and the
+ * simulation calls the same functions, so both give the same bits:
+ *   DEQUANT:  u8 -> f32: y = qat_dequantize(x, sx, zx)          (a float layer's input edge)
+ *   QUANT:    f32 -> u8: y = qat_quantize(x, 1.0f / sy, zy, lo, hi)   (its output edge)
+ *   FCONV:    f32 -> f32: y = act(fbias[c] + sum_taps x * fweight[c][tap])  (BN folded in
+ *             float; dense OHWI or depthwise as CONV; act in `act`: none, relu, relu6,
+ *             hardswish, hardsigmoid; padded taps contribute 0)
+ *   FLINEAR:  f32 -> float logits: logit[n] = fbias[n] + sum_k x[k] * fweight[n][k] (last)
+ *
  * Scales (sx, sy, sb, in_scale) are stored for the arithmetic above and for reports; the
  * requantization multipliers were computed from them by convert (qat_requant_mult,
  * qat_i8_avgpool_mult) and are stored as such.
@@ -50,8 +61,10 @@ extern "C" {
 
 #define QAT_Q8_NAME_MAX 48
 #define QAT_Q8_MAX_LAYERS 4096
+#define QAT_Q8_CLASS_NAME_MAX 64         /* a class name: 1..63 printable characters */
 
-/* Appended only: the number is the .q8 file's kind (LUT and MUL are format version 2). */
+/* Appended only: the number is the .q8 file's kind (LUT and MUL are format version 2, the
+ * float layers' kinds version 3). */
 typedef enum {
     QAT_Q8_CONV = 0,
     QAT_Q8_ADD,
@@ -59,6 +72,10 @@ typedef enum {
     QAT_Q8_LINEAR,
     QAT_Q8_LUT,  /* y = table[x]: an activation (hardswish, hardsigmoid) as a u8 -> u8 table */
     QAT_Q8_MUL,  /* y[h,w,c] = requantize((x - zx) * (g[c] - zb)): squeeze-excite's rescale */
+    QAT_Q8_DEQUANT, /* u8 -> f32: into a float layer */
+    QAT_Q8_QUANT,   /* f32 -> u8: out of a float layer */
+    QAT_Q8_FCONV,   /* a conv (dense or depthwise) in float, f32 -> f32 */
+    QAT_Q8_FLINEAR, /* the classifier in float, f32 -> float logits */
     QAT_Q8_KIND_COUNT
 } qat_q8_kind;
 
@@ -85,10 +102,11 @@ typedef struct {
     int8_t *weight;                  /* CONV (out_c, k, k, in_c / groups); LINEAR (out_c, in_c) */
     int32_t *bias;                   /* CONV (out_c) in accumulator units; LINEAR: NULL */
     float *mult;                     /* CONV (out_c) requant multiplier; LINEAR (out_c) deq scale */
-    float *fbias;                    /* LINEAR (out_c) float bias; else NULL */
+    float *fbias;                    /* LINEAR, FCONV, FLINEAR (out_c) float bias; else NULL */
     int32_t wbits;                   /* CONV/LINEAR: bit width the weights were quantized to */
     float *wscale;                   /* CONV/LINEAR (out_c): weight scales (reports) */
     uint8_t *table;                  /* LUT (256): output code of each input code */
+    float *fweight;                  /* FCONV (out_c, k, k, in_c / groups), FLINEAR (out_c, in_c) */
     /* input qparams (CONV, LINEAR, AVGPOOL, ADD's first operand) */
     float sx;
     int32_t zx;
@@ -110,6 +128,9 @@ typedef struct {
     char arch[32];                   /* the spec's name ("mbv2-tiny") */
     int32_t nlayers;
     qat_q8_layer *layers;            /* every array in a layer is its own malloc block */
+    /* The class names of an ImageFolder (its folder names), nclasses of them, or NULL: the
+     * optional "classes" section, reports only. */
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX];
 } qat_q8_model;
 
 
@@ -121,6 +142,7 @@ typedef enum {
     QAT_Q8_ARR_FBIAS,      /* f32 (out_c): float bias of the logits */
     QAT_Q8_ARR_WSCALE,     /* f32 (out_c): weight scales (reports) */
     QAT_Q8_ARR_TABLE,      /* u8 (256): a LUT's table (format version 2) */
+    QAT_Q8_ARR_FWEIGHT,    /* f32: a float layer's weights (format version 3) */
     QAT_Q8_ARR_COUNT
 } qat_q8_array;
 #define QAT_Q8_ARR_BIT(a) (1u << (a))
@@ -139,6 +161,8 @@ typedef struct {
     int64_t (*weights_per_channel)(const qat_q8_layer *L);
     /* Multiply-accumulates per image (NULL: 0); 0 when a factor is out of range. */
     int64_t (*macs)(const qat_q8_layer *L);
+    int float_input;         /* reads an f32 value (its sx, zx are 0) instead of u8 codes */
+    int float_value;         /* produces an f32 value (its sy, zy, lo, hi are 0) */
 } qat_q8_kind_desc;
 
 extern const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT];
@@ -160,12 +184,28 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path);
 qat_status qat_q8_load(const char *path, qat_q8_model **out);
 /* The same from a buffer (fuzzing); `name` stands for the path in messages. */
 qat_status qat_q8_load_memory(const void *buf, size_t size, const char *name, qat_q8_model **out);
+/* Class names as stored ("NAME\n" per class, n classes) to names (malloc'd, *out); NULL text:
+ * *out = NULL. QAT_ERR_FORMAT naming `what` for a wrong count or a bad name. */
+qat_status qat_class_names_parse(const char *text, size_t len, int n, const char *what,
+                                 char (**out)[QAT_Q8_CLASS_NAME_MAX]);
+/* The inverse, malloc'd and NUL-terminated (*len without the NUL). */
+char *qat_class_names_join(char (*names)[QAT_Q8_CLASS_NAME_MAX], int n, size_t *len);
+
 /* Frees the model, its layers and every array they point to. NULL is a no-op. */
 void qat_q8_free(qat_q8_model *m);
 
+/* The float activation of a float layer's `act` (kernels/int8.h, section 8). */
+static inline int qat_q8_f32_act(qat_q8_act a) {
+    return a == QAT_Q8_ACT_RELU ? 1 : a == QAT_Q8_ACT_RELU6 ? 2 : a == QAT_Q8_ACT_HARDSWISH ? 3
+         : a == QAT_Q8_ACT_HARDSIGMOID ? 4 : 0;
+}
+
+/* Value v's elements are f32 (a float layer's output), not u8 codes (-1, the input, is u8). */
+int qat_q8_value_is_float(const qat_q8_model *m, int v);
+
 /* Multiply-accumulates per image of a layer (0 for ADD/AVGPOOL). */
 int64_t qat_q8_layer_macs(const qat_q8_layer *L);
-/* Weights of a layer (0 for ADD/AVGPOOL). */
+/* Weights of a layer, int8 or float (0 for ADD/AVGPOOL). */
 int64_t qat_q8_layer_weights(const qat_q8_layer *L);
 
 #ifdef __cplusplus

@@ -23,8 +23,33 @@ static const char Q8_MAGIC[8] = {'Q', 'A', 'T', 'I', 'N', 'T', '8', '\0'};
  * "table" section. Save writes version 1 (7 sections, no table) when the model uses none of
  * these, so older readers still take such models and their files stay byte for byte the same;
  * load takes both. */
-#define Q8_VERSION 2
-#define Q8_V1_ARRAYS QAT_Q8_ARR_TABLE /* the arrays of a version 1 file: those before "table" */
+#define Q8_VERSION 4
+/* Version 3 added the float layers (kinds DEQUANT, QUANT, FCONV, FLINEAR and the "fweight"
+ * section), written likewise only by models that have one. Version 4 packs low-bit weights:
+ * a layer with wbits 2 stores four weights a byte, wbits 3 or 4 two a byte (the W4A8 model
+ * shrinks by almost half); written only when a layer has wbits <= 4, so 8-bit models keep their
+ * older version and bytes. */
+
+/* Bits one weight of array a of layer L takes in a file of `version`. */
+static int stored_bits(const qat_q8_layer *L, int a, uint32_t version) {
+    if (a != QAT_Q8_ARR_WEIGHT || version < 4 || L->wbits > 4) return 8;
+    return L->wbits <= 2 ? 2 : 4;
+}
+
+/* Bytes array a of layer L takes in the file (shape validated: no overflow). */
+static uint64_t stored_bytes(const qat_q8_layer *L, int a, uint32_t version) {
+    const uint64_t n = (uint64_t)qat_q8_array_count(L, a);
+    const int b = stored_bits(L, a, version);
+    return b < 8 ? (n * (uint64_t)b + 7) / 8 : n * qat_q8_elem_bytes(qat_q8_arrays[a].type);
+}
+
+/* Arrays (sections after "model" and "layers") and kinds a file of `version` knows. */
+static int version_arrays(uint32_t v) {
+    return v < 2 ? QAT_Q8_ARR_TABLE : v < 3 ? QAT_Q8_ARR_FWEIGHT : QAT_Q8_ARR_COUNT;
+}
+static uint32_t version_kinds(uint32_t v) {
+    return v < 2 ? QAT_Q8_LUT : v < 3 ? QAT_Q8_DEQUANT : QAT_Q8_KIND_COUNT;
+}
 
 /* ---- little-endian records, field by field ------------------------------------------------- */
 
@@ -160,7 +185,7 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
     }
     /* Range-check the enums before storing them in enum-typed fields. */
     const int name_ok = qat_q8_text_ok(L->name, sizeof L->name);
-    const uint32_t nkinds = version < 2 ? QAT_Q8_LUT : QAT_Q8_KIND_COUNT;
+    const uint32_t nkinds = version_kinds(version);
     const uint32_t nacts = version < 2 ? QAT_Q8_ACT_HARDSWISH : QAT_Q8_ACT_COUNT;
     if (kind >= nkinds)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown kind %u", kind);
@@ -168,17 +193,49 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown activation %u", act);
     if (name_ok && !qat_q8_zero_tail(L->name, sizeof L->name))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "nonzero bytes after the name's NUL");
-    if (*mask & ~(version < 2 ? (1u << Q8_V1_ARRAYS) - 1 : QAT_Q8_ARRAY_BITS))
+    if (*mask & ~((1u << version_arrays(version)) - 1))
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown array flags 0x%x", *mask);
     L->kind = (qat_q8_kind)kind;
     L->act = (qat_q8_act)act;
     return QAT_OK;
 }
 
-static void write_array(writer *w, const qat_q8_layer *L, int a) {
+/* n signed weights of `bits` bits, low bits of each byte first; the unused bits of the last
+ * byte are zero. */
+static void pack_weights(writer *w, const int8_t *v, int64_t n, int bits) {
+    const int per = 8 / bits;
+    const unsigned mask = (1u << bits) - 1;
+    for (int64_t j = 0; j < n; j += per) {
+        unsigned byte = 0;
+        for (int k = 0; k < per && j + k < n; k++) byte |= ((unsigned)v[j + k] & mask) << (k * bits);
+        *w->p++ = (unsigned char)byte;
+    }
+}
+
+/* The inverse (sign-extending); 0 when the last byte's unused bits are not zero. */
+static int unpack_weights(reader *r, int8_t *v, int64_t n, int bits) {
+    const int per = 8 / bits;
+    const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
+    for (int64_t j = 0; j < n; j += per) {
+        unsigned byte = *r->p++;
+        for (int k = 0; k < per; k++, byte >>= bits) {
+            if (j + k >= n) return byte == 0;
+            const unsigned u = byte & mask;
+            v[j + k] = (int8_t)((int)(u ^ sign) - (int)sign);
+        }
+    }
+    return 1;
+}
+
+static void write_array(writer *w, const qat_q8_layer *L, int a, uint32_t version) {
     const void *v = qat_q8_array_get(L, a);
     if (!v) return;
     const int64_t n = qat_q8_array_count(L, a);
+    const int bits = stored_bits(L, a, version);
+    if (bits < 8) {
+        pack_weights(w, v, n, bits);
+        return;
+    }
     switch (qat_q8_arrays[a].type) {
     case ELEM_S8:
         memcpy(w->p, v, (size_t)n);
@@ -193,9 +250,13 @@ static void write_array(writer *w, const qat_q8_layer *L, int a) {
     }
 }
 
-static void *read_array(reader *r, int a, int64_t n) {
+static void *read_array(reader *r, int a, int64_t n, int bits, int *canonical) {
     void *v = malloc(n ? (size_t)n * qat_q8_elem_bytes(qat_q8_arrays[a].type) : 1);
     if (!v) return NULL;
+    if (bits < 8) {
+        *canonical = unpack_weights(r, v, n, bits);
+        return v;
+    }
     switch (qat_q8_arrays[a].type) {
     case ELEM_S8:
         memcpy(v, r->p, (size_t)n);
@@ -218,17 +279,30 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
     if (!m) return qat_fail(QAT_ERR_ARG, "%s: no model", path);
     qat_status st = qat_q8_check(m, path, 1);
     if (st) return st; /* never write a model the loader would refuse */
+    uint32_t version = 1; /* the oldest that holds the model */
+    for (int i = 0; i < m->nlayers; i++) {
+        const qat_q8_layer *L = &m->layers[i];
+        const uint32_t v = L->weight && L->wbits <= 4 ? 4
+                         : L->kind >= QAT_Q8_DEQUANT || L->fweight ? 3
+                         : L->kind >= QAT_Q8_LUT || L->act >= QAT_Q8_ACT_HARDSWISH || L->table ? 2 : 1;
+        version = v > version ? v : version;
+    }
+    /* packed weights must fit their bits (convert's always do: they were quantized to them) */
+    for (int i = 0; i < m->nlayers; i++) {
+        const qat_q8_layer *L = &m->layers[i];
+        const int bits = stored_bits(L, QAT_Q8_ARR_WEIGHT, version);
+        const int64_t n = L->weight ? qat_q8_array_count(L, QAT_Q8_ARR_WEIGHT) : 0;
+        for (int64_t j = 0; bits < 8 && j < n; j++)
+            if (L->weight[j] < -(1 << (bits - 1)) || L->weight[j] >= (1 << (bits - 1)))
+                return qat_q8_layer_fail(QAT_ERR_NUMERIC, path, i, L, 1,
+                                         "weight %lld = %d does not fit its %d bits (wbits %d)",
+                                         (long long)j, L->weight[j], bits, L->wbits);
+    }
     uint64_t bytes[QAT_Q8_ARR_COUNT] = {0};
     for (int i = 0; i < m->nlayers; i++)
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++)
-            if (qat_q8_array_get(&m->layers[i], a))
-                bytes[a] += (uint64_t)qat_q8_array_count(&m->layers[i], a) * qat_q8_elem_bytes(qat_q8_arrays[a].type);
-    uint32_t version = 1;
-    for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].kind >= QAT_Q8_LUT || m->layers[i].act >= QAT_Q8_ACT_HARDSWISH ||
-            m->layers[i].table)
-            version = 2;
-    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
+            if (qat_q8_array_get(&m->layers[i], a)) bytes[a] += stored_bytes(&m->layers[i], a, version);
+    const int narrays = version_arrays(version);
     unsigned char *model = malloc(MODEL_BYTES);
     unsigned char *layers = malloc((size_t)m->nlayers * LAYER_BYTES);
     unsigned char *data[QAT_Q8_ARR_COUNT] = {0};
@@ -242,9 +316,9 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
         for (int i = 0; i < m->nlayers; i++) write_layer(&w, &m->layers[i]);
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++) {
             w.p = data[a];
-            for (int i = 0; i < m->nlayers; i++) write_array(&w, &m->layers[i], a);
+            for (int i = 0; i < m->nlayers; i++) write_array(&w, &m->layers[i], a, version);
         }
-        qat_section secs[2 + QAT_Q8_ARR_COUNT] = {
+        qat_section secs[3 + QAT_Q8_ARR_COUNT] = {
             {"model", model, MODEL_BYTES},
             {"layers", layers, (uint64_t)m->nlayers * LAYER_BYTES},
         };
@@ -253,7 +327,17 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
             secs[2 + a].data = data[a];
             secs[2 + a].size = bytes[a];
         }
-        st = qat_container_write(path, Q8_MAGIC, version, secs, 2 + narrays);
+        /* the class names (optional; only ImageFolder models have them) after the arrays */
+        size_t nlen = 0;
+        char *names = m->class_names ? qat_class_names_join(m->class_names, m->nclasses, &nlen) : NULL;
+        int nsec = 2 + narrays;
+        if (names) {
+            snprintf(secs[nsec].name, sizeof secs[nsec].name, "classes");
+            secs[nsec].data = names, secs[nsec++].size = nlen;
+        }
+        st = m->class_names && !names ? qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path)
+                                      : qat_container_write(path, Q8_MAGIC, version, secs, nsec);
+        free(names);
     } else {
         st = qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -267,7 +351,7 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
 
 /* Reads array a of every layer (per the masks) from its section, which must be used exactly. */
 static qat_status read_arrays(const qat_container *c, const char *what, qat_q8_model *m,
-                              const unsigned *masks, int a) {
+                              const unsigned *masks, int a, uint32_t version) {
     const void *data;
     uint64_t size;
     qat_status st = qat_container_get(c, qat_q8_arrays[a].name, 0, &data, &size);
@@ -279,15 +363,19 @@ static qat_status read_arrays(const qat_container *c, const char *what, qat_q8_m
         if (!((masks[i] >> a) & 1)) continue;
         /* geometry validated: count <= 2^16 * 2^24, no overflow in bytes */
         const int64_t n = qat_q8_array_count(L, a);
-        const uint64_t need = (uint64_t)n * qat_q8_elem_bytes(qat_q8_arrays[a].type);
+        const uint64_t need = stored_bytes(L, a, version);
         if (need > left)
             return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1,
                               "%s array of %lld elements runs past the end of section '%s' "
                               "(%llu bytes left)", qat_q8_arrays[a].name, (long long)n, qat_q8_arrays[a].name,
                               (unsigned long long)left);
-        void *v = read_array(&r, a, n);
+        int canonical = 1;
+        void *v = read_array(&r, a, n, stored_bits(L, a, version), &canonical);
         if (!v) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", what);
         qat_q8_array_set(L, a, v);
+        if (!canonical)
+            return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "nonzero bits after the last "
+                                     "packed weight (file corrupt)");
         left -= need;
     }
     if (left)
@@ -320,16 +408,19 @@ static qat_status parse_model(const qat_container *c, const char *what, qat_q8_m
     }
     r.p = data;
     const uint32_t version = qat_container_version(c);
-    const int narrays = version < 2 ? Q8_V1_ARRAYS : QAT_Q8_ARR_COUNT;
+    const int narrays = version_arrays(version);
     for (int i = 0; i < n && !st; i++) st = read_layer(&r, &m->layers[i], i, what, &masks[i], version);
     /* Shapes first: array sizes are derived from them. */
     if (!st) st = qat_q8_check(m, what, 0);
     for (int i = 0; i < n && !st; i++) st = qat_q8_check_array_set(what, i, &m->layers[i], masks[i]);
-    for (int a = 0; a < narrays && !st; a++) st = read_arrays(c, what, m, masks, a);
+    for (int a = 0; a < narrays && !st; a++) st = read_arrays(c, what, m, masks, a, version);
     free(masks);
-    if (!st && qat_container_count(c) != 2 + narrays)
+    uint64_t nlen = 0;
+    const char *names = qat_container_find(c, "classes", &nlen);
+    if (!st && qat_container_count(c) != 2 + narrays + (names != NULL))
         st = qat_fail(QAT_ERR_FORMAT, "%s: %d sections, expected %d for version %u (unknown section)",
-                      what, qat_container_count(c), 2 + narrays, (unsigned)version);
+                      what, qat_container_count(c), 2 + narrays + (names != NULL), (unsigned)version);
+    if (!st) st = qat_class_names_parse(names, (size_t)nlen, m->nclasses, what, &m->class_names);
     if (!st) st = qat_q8_check(m, what, 1);
     return st;
 }

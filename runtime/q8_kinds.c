@@ -159,6 +159,63 @@ static qat_status mul_check(const qat_q8_model *m, const char *what, int i) {
     return qat_q8_check_output_qparams(what, i, L);
 }
 
+/* ---- float layers and their edges (format version 3) ------------------------------------------- */
+
+/* A float value carries no qparams, and a float layer no weight bit width. */
+static qat_status check_float_value(const char *what, int i, const qat_q8_layer *L) {
+    if (L->sy != 0 || L->zy != 0 || L->lo != 0 || L->hi != 0)
+        return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1,
+                                 "float output with qparams (%g, %d) and clamp [%d, %d] (must be 0)",
+                                 (double)L->sy, L->zy, L->lo, L->hi);
+    return QAT_OK;
+}
+
+static qat_status check_same_shape(const char *what, int i, const qat_q8_layer *L) {
+    if (L->out_h != L->in_h || L->out_w != L->in_w || L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "%s output %dx%dx%d != input %dx%dx%d",
+                                 qat_q8_kinds[L->kind].name, L->out_h, L->out_w, L->out_c, L->in_h,
+                                 L->in_w, L->in_c);
+    return QAT_OK;
+}
+
+static qat_status check_no_wbits(const char *what, int i, const qat_q8_layer *L) {
+    if (L->wbits != 0)
+        return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "float layer with weight bits %d "
+                                 "(must be 0)", L->wbits);
+    return QAT_OK;
+}
+
+static qat_status dequant_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st = check_same_shape(what, i, L);
+    return st ? st : check_float_value(what, i, L);
+}
+
+static qat_status quant_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st = check_same_shape(what, i, L);
+    return st ? st : qat_q8_check_output_qparams(what, i, L);
+}
+
+static qat_status fconv_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st;
+    if ((st = check_conv_geometry(m, what, i)) || (st = check_no_wbits(what, i, L))) return st;
+    return check_float_value(what, i, L);
+}
+
+static qat_status flinear_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    if (L->in_h != 1 || L->in_w != 1 || L->out_h != 1 || L->out_w != 1)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "flinear shape %dx%dx%d -> %dx%dx%d (must be 1x1xC)", L->in_h,
+                                 L->in_w, L->in_c, L->out_h, L->out_w, L->out_c);
+    if (L->out_c != m->nclasses)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "%d outputs for %d classes",
+                                 L->out_c, m->nclasses);
+    return check_no_wbits(what, i, L);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
@@ -173,4 +230,15 @@ const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
                        linear_weights_per_channel, linear_macs},
     [QAT_Q8_LUT] = {"lut", ARR(TABLE), ARR(TABLE), 0, 0, lut_check, NULL, NULL},
     [QAT_Q8_MUL] = {"mul", ARR(MULT), ARR(MULT), 1, 0, mul_check, NULL, NULL},
+    [QAT_Q8_DEQUANT] = {.name = "dequant", .check = dequant_check, .float_value = 1},
+    [QAT_Q8_QUANT] = {.name = "quant", .check = quant_check, .float_input = 1},
+    [QAT_Q8_FCONV] = {.name = "fconv", .arrays_need = ARR(FWEIGHT) | ARR(FBIAS),
+                      .arrays_allow = ARR(FWEIGHT) | ARR(FBIAS), .check = fconv_check,
+                      .weights_per_channel = conv_weights_per_channel, .macs = conv_macs,
+                      .float_input = 1, .float_value = 1},
+    /* fbias optional, as LINEAR's */
+    [QAT_Q8_FLINEAR] = {.name = "flinear", .arrays_need = ARR(FWEIGHT),
+                        .arrays_allow = ARR(FWEIGHT) | ARR(FBIAS), .float_output = 1,
+                        .check = flinear_check, .weights_per_channel = linear_weights_per_channel,
+                        .macs = linear_macs, .float_input = 1},
 };

@@ -16,6 +16,7 @@ const qat_q8_array_desc qat_q8_arrays[QAT_Q8_ARR_COUNT] = {
     [QAT_Q8_ARR_FBIAS] = {"fbias", ELEM_F32},
     [QAT_Q8_ARR_WSCALE] = {"wscale", ELEM_F32},
     [QAT_Q8_ARR_TABLE] = {"table", ELEM_S8}, /* u8 codes, stored as bytes like s8 */
+    [QAT_Q8_ARR_FWEIGHT] = {"fweight", ELEM_F32},
 };
 
 const void *qat_q8_array_get(const qat_q8_layer *L, int a) {
@@ -25,6 +26,7 @@ const void *qat_q8_array_get(const qat_q8_layer *L, int a) {
     case QAT_Q8_ARR_MULT: return L->mult;
     case QAT_Q8_ARR_FBIAS: return L->fbias;
     case QAT_Q8_ARR_TABLE: return L->table;
+    case QAT_Q8_ARR_FWEIGHT: return L->fweight;
     default: return L->wscale;
     }
 }
@@ -36,13 +38,14 @@ void qat_q8_array_set(qat_q8_layer *L, int a, void *p) {
     case QAT_Q8_ARR_MULT: L->mult = p; break;
     case QAT_Q8_ARR_FBIAS: L->fbias = p; break;
     case QAT_Q8_ARR_TABLE: L->table = p; break;
+    case QAT_Q8_ARR_FWEIGHT: L->fweight = p; break;
     default: L->wscale = p; break;
     }
 }
 
 int64_t qat_q8_array_count(const qat_q8_layer *L, int a) {
     if (a == QAT_Q8_ARR_TABLE) return 256;
-    return a == QAT_Q8_ARR_WEIGHT ? (int64_t)L->out_c * qat_q8_kinds[L->kind].weights_per_channel(L)
+    return a == QAT_Q8_ARR_WEIGHT || a == QAT_Q8_ARR_FWEIGHT ? (int64_t)L->out_c * qat_q8_kinds[L->kind].weights_per_channel(L)
                                   : (int64_t)L->out_c;
 }
 
@@ -115,12 +118,18 @@ static qat_status check_header(const qat_q8_model *m, const char *what) {
 typedef struct {
     int32_t h, w, c, zp;
     float scale;
+    int is_float;
 } value_info;
 
+int qat_q8_value_is_float(const qat_q8_model *m, int v) {
+    return v >= 0 && v < m->nlayers && (unsigned)m->layers[v].kind < QAT_Q8_KIND_COUNT &&
+           qat_q8_kinds[m->layers[v].kind].float_value;
+}
+
 static value_info value_of(const qat_q8_model *m, int32_t v) {
-    if (v < 0) return (value_info){m->in_h, m->in_w, m->in_c, m->in_zp, m->in_scale};
+    if (v < 0) return (value_info){m->in_h, m->in_w, m->in_c, m->in_zp, m->in_scale, 0};
     const qat_q8_layer *P = &m->layers[v];
-    return (value_info){P->out_h, P->out_w, P->out_c, P->zy, P->sy};
+    return (value_info){P->out_h, P->out_w, P->out_c, P->zy, P->sy, qat_q8_value_is_float(m, v)};
 }
 
 /* Operand `which` of layer i reads value v with qparams (s, z) and the layer's input shape. */
@@ -135,6 +144,18 @@ qat_status qat_q8_check_operand(const qat_q8_model *m, const char *what, int i, 
         return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
                           "%s shape %dx%dx%d != shape %dx%dx%d of value %d", which, L->in_h,
                           L->in_w, L->in_c, p.h, p.w, p.c, v);
+    /* an operand of the first kind reads f32 values, all others u8 codes */
+    const int want_float = !strcmp(which, "input") && qat_q8_kinds[L->kind].float_input;
+    if (p.is_float != want_float)
+        return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "%s reads value %d, which is %s "
+                                 "(a %s layer reads %s)", which, v, p.is_float ? "float" : "u8",
+                                 qat_q8_kinds[L->kind].name, want_float ? "float" : "u8");
+    if (p.is_float) {
+        if (s != 0 || z != 0)
+            return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, 1, "%s qparams (%g, %d) on a "
+                                     "float value (must be 0, 0)", which, (double)s, z);
+        return QAT_OK;
+    }
     if (!qat_q8_is_u8(z) || !qat_q8_pos_finite(s))
         return qat_q8_layer_fail(QAT_ERR_NUMERIC, what, i, L, 1,
                           "%s scale %g / zero point %d (need finite > 0, 0..255)", which,
@@ -231,6 +252,17 @@ static qat_status check_floats(const char *what, int i, const qat_q8_layer *L, i
     return QAT_OK;
 }
 
+/* Every element of array a finite (a float layer's weights). */
+static qat_status check_all_floats(const char *what, int i, const qat_q8_layer *L, int a) {
+    const float *v = qat_q8_array_get(L, a);
+    const int64_t n = v ? qat_q8_array_count(L, a) : 0;
+    for (int64_t k = 0; k < n; k++)
+        if (!isfinite(v[k]))
+            return qat_q8_layer_fail(QAT_ERR_NUMERIC, what, i, L, 1, "%s[%lld] = %g is not finite",
+                                     qat_q8_arrays[a].name, (long long)k, (double)v[k]);
+    return QAT_OK;
+}
+
 /* The int32 accumulator bound of kernels/int8.h: the pack functions would refuse otherwise. */
 static qat_status check_accumulator(const char *what, int i, const qat_q8_layer *L) {
     const int64_t per = qat_q8_kinds[L->kind].weights_per_channel(L);
@@ -254,7 +286,8 @@ static qat_status check_layer_arrays(const char *what, int i, const qat_q8_layer
         (st = check_floats(what, i, L, QAT_Q8_ARR_WSCALE, 1)) ||
         (st = check_floats(what, i, L, QAT_Q8_ARR_FBIAS, 0)))
         return st;
-    return qat_q8_kinds[L->kind].weights_per_channel ? check_accumulator(what, i, L) : QAT_OK;
+    if ((st = check_all_floats(what, i, L, QAT_Q8_ARR_FWEIGHT))) return st;
+    return qat_q8_kinds[L->kind].weights_per_channel && L->weight ? check_accumulator(what, i, L) : QAT_OK;
 }
 
 qat_status qat_q8_check(const qat_q8_model *m, const char *what, int with_arrays) {
@@ -284,13 +317,61 @@ int64_t qat_q8_layer_macs(const qat_q8_layer *L) {
 }
 
 int64_t qat_q8_layer_weights(const qat_q8_layer *L) {
-    if (!L || (unsigned)L->kind >= QAT_Q8_KIND_COUNT || !L->weight) return 0;
+    if (!L || (unsigned)L->kind >= QAT_Q8_KIND_COUNT || (!L->weight && !L->fweight)) return 0;
     const qat_q8_kind_desc *k = &qat_q8_kinds[L->kind];
     return k->weights_per_channel ? (int64_t)L->out_c * k->weights_per_channel(L) : 0;
 }
 
+qat_status qat_class_names_parse(const char *text, size_t len, int n, const char *what,
+                                 char (**out)[QAT_Q8_CLASS_NAME_MAX]) {
+    *out = NULL;
+    if (!text) return QAT_OK;
+    char (*names)[QAT_Q8_CLASS_NAME_MAX] = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
+    if (!names) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", what);
+    size_t at = 0;
+    int k = 0;
+    while (at < len) {
+        size_t e = at;
+        while (e < len && text[e] != '\n') e++;
+        const size_t l = e - at;
+        int ok = e < len && l >= 1 && l < QAT_Q8_CLASS_NAME_MAX && k < n;
+        for (size_t j = at; ok && j < e; j++) ok = (unsigned char)text[j] >= 0x20 && (unsigned char)text[j] <= 0x7e;
+        if (!ok) {
+            free(names);
+            return qat_fail(QAT_ERR_FORMAT, "%s: class name %d is empty, too long, not printable or "
+                            "unterminated, or there are more than %d (section 'classes')", what, k, n);
+        }
+        memcpy(names[k++], text + at, l);
+        at = e + 1;
+    }
+    if (k != n) {
+        free(names);
+        return qat_fail(QAT_ERR_FORMAT, "%s: %d class names for %d classes (section 'classes')", what, k, n);
+    }
+    *out = names;
+    return QAT_OK;
+}
+
+char *qat_class_names_join(char (*names)[QAT_Q8_CLASS_NAME_MAX], int n, size_t *len) {
+    size_t total = 0;
+    for (int k = 0; k < n; k++) total += strnlen(names[k], QAT_Q8_CLASS_NAME_MAX - 1) + 1;
+    char *t = malloc(total + 1);
+    if (!t) return NULL;
+    size_t at = 0;
+    for (int k = 0; k < n; k++) {
+        const size_t l = strnlen(names[k], QAT_Q8_CLASS_NAME_MAX - 1);
+        memcpy(t + at, names[k], l);
+        t[at + l] = '\n';
+        at += l + 1;
+    }
+    t[at] = 0;
+    *len = at;
+    return t;
+}
+
 void qat_q8_free(qat_q8_model *m) {
     if (!m) return;
+    free(m->class_names);
     for (int i = 0; m->layers && i < m->nlayers; i++)
         for (int a = 0; a < QAT_Q8_ARR_COUNT; a++) free((void *)qat_q8_array_get(&m->layers[i], a));
     free(m->layers);

@@ -36,6 +36,7 @@ struct qat_rt {
     size_t arena_size;
     void *scratch;
     size_t scratch_size;
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX]; /* NULL: the model has none */
 };
 
 static const char *const backend_names[QAT_RT_BACKEND_COUNT] = {"auto", "native", "onednn",
@@ -82,7 +83,8 @@ static qat_status prepare_layer(qat_rt_node *l, const qat_q8_layer *L) {
     l->skip = k->second_input ? L->skip : -2;
     l->in_h = L->in_h, l->in_w = L->in_w, l->in_c = L->in_c;
     l->out_h = L->out_h, l->out_w = L->out_w, l->out_c = L->out_c;
-    l->out_bytes = k->float_output ? 0 : align_up((size_t)L->out_h * L->out_w * L->out_c);
+    l->out_bytes = k->float_output ? 0
+                   : align_up((size_t)L->out_h * L->out_w * L->out_c * (k->float_value ? sizeof(float) : 1));
     l->macs = qat_q8_layer_macs(L);
     return qat_rt_kinds[L->kind].prepare(l, L);
 }
@@ -344,6 +346,13 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
     memcpy(rt->mean, m->mean, sizeof rt->mean);
     memcpy(rt->std, m->std, sizeof rt->std);
     rt->backend = o.backend;
+    if (m->class_names) {
+        if (!(rt->class_names = malloc((size_t)m->nclasses * sizeof *rt->class_names))) {
+            qat_rt_free(rt);
+            return qat_fail(QAT_ERR_NOMEM, "runtime: out of memory");
+        }
+        memcpy(rt->class_names, m->class_names, (size_t)m->nclasses * sizeof *rt->class_names);
+    }
     build_input_lut(rt);
     for (int i = 0; i < m->nlayers && !st; i++) {
         st = prepare_layer(&rt->layers[i], &m->layers[i]);
@@ -386,6 +395,7 @@ void qat_rt_free(qat_rt *rt) {
         if (l->dlin) qat_i8_dnnl_linear_free(l->dlin);
     }
     free(rt->layers);
+    free(rt->class_names);
     free(rt->off);
     free(rt->arena);
     free(rt->scratch);
@@ -401,6 +411,10 @@ void qat_rt_input_shape(const qat_rt *rt, int *h, int *w, int *c) {
 }
 
 int qat_rt_nclasses(const qat_rt *rt) { return rt->nclasses; }
+
+const char *qat_rt_class_name(const qat_rt *rt, int k) {
+    return rt && rt->class_names && k >= 0 && k < rt->nclasses ? rt->class_names[k] : NULL;
+}
 
 void qat_rt_input_norm(const qat_rt *rt, float *mean, float *std) {
     for (int k = 0; k < rt->in_c; k++) {

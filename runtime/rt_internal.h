@@ -21,7 +21,7 @@ typedef struct {
     char kind_text[24];           /* reports: "conv3x3/s1", "dw3x3/s2", "pw1x1", "add", ... */
     int input, skip;              /* value indices, -1 = quantized model input; skip -2: none */
     int in_h, in_w, in_c, out_h, out_w, out_c;
-    size_t out_bytes;             /* per image (0 for the float logits) */
+    size_t out_bytes;             /* per image (0 for the float logits; 4 per element for f32) */
     int64_t macs;                 /* per image */
     /* native: what prepare made (the kind's file says which it uses) */
     int variant;                  /* conv: RT_CONV_GEMM, RT_CONV_IM2COL or RT_CONV_DW */
@@ -35,6 +35,10 @@ typedef struct {
     qat_i8_add_params ap;
     qat_i8_pool_params pp;
     qat_i8_mul_params mp;
+    /* float layers: DEQUANT's (sx, zx), QUANT's (1 / sy, zy, lo, hi); FCONV's activation */
+    float qscale;
+    int32_t qzp, qlo, qhi;
+    qat_f32_act fact;
     /* oneDNN (NULL when not created) */
     qat_i8_dnnl_conv *dconv;
     qat_i8_dnnl_linear *dlin;

@@ -164,6 +164,73 @@ static qat_status mul_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t
     return qat_i8_channel_mul(y, x, x2, &d, &l->mp);
 }
 
+/* ---- float layers and their edges (kernels/int8.h, section 8) ---------------------------------- */
+
+_Static_assert(QAT_F32_ACT_RELU == 1 && QAT_F32_ACT_RELU6 == 2 && QAT_F32_ACT_HARDSWISH == 3 &&
+                   QAT_F32_ACT_HARDSIGMOID == 4, "qat_q8_f32_act's numbers (runtime/q8.h)");
+
+static qat_status dequant_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "dequant");
+    l->qscale = L->sx, l->qzp = L->zx;
+    return QAT_OK;
+}
+
+static qat_status dequant_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2,
+                              uint8_t *y, float *logits, void *scratch, size_t scratch_size) {
+    qat_f32_dequant((float *)y, x, (int64_t)n * l->in_h * l->in_w * l->in_c, l->qscale, l->qzp);
+    return QAT_OK;
+}
+
+static qat_status quant_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "quant");
+    l->qscale = 1.0f / L->sy; /* the float qat_quantize expects, as the simulation computes it */
+    l->qzp = L->zy, l->qlo = L->lo, l->qhi = L->hi;
+    return QAT_OK;
+}
+
+static qat_status quant_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2, uint8_t *y,
+                            float *logits, void *scratch, size_t scratch_size) {
+    qat_f32_quant(y, (const float *)x, (int64_t)n * l->in_h * l->in_w * l->in_c, l->qscale, l->qzp,
+                  l->qlo, l->qhi);
+    return QAT_OK;
+}
+
+static qat_status prepare_float_weights(qat_rt_node *l, const qat_q8_layer *L, int k, int in_c,
+                                        int groups) {
+    const size_t nf = qat_f32_conv_packed_floats(L->out_c, k, in_c, groups);
+    if (!(l->pack = aligned_alloc_zero(nf * sizeof(float))) ||
+        (L->fbias && !(l->fbias = copy_floats(L->fbias, L->out_c))))
+        return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
+    qat_f32_conv_pack(l->pack, L->fweight, L->out_c, k, in_c, groups);
+    return QAT_OK;
+}
+
+static qat_status fconv_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "f32 %s%dx%d/s%d", L->groups > 1 ? "dw" : "conv",
+             L->k, L->k, L->stride);
+    l->cp = (qat_i8_conv_params){L->k, L->k, L->stride, L->pad};
+    l->variant = L->groups;
+    l->fact = (qat_f32_act)qat_q8_f32_act(L->act);
+    return prepare_float_weights(l, L, L->k, L->in_c, L->groups);
+}
+
+static qat_status fconv_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2, uint8_t *y,
+                            float *logits, void *scratch, size_t scratch_size) {
+    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+    return qat_f32_conv((float *)y, (const float *)x, &d, &l->cp, l->out_c, l->variant, l->pack,
+                        l->fbias, l->fact);
+}
+
+static qat_status flinear_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "f32 linear");
+    return prepare_float_weights(l, L, 1, L->in_c, 1);
+}
+
+static qat_status flinear_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2,
+                              uint8_t *y, float *logits, void *scratch, size_t scratch_size) {
+    return qat_f32_linear(logits, (const float *)x, n, l->in_c, l->out_c, l->pack, l->fbias);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
@@ -175,4 +242,9 @@ const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
      * these two always run the native kernels (the report says "native" for them) */
     [QAT_Q8_LUT] = {lut_prepare, NULL, lut_run, NULL},
     [QAT_Q8_MUL] = {mul_prepare, NULL, mul_run, NULL},
+    /* float layers run on kernels/int8_float.c on every backend (the report says "native") */
+    [QAT_Q8_DEQUANT] = {dequant_prepare, NULL, dequant_run, NULL},
+    [QAT_Q8_QUANT] = {quant_prepare, NULL, quant_run, NULL},
+    [QAT_Q8_FCONV] = {fconv_prepare, NULL, fconv_run, NULL},
+    [QAT_Q8_FLINEAR] = {flinear_prepare, NULL, flinear_run, NULL},
 };

@@ -123,6 +123,12 @@ ort_install() {
         return 0
     fi
     mkdir -p "$ORT_DIR"
+    # Node.js trusts only its bundled CAs, not the system's store; a machine whose HTTPS goes
+    # through a proxy with its own CA (installed in the system store, as on these machines) would
+    # see "self-signed certificate in certificate chain". Trust the system store too.
+    if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+        NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt; export NODE_EXTRA_CA_CERTS
+    fi
     (cd "$ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --silent \
         onnxruntime-node@1.30 >/dev/null) || true
     ort_ok || { echo "deps: onnxruntime-node still does not load from $ORT_DIR; install it by hand:" \

@@ -88,6 +88,15 @@ in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/
 echo "== the newcomer's image: minbase + $image_pkgs"
 in_root "apt-get update -qq && apt-get install -y -qq --no-install-recommends $image_pkgs >/dev/null" \
     >"$logs/image.log" 2>&1 || { tail -n 20 "$logs/image.log" >&2; echo "fresh-check: image set-up failed" >&2; exit 1; }
+# The machine image trusts the CAs in /usr/local/share/ca-certificates (here: the network's HTTPS
+# egress proxy; npm's registry is reached through it). A debootstrapped root does not: give it the
+# same trust anchors, or npm fails with SELF_SIGNED_CERT_IN_CHAIN for reasons no newcomer meets.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    in_root "update-ca-certificates" >>"$logs/image.log" 2>&1 || true
+    echo "   trust anchors of this machine's image: $(ls /usr/local/share/ca-certificates | tr '\n' ' ')"
+fi
 git clone -q --no-local "$repo" "$root/root/qat"
 echo "   clone of $(git -C "$repo" rev-parse --short HEAD) ($(git -C "$repo" log -1 --format=%s | cut -c1-70))"
 echo "   set-up took $(($(date +%s) - t0)) s"

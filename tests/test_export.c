@@ -5,6 +5,7 @@
 #include "test_util.h"
 #include "container.h"
 #include "q8.h"
+#include "qat_rt.h"
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -253,6 +254,77 @@ static void test_roundtrip(void) {
     qat_q8_free(NULL);
 }
 
+/* Issue 16 point 3: 4-bit weights two a byte, 2-bit four a byte (format version 4, only when a
+ * layer has wbits <= 4); they load back to the same int8 values, canonically; a weight that does
+ * not fit its bits is refused at save. */
+static void test_packed_weights(void) {
+    qat_q8_model *m = make_model();
+    char *plain = tpath("plain.q8"), *packed = tpath("packed.q8"), *again = tpath("again.q8");
+    qat_q8_layer *L0 = &m->layers[0], *L1 = &m->layers[1];
+    const int64_t n0 = qat_q8_layer_weights(L0), n1 = qat_q8_layer_weights(L1);
+    for (int64_t j = 0; j < n0; j++) L0->weight[j] = (int8_t)((j * 7) % 16 - 8); /* -8..7 */
+    for (int64_t j = 0; j < n1; j++) L1->weight[j] = (int8_t)((j * 5) % 4 - 2);  /* -2..1 */
+    CU_ASSERT_EQUAL_FATAL(qat_q8_save(m, plain), QAT_OK);
+    L0->wbits = 4, L1->wbits = 2;
+    CU_ASSERT_EQUAL_FATAL(qat_q8_save(m, packed), QAT_OK);
+    size_t np, nq, na;
+    unsigned char *bp = slurp(plain, &np), *bq = slurp(packed, &nq);
+    CU_ASSERT_EQUAL(rd32(bp + 8), 1u);
+    CU_ASSERT_EQUAL(rd32(bq + 8), 4u);
+    qat_q8_model *back = NULL;
+    CU_ASSERT_EQUAL_FATAL(qat_q8_load(packed, &back), QAT_OK);
+    CU_ASSERT_TRUE(models_equal(m, back));
+    CU_ASSERT_EQUAL(qat_q8_save(back, again), QAT_OK);
+    unsigned char *ba = slurp(again, &na);
+    CU_ASSERT_TRUE(na == nq && !memcmp(ba, bq, nq));
+    /* the weight section: 216 + 72 + 64 + 80 bytes as int8, 108 + 18 + 64 + 80 packed */
+    const void *data;
+    uint64_t wsz = 0;
+    qat_container *c;
+    CU_ASSERT_FATAL(qat_container_read_memory(bq, nq, "packed", "QATINT8", 4, &c) == QAT_OK);
+    CU_ASSERT(qat_container_get(c, "weight", 0, &data, &wsz) == QAT_OK);
+    CU_ASSERT_EQUAL(wsz, (uint64_t)(n0 / 2 + n1 / 4 + 64 + 80));
+    qat_container_free(c);
+    /* a 4-bit layer holding a weight of 8 is not written */
+    back->layers[0].weight[5] = 8;
+    CU_ASSERT_NOT_EQUAL(qat_q8_save(back, again), QAT_OK);
+    CU_ASSERT_TRUE(has("does not fit its 4 bits"));
+    qat_q8_free(back);
+    qat_q8_free(m);
+    free(bp), free(bq), free(ba);
+}
+
+/* Issue 16 point 7: an ImageFolder's class names ride in an optional "classes" section (a model
+ * without them saves as before); names that do not parse are refused. */
+static void test_class_names(void) {
+    qat_q8_model *m = make_model();
+    char *p = tpath("names.q8"), *p2 = tpath("names2.q8");
+    m->class_names = calloc(10, sizeof *m->class_names);
+    for (int k = 0; k < 10; k++) snprintf(m->class_names[k], sizeof m->class_names[k], "class-%c name", 'a' + k);
+    CU_ASSERT_EQUAL_FATAL(qat_q8_save(m, p), QAT_OK);
+    qat_q8_model *back = NULL;
+    CU_ASSERT_EQUAL_FATAL(qat_q8_load(p, &back), QAT_OK);
+    CU_ASSERT_TRUE(models_equal(m, back) && back->class_names &&
+                   !memcmp(back->class_names, m->class_names, 10 * sizeof *m->class_names));
+    CU_ASSERT_EQUAL(qat_q8_save(back, p2), QAT_OK);
+    size_t n1, n2;
+    unsigned char *b1 = slurp(p, &n1), *b2 = slurp(p2, &n2);
+    CU_ASSERT_TRUE(n1 == n2 && !memcmp(b1, b2, n1));
+    qat_rt *rt;
+    CU_ASSERT_FATAL(qat_rt_load(p, NULL, &rt) == QAT_OK);
+    CU_ASSERT_STRING_EQUAL(qat_rt_class_name(rt, 3), "class-d name");
+    CU_ASSERT_PTR_NULL(qat_rt_class_name(rt, 10));
+    qat_rt_free(rt);
+    char (*names)[QAT_Q8_CLASS_NAME_MAX];
+    CU_ASSERT(qat_class_names_parse("a\nb\n", 4, 3, "x", &names) == QAT_ERR_FORMAT && has("2 class names for 3"));
+    CU_ASSERT(qat_class_names_parse("a\n\nc\n", 5, 3, "x", &names) == QAT_ERR_FORMAT && has("class name 1"));
+    CU_ASSERT(qat_class_names_parse("a\nb\nc", 5, 3, "x", &names) == QAT_ERR_FORMAT);
+    CU_ASSERT(qat_class_names_parse("a\nb\tx\nc\n", 7, 3, "x", &names) == QAT_ERR_FORMAT);
+    qat_q8_free(back);
+    qat_q8_free(m);
+    free(b1), free(b2);
+}
+
 static void test_macs_and_names(void) {
     qat_q8_model *m = make_model();
     const int64_t want[6] = {8 * 8 * 8 * 27, 4 * 4 * 8 * 9, 4 * 4 * 8 * 8, 0, 0, 80};
@@ -323,7 +395,7 @@ static void v_classes(qat_q8_model *m) { m->nclasses = 11; }
 static void v_linear_shape(qat_q8_model *m) { m->layers[5].out_h = 2; }
 static void v_name(qat_q8_model *m) { memset(m->layers[2].name, 'a', QAT_Q8_NAME_MAX); }
 static void v_name_ctrl(qat_q8_model *m) { m->layers[2].name[1] = '\n'; }
-static void v_kind(qat_q8_model *m) { m->layers[2].kind = (qat_q8_kind)7; }
+static void v_kind(qat_q8_model *m) { m->layers[2].kind = (qat_q8_kind)17; }
 static void v_act(qat_q8_model *m) { m->layers[2].act = (qat_q8_act)9; }
 static void v_wbits(qat_q8_model *m) { m->layers[0].wbits = 9; }
 static void v_dim(qat_q8_model *m) { m->layers[2].out_c = 0; }
@@ -383,7 +455,7 @@ static const violation violations[] = {
     {"linear shape", v_linear_shape, 5, "linear shape 1x1x8 -> 2x1x10"},
     {"name unterminated", v_name, 2, "layer 2: name is not printable"},
     {"name control char", v_name_ctrl, 2, "layer 2: name is not printable"},
-    {"unknown kind", v_kind, 2, "unknown kind 7"},
+    {"unknown kind", v_kind, 2, "unknown kind 17"},
     {"unknown act", v_act, 2, "unknown activation 9"},
     {"weight bits", v_wbits, 0, "weight bits 9"},
     {"dimension 0", v_dim, 2, "each dimension must be 1..65536"},
@@ -532,7 +604,7 @@ static void test_damaged_files(void) {
     CU_ASSERT_TRUE(has("missing section 'table'"));
     /* newer version, header CRC made valid */
     memcpy(b, good, n);
-    wr32(b + 8, 3);
+    wr32(b + 8, 99);
     fix_crcs(b, n);
     CU_ASSERT_NOT_EQUAL(load_bytes(b, n, &m), QAT_OK);
     CU_ASSERT_TRUE(has("newer"));
@@ -732,6 +804,8 @@ static void test_fuzz_smoke(void) {
 void register_export_tests(void) {
     CU_pSuite s = CU_add_suite("export q8", suite_init, suite_clean);
     CU_add_test(s, "save/load round trip bit-exact", test_roundtrip);
+    CU_add_test(s, "W4 / W2 weights packed two / four a byte (version 4)", test_packed_weights);
+    CU_add_test(s, "class names: optional section, round trip, runtime, bad names", test_class_names);
     CU_add_test(s, "layer MACs and kind names", test_macs_and_names);
     CU_add_test(s, "validate rejects each invariant, naming the layer", test_validate_rejects);
     CU_add_test(s, "validate accepts the edges", test_validate_accepts_edges);

@@ -406,7 +406,7 @@ static void dw_sweep(qat_isa isa) {
     ran += check_dw_shape(1, 11, 10, 18, 9, 9, 1, 4, 1);
     /* big enough to run on several threads */
     ran += check_dw_shape(4, 14, 14, 48, 3, 3, 1, 1, 1);
-    ran += check_dw_shape(4, 15, 15, 40, 3, 3, 2, 1, 0);
+    ran += check_dw_shape(4, 31, 31, 40, 3, 3, 2, 1, 0); /* 368k MACs: over PARALLEL_MIN_MACS */
     CU_ASSERT(ran > 200);
     qat_set_threads(keep_threads);
     qat_set_isa(keep);

@@ -420,6 +420,58 @@ static void test_sensitivity(void) {
     CU_ASSERT(qat_sensitivity_run(&o, &s4) == QAT_ERR_ARG);
 }
 
+/* Issue 16 points 1+2: qat quantize --allow-float K leaves the K layers the sensitivity
+ * analysis ranks first (lowest KL with only that layer float) in float, calibrates again, says
+ * which, and the converted model with its float layers runs on the INT8 runtime with the
+ * simulation's logits on every test image; the checkpoint keeps the choice. */
+static void test_allow_float(void) {
+    char ckpt[400], out[400], work[400], ptqf[460];
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
+    snprintf(out, sizeof out, "%s/af.q8", tmpdir);
+    snprintf(work, sizeof work, "%s/af.work", tmpdir);
+    qat_quantize_opts o;
+    qat_quantize_opts_default(&o);
+    o.ckpt = ckpt, o.data = data_dir, o.out = out, o.work_dir = work;
+    o.qconfig = "w4a8", o.max_drop = 0, o.qat_epochs = 0, o.calib_batches = 4, o.threads = 1;
+    o.allow_float = 2, o.sensitivity_images = 96;
+    o.observer = "percentile", o.percentile = 55; /* ranges clipped hard: PTQ misses the target */
+    qat_quantize_report r;
+    qat_status st = qat_quantize_run(&o, &r);
+    if (st) printf("\n  %s\n", qat_last_error());
+    CU_ASSERT_FATAL(st == QAT_OK);
+    CU_ASSERT(r.ptq.accuracy < r.target);
+    CU_ASSERT_FATAL(r.float_ran);
+    /* the same analysis, ranked by hand */
+    qat_sensitivity_opts so;
+    qat_sensitivity_opts_default(&so);
+    so.ckpt = ckpt, so.data = data_dir, so.qconfig = "w4a8", so.observer = o.observer;
+    so.calib_batches = 4, so.images = 96, so.threads = 1, so.percentile = o.percentile;
+    qat_sensitivity s;
+    CU_ASSERT_FATAL(qat_sensitivity_run(&so, &s) == QAT_OK);
+    int first = 0, second = -1;
+    for (int i = 1; i < s.n; i++) first = s.float_kl[i] < s.float_kl[first] ? i : first;
+    for (int i = 0; i < s.n; i++)
+        if (i != first && (second < 0 || s.float_kl[i] < s.float_kl[second])) second = i;
+    char expect[200];
+    snprintf(expect, sizeof expect, "%s,%s", s.names[first], s.names[second]);
+    if (strcmp(r.float_layers, expect)) printf("\n  chose '%s', expected '%s'\n", r.float_layers, expect);
+    CU_ASSERT_STRING_EQUAL(r.float_layers, expect);
+    /* the float layers are in the checkpoint and the .q8; runtime == simulation */
+    snprintf(ptqf, sizeof ptqf, "%s/ptq_float.ckpt", work);
+    char names[200];
+    CU_ASSERT(qat_checkpoint_float_layers(ptqf, names, sizeof names) == QAT_OK);
+    CU_ASSERT(strstr(names, s.names[first]) && strstr(names, s.names[second]) && strchr(names, ',') &&
+              !strchr(strchr(names, ',') + 1, ','));
+    if (!strcmp(r.chosen, "ptq-float")) {
+        qat_convert_info ci;
+        CU_ASSERT(qat_convert(ptqf, out, &ci) == QAT_OK && ci.float_layers == 2);
+    }
+    CU_ASSERT(r.same_logits == r.int8.n && r.int8.n > 0);
+    qat_sensitivity_free(&s);
+    o.allow_float = -1;
+    CU_ASSERT(qat_quantize_run(&o, &r) == QAT_ERR_ARG);
+}
+
 static void qat_opts(qat_qat_opts *qo, const char *out) {
     static char ckpt[400];
     snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", fp32_dir);
@@ -1032,6 +1084,7 @@ void register_qat_tests(void) {
     CU_add_test(s, "PTQ accuracy close to FP32; eval of PTQ checkpoint", test_ptq_close_to_fp32);
     CU_add_test(s, "PTQ observers: moving-average, percentile, mse and their settings", test_ptq_observers);
     CU_add_test(s, "per-layer sensitivity: only-this-layer quantized / float", test_sensitivity);
+    CU_add_test(s, "quantize --allow-float: the top-K sensitive layers float, runtime == simulation", test_allow_float);
     CU_add_test(s, "QAT freeze schedule, checkpoint round-trip", test_freeze_schedule_and_roundtrip);
     CU_add_test(s, "BN freeze: re-estimated statistics, no loss jump at lr ~0", test_bn_freeze_continuity);
     CU_add_test(s, "BN freeze: default schedule by lr, no collapse", test_auto_freeze_schedule);

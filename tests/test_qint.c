@@ -34,14 +34,16 @@ static const char *v3_spec =
     "pool avg\n"
     "classifier\n";
 
-/* A calibrated PTQ (x86) qmodel of a random tiny model, observers frozen. */
-static qat_qmodel *calibrated(const char *spec_text, const char *qconfig, qat_model **m,
-                              qat_spec **spec, qat_ctx *ctx, qat_tensor **x) {
+/* A calibrated PTQ qmodel of a random tiny model, observers frozen; the layers matching the
+ * comma-separated patterns of float_list (NULL: none) left in float. */
+static qat_qmodel *calibrated_mixed(const char *spec_text, const char *qconfig, const char *float_list,
+                                    qat_model **m, qat_spec **spec, qat_ctx *ctx, qat_tensor **x) {
     *m = test_random_model(spec_text, 11, spec, 7);
     qat_qconfig cfg;
     CU_ASSERT_FATAL(qat_qconfig_get(qconfig, &cfg) == QAT_OK);
     qat_qmodel *q;
     CU_ASSERT_FATAL(qat_qmodel_create(*m, &cfg, QAT_QMODEL_PTQ, QAT_OBS_MINMAX, &q) == QAT_OK);
+    if (float_list) CU_ASSERT_FATAL(qat_qmodel_apply_float_list(q, float_list, "test") == QAT_OK);
     qat_ctx_init(ctx, 1 << 22);
     ctx->training = 0;
     ctx->grad_enabled = 0;
@@ -54,6 +56,11 @@ static qat_qmodel *calibrated(const char *spec_text, const char *qconfig, qat_mo
     q->calibrating = 0;
     CU_ASSERT_FATAL(qat_qmodel_freeze_observers(q) == QAT_OK);
     return q;
+}
+
+static qat_qmodel *calibrated(const char *spec_text, const char *qconfig, qat_model **m,
+                              qat_spec **spec, qat_ctx *ctx, qat_tensor **x) {
+    return calibrated_mixed(spec_text, qconfig, NULL, m, spec, ctx, x);
 }
 
 /* Runs layer Y of the INT8 model with the int8 kernels (path p) on input codes a (and b for
@@ -115,13 +122,15 @@ static int kernel_matches(const qat_q8_layer *Y, int N, const uint8_t *a, const 
 
 /* Every layer of the simulation equals the int8 kernels (reference and the best SIMD path) fed
  * with the simulation's own input codes; the qmodel's eval forward is the simulation. */
-static void check_model_against_kernels(const char *spec_text, const char *qconfig, double min_sqnr) {
+static void check_mixed_against_kernels(const char *spec_text, const char *qconfig,
+                                        const char *float_list, double min_sqnr) {
     qat_model *m;
     qat_spec *spec;
     qat_ctx ctx;
     qat_tensor *x;
-    qat_qmodel *q = calibrated(spec_text, qconfig, &m, &spec, &ctx, &x);
+    qat_qmodel *q = calibrated_mixed(spec_text, qconfig, float_list, &m, &spec, &ctx, &x);
     qat_q8_model *im;
+    if (qat_convert_qmodel(q, NULL, NULL, &im)) printf("\n  convert: %s\n", qat_last_error());
     CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
     uint8_t **codes = malloc((size_t)im->nlayers * sizeof *codes);
     qat_tensor *logits = qat_qsim_forward(im, &ctx, x, codes);
@@ -135,6 +144,9 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
         qat_i8_path saved = qat_i8_set_path(paths[pi]);
         for (int li = 0; li < im->nlayers; li++) {
             const qat_q8_layer *Y = &im->layers[li];
+            /* float layers and their edges run the runtime's own functions in the simulation
+             * too: they are compared through the runtime below */
+            if (Y->kind >= QAT_Q8_DEQUANT) continue;
             const uint8_t *a = Y->input < 0 ? in : codes[Y->input];
             const uint8_t *b = qat_q8_kinds[Y->kind].second_input ? (Y->skip < 0 ? in : codes[Y->skip]) : NULL;
             CU_ASSERT(kernel_matches(Y, x->shape[0], a, b, codes[li], logits->data));
@@ -190,9 +202,14 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
     unsigned char hdr[12] = {0};
     CU_ASSERT(f && fread(hdr, 1, 12, f) == 12);
     if (f) fclose(f);
-    int has_v2 = 0;
-    for (int li = 0; li < im->nlayers; li++) has_v2 |= im->layers[li].kind >= QAT_Q8_LUT;
-    CU_ASSERT_EQUAL(hdr[8], has_v2 ? 2 : 1);
+    int version = 1;
+    for (int li = 0; li < im->nlayers; li++) {
+        const int k = im->layers[li].kind;
+        const int v = im->layers[li].weight && im->layers[li].wbits <= 4 ? 4 /* packed weights */
+                    : k >= QAT_Q8_DEQUANT ? 3 : k >= QAT_Q8_LUT ? 2 : 1;
+        version = v > version ? v : version;
+    }
+    CU_ASSERT_EQUAL(hdr[8], version);
     qat_rt *rtf;
     CU_ASSERT_FATAL(qat_rt_load(path, NULL, &rtf) == 0);
     CU_ASSERT(qat_rt_run(rtf, x->data, x->shape[0], yr) == 0);
@@ -224,7 +241,66 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
     qat_spec_free(spec);
 }
 
+static void check_model_against_kernels(const char *spec_text, const char *qconfig, double min_sqnr) {
+    check_mixed_against_kernels(spec_text, qconfig, NULL, min_sqnr);
+}
+
 static void test_sim_equals_kernels(void) { check_model_against_kernels(tiny_spec, "x86", 50); }
+
+/* Float layers between INT8 ones (a per-layer qconfig): the stem (its input dequantized), a
+ * whole block (f32 values inside it, its project quantized for the residual add), one
+ * depthwise conv and the classifier. Simulation == kernels, every runtime path, oneDNN, auto,
+ * ref, and a .q8 round trip (format version 3) bit for bit; MobileNetV3's hardswish stem, which
+ * has no INT8 form, converts once float. */
+static void test_float_layers(void) {
+    const char *floats = "features.0,features.2.body.*,features.3.body.1,fc";
+    check_mixed_against_kernels(tiny_spec, "x86", floats, 50);
+    check_mixed_against_kernels(tiny_spec, "w4a8", floats, 50);
+    check_mixed_against_kernels(v3_spec, "x86", "features.0,features.1.block.*", 35);
+    qat_model *m;
+    qat_spec *spec;
+    qat_ctx ctx;
+    qat_tensor *x;
+    qat_qmodel *q = calibrated_mixed(tiny_spec, "x86", floats, &m, &spec, &ctx, &x);
+    qat_q8_model *im;
+    CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
+    int nf = 0, ndq = 0, nq = 0;
+    for (int li = 0; li < im->nlayers; li++) {
+        const qat_q8_layer *Y = &im->layers[li];
+        nf += Y->kind == QAT_Q8_FCONV || Y->kind == QAT_Q8_FLINEAR;
+        ndq += Y->kind == QAT_Q8_DEQUANT, nq += Y->kind == QAT_Q8_QUANT;
+    }
+    /* 6 float layers; dequantize into the stem, block 2, features.3's dw and fc; quantize out
+     * of the stem, block 2's project and features.3's dw (fc's logits are float) */
+    CU_ASSERT_EQUAL(nf, 6);
+    CU_ASSERT_EQUAL(ndq, 4);
+    CU_ASSERT_EQUAL(nq, 3);
+    CU_ASSERT(im->layers[im->nlayers - 1].kind == QAT_Q8_FLINEAR);
+    char names[256];
+    qat_qmodel_float_names(q, names, sizeof names);
+    CU_ASSERT_STRING_EQUAL(names, "features.0,features.2.body.0,features.2.body.1,features.2.body.2,features.3.body.1,fc");
+    /* the validator refuses an INT8 layer reading a float value */
+    for (int li = 0; li < im->nlayers; li++)
+        if (im->layers[li].kind == QAT_Q8_QUANT) {
+            int reader = -1;
+            for (int j = li + 1; j < im->nlayers && reader < 0; j++)
+                if (im->layers[j].input == li) reader = j;
+            CU_ASSERT_FATAL(reader > 0);
+            im->layers[reader].input = li - 1; /* the float layer itself */
+            CU_ASSERT(qat_q8_validate(im, "m") != QAT_OK && strstr(qat_last_error(), "float"));
+            im->layers[reader].input = li;
+            break;
+        }
+    CU_ASSERT(qat_q8_validate(im, "m") == QAT_OK);
+    qat_q8_free(im);
+    CU_ASSERT(qat_qmodel_apply_float_list(q, "features.9*", "t") == QAT_ERR_ARG &&
+              strstr(qat_last_error(), "matches no"));
+    CU_ASSERT(qat_qmodel_apply_float_list(q, "pool", "t") == QAT_ERR_ARG);
+    qat_ctx_free(&ctx);
+    qat_qmodel_free(q);
+    qat_model_free(m);
+    qat_spec_free(spec);
+}
 static void test_sim_equals_kernels_v3(void) {
     /* the SE pool and the channel mul requantize an exact integer in one step where the float
      * graph rounds the mean / the product first: they differ at near-ties, and the gate scales
@@ -349,7 +425,8 @@ static void test_refusals(void) {
 }
 
 /* Per-stage overrides of the spec: wbits=8 keeps the stem at 8 bits under w4a8 (and convert
- * stores it so), quant=0 leaves a block in float (fake-quant stays off there, convert refuses). */
+ * stores it so), quant=0 leaves a block in float (fake-quant stays off there; convert makes float
+ * layers of it). */
 static void test_spec_overrides(void) {
     const char *mixed = "name mixed\n"
                         "stem conv k=3 c=8 s=1 act=relu6 wbits=8\n"
@@ -393,10 +470,17 @@ static void test_spec_overrides(void) {
     qat_qmodel_enable_fake_quant(q, 1);
     int off = 0;
     for (int i = 0; i < q->npoints; i++) off += !q->points[i].fq.fake_quant_enabled;
-    CU_ASSERT(off == 3 * 2); /* expand, depthwise, project: a weight and an output point each */
-    CU_ASSERT(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_ERR_ARG);
-    CU_ASSERT(strstr(qat_last_error(), "fake-quant is off at features.1") != NULL);
-    CU_ASSERT(qat_quantized_forward(q, &ctx, x) != NULL);
+    /* expand, depthwise, project: a weight point each, and the outputs only float layers read
+     * (the project's is quantized: the residual add reads it in INT8) */
+    CU_ASSERT(off == 3 + 2);
+    CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
+    int nfloat = 0;
+    for (int li = 0; li < im->nlayers; li++) nfloat += im->layers[li].kind == QAT_Q8_FCONV;
+    CU_ASSERT(nfloat == 3);
+    qat_tensor *ysim = qat_qsim_forward(im, &ctx, x, NULL);
+    qat_tensor *yq = qat_quantized_forward(q, &ctx, x); /* eval = the simulation of the mixed model */
+    CU_ASSERT(ysim && yq && !memcmp(ysim->data, yq->data, (size_t)yq->numel * sizeof(float)));
+    qat_q8_free(im);
     qat_ctx_free(&ctx);
     qat_qmodel_free(q);
     qat_model_free(m);
@@ -416,5 +500,7 @@ void register_qint_tests(void) {
                    "wide layer takes the integer path", test_wide_layer_integer_path,
                    "AVX2 requantization equals the reference", test_requant_rows_simd,
                    "models without an INT8 form are refused", test_refusals,
-                   "spec overrides: wbits= and quant=0", test_spec_overrides, NULL);
+                   "spec overrides: wbits= and quant=0", test_spec_overrides,
+                   "float layers between INT8 ones: simulation == runtime on every path, .q8 v3",
+                   test_float_layers, NULL);
 }

@@ -147,8 +147,11 @@ static int run(const char *args, char **out, char **err) {
 }
 
 /* train -> quantize (verified: INT8 == simulation on all 150 test images) -> infer on the three
- * colour PNGs, whose top class must be theirs. names[k]: how `qat infer` names class k. */
-static void flow(const char *data, const char *tag, const char *const names[NCLASS]) {
+ * colour PNGs, whose top class must be theirs. names[k]: how `qat infer` names class k;
+ * eval_classes: the "classes" member eval --json prints (the folder names for an ImageFolder,
+ * or CIFAR-10's batches.meta.txt names, stored in the checkpoint and the .q8). */
+static void flow(const char *data, const char *tag, const char *const names[NCLASS],
+                 const char *eval_classes) {
     char args[1500], *out, *err;
     snprintf(args, sizeof args, "train --data %s --model %s/v3rgb.spec --epochs 4 --batch 32 --threads 2 "
              "--quiet --out %s/%s", data, tmpdir, tmpdir, tag);
@@ -172,12 +175,26 @@ static void flow(const char *data, const char *tag, const char *const names[NCLA
         code = run(args, &out, &err);
         CU_ASSERT(code == 0);
         char want[64];
-        snprintf(want, sizeof want, ": %s (", names[k]);
+        snprintf(want, sizeof want, ": %s", names[k]);
         int hit = strstr(out, want) != NULL;
         CU_ASSERT(hit);
         if (code || !hit) printf("\n  %s infer %s: exit %d\n%s%s", tag, class_names[k], code, out, err);
         free(out), free(err);
     }
+    /* eval: the per-class line, and the names and confusion matrix in --json, from the .q8 and
+     * from the checkpoint */
+    snprintf(args, sizeof args, "eval --int8 %s/%s.q8 --data %s --json", tmpdir, tag, data);
+    CU_ASSERT(run(args, &out, &err) == 0);
+    int ok = strstr(out, eval_classes) && strstr(out, "\"confusion\": [[") && strstr(out, "\"per_class_accuracy\"");
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  %s eval --int8 --json:\n%s%s", tag, out, err);
+    free(out), free(err);
+    snprintf(args, sizeof args, "eval --ckpt %s/%s/best.ckpt --data %s", tmpdir, tag, data);
+    CU_ASSERT(run(args, &out, &err) == 0);
+    ok = strstr(out, "per class: ") != NULL;
+    CU_ASSERT(ok);
+    if (!ok) printf("\n  %s eval --ckpt:\n%s%s", tag, out, err);
+    free(out), free(err);
 }
 
 static void test_rgb_cifar(void) {
@@ -187,8 +204,9 @@ static void test_rgb_cifar(void) {
     }
     char data[300];
     snprintf(data, sizeof data, "%s/cifar", tmpdir);
-    const char *const names[NCLASS] = {"class 0", "class 1", "class 2"}; /* label byte order */
-    flow(data, "cifar", names);
+    /* label byte order; the names from batches.meta.txt, kept from training to infer */
+    const char *const names[NCLASS] = {"red (class 0,", "green (class 1,", "blue (class 2,"};
+    flow(data, "cifar", names, "\"classes\": [\"red\", \"green\", \"blue\"], \"class_names_stored\": 1");
 }
 
 static void test_rgb_folder(void) {
@@ -198,8 +216,9 @@ static void test_rgb_folder(void) {
     }
     char data[300];
     snprintf(data, sizeof data, "%s/folder", tmpdir);
-    const char *const names[NCLASS] = {"class 2", "class 1", "class 0"}; /* folders sorted: blue green red */
-    flow(data, "folder", names);
+    /* folders sorted: blue green red; their names are kept from training to infer */
+    const char *const names[NCLASS] = {"red (class 2,", "green (class 1,", "blue (class 0,"};
+    flow(data, "folder", names, "\"classes\": [\"blue\", \"green\", \"red\"], \"class_names_stored\": 1");
 }
 
 void register_rgb_tests(void) {

@@ -4,6 +4,7 @@
 #include "container.h"
 #include "train.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +71,13 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
         if (!(qbuf = malloc(qbytes))) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
         qat_qmodel_pack(r->qmodel, qbuf);
     }
-    qat_section secs[8] = {
+    size_t nlen = 0;
+    char *names = r->class_names ? qat_class_names_join(r->class_names, m->nclasses, &nlen) : NULL;
+    if (r->class_names && !names) {
+        free(qbuf);
+        return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    qat_section secs[9] = {
         {"meta", &meta, sizeof meta},
         {"spec", spec, strlen(spec)},
         {"params", m->params, (uint64_t)m->nparams * sizeof(float)},
@@ -85,8 +92,11 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
     /* The recorded pipeline goes after the sections in use; a run without one (loaded from an
      * older checkpoint, e.g. by ptq) writes the sections it was read with. */
     if (r->has_pipeline) secs[nsec++] = (qat_section){"data", &r->pipeline, sizeof r->pipeline};
+    /* an ImageFolder's class names (optional, looked up by name like "data") */
+    if (names) secs[nsec++] = (qat_section){"classes", names, nlen};
     qat_status st = qat_container_write(path, CKPT_MAGIC, CKPT_VERSION, secs, nsec);
     free(qbuf);
+    free(names);
     return st;
 }
 
@@ -96,6 +106,7 @@ void qat_run_free(qat_run *r) {
     qat_qmodel_free(r->qmodel);
     qat_model_free(r->model);
     qat_spec_free(r->spec);
+    free(r->class_names);
     memset(r, 0, sizeof *r);
 }
 
@@ -181,6 +192,8 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
             return qat_fail(QAT_ERR_FORMAT, "%s: implausible values in section 'data'", path);
         r->has_pipeline = 1;
     }
+    p = qat_container_find(c, "classes", &size);
+    if (p && (st = qat_class_names_parse(p, (size_t)size, m->nclasses, path, &r->class_names))) return st;
     p = qat_container_find(c, "quant", &size);
     if (p && (st = qat_qmodel_unpack(m, p, size, path, &r->qmodel))) return st;
     p = qat_container_find(c, "qoptim", &size);
@@ -209,4 +222,25 @@ qat_status qat_checkpoint_load(const char *path, qat_run *r) {
     qat_container_free(c);
     if (st) qat_run_free(r);
     return st;
+}
+
+qat_status qat_run_take_class_names(qat_run *r, const qat_dataset *d) {
+    if (r->class_names || !d->class_names || d->nclasses != r->model->nclasses) return QAT_OK;
+    int numbers = 1; /* "0", "1", ...: the names IDX and CIFAR get, nothing to keep */
+    for (int k = 0; k < d->nclasses && numbers; k++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", k);
+        numbers = !strcmp(d->class_names[k], num);
+    }
+    if (numbers) return QAT_OK;
+    if (!(r->class_names = calloc((size_t)d->nclasses, sizeof *r->class_names)))
+        return qat_fail(QAT_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < d->nclasses; k++) {
+        /* names the file cannot hold (control characters) become their number */
+        int ok = d->class_names[k][0] != 0;
+        for (const char *c = d->class_names[k]; *c && ok; c++) ok = (unsigned char)*c >= 0x20 && (unsigned char)*c <= 0x7e;
+        if (ok) snprintf(r->class_names[k], sizeof r->class_names[k], "%.63s", d->class_names[k]);
+        else snprintf(r->class_names[k], sizeof r->class_names[k], "%d", k);
+    }
+    return QAT_OK;
 }

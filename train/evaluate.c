@@ -108,9 +108,38 @@ qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, flo
     return qat_checkpoint_evaluate_progress(ckpt, data, val_split, eval_batch, NULL, NULL, res);
 }
 
+void qat_class_report_free(qat_class_report *r) {
+    if (!r) return;
+    free(r->confusion);
+    free(r->names);
+    memset(r, 0, sizeof *r);
+}
+
+/* An empty report for d's classes, named by `names` (the model's) or else by d's. */
+static qat_status class_report_init(qat_class_report *cr, const qat_dataset *d,
+                                    char (*names)[QAT_Q8_CLASS_NAME_MAX]) {
+    _Static_assert(QAT_Q8_CLASS_NAME_MAX == 64, "qat_class_report.names holds 64-byte names");
+    const int K = d->nclasses;
+    cr->nclasses = K;
+    cr->confusion = calloc((size_t)K * K, sizeof *cr->confusion);
+    cr->names = calloc((size_t)K, sizeof *cr->names);
+    if (!cr->confusion || !cr->names) return qat_fail(QAT_ERR_NOMEM, "eval: out of memory");
+    cr->names_from_model = names != NULL;
+    for (int k = 0; k < K; k++)
+        snprintf(cr->names[k], sizeof cr->names[k], "%s", names ? names[k] : d->class_names ? d->class_names[k] : "");
+    return QAT_OK;
+}
+
 qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, float val_split,
                                             int eval_batch, qat_event_fn on_event, void *user,
                                             qat_eval_result *res) {
+    return qat_checkpoint_evaluate_classes(ckpt, data, val_split, eval_batch, on_event, user, res, NULL);
+}
+
+qat_status qat_checkpoint_evaluate_classes(const char *ckpt, const char *data, float val_split,
+                                           int eval_batch, qat_event_fn on_event, void *user,
+                                           qat_eval_result *res, qat_class_report *cr) {
+    if (cr) memset(cr, 0, sizeof *cr);
     qat_run run;
     qat_status st = qat_checkpoint_load(ckpt, &run);
     if (st) return st;
@@ -129,9 +158,18 @@ qat_status qat_checkpoint_evaluate_progress(const char *ckpt, const char *data, 
                           test->w, test->c, test->nclasses);
         else {
             qat_progress p = {on_event, user, run.qmodel ? "evaluating (INT8 simulation)" : "evaluating"};
-            st = qat_run_evaluate(&run, test, eval_batch, res, &p);
+            const int K = m->nclasses;
+            float *logits = cr ? malloc((size_t)test->n * K * sizeof(float)) : NULL;
+            if (cr && !logits) st = qat_fail(QAT_ERR_NOMEM, "eval: out of memory");
+            if (!st && cr) st = class_report_init(cr, test, run.class_names);
+            /* the loader without shuffling gives the images in dataset order */
+            if (!st) st = qat_evaluate_net(run_fwd, &run, test, run.mean, run.std, eval_batch, res, logits, &p);
+            for (int i = 0; !st && cr && i < res->n; i++)
+                cr->confusion[(size_t)test->labels[i] * K + qat_argmax(logits + (size_t)i * K, K)]++;
+            free(logits);
         }
     }
+    if (st && cr) qat_class_report_free(cr);
     qat_dataset_free(train);
     qat_dataset_free(test);
     qat_run_free(&run);
@@ -153,7 +191,14 @@ qat_status qat_evaluate_int8(qat_rt *rt, const char *name, const char *data, flo
 qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *data,
                                       float val_split, int batch, qat_event_fn on_event,
                                       void *user, qat_eval_result *res) {
+    return qat_evaluate_int8_classes(rt, name, data, val_split, batch, on_event, user, res, NULL);
+}
+
+qat_status qat_evaluate_int8_classes(qat_rt *rt, const char *name, const char *data,
+                                     float val_split, int batch, qat_event_fn on_event, void *user,
+                                     qat_eval_result *res, qat_class_report *cr) {
     memset(res, 0, sizeof *res);
+    if (cr) memset(cr, 0, sizeof *cr);
     if (!rt || !data || batch < 1) return qat_fail(QAT_ERR_ARG, "eval: a runtime, data and a batch >= 1 are required");
     int h, w, c, nc = qat_rt_nclasses(rt);
     qat_rt_input_shape(rt, &h, &w, &c);
@@ -173,6 +218,19 @@ qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *
                       test->nclasses);
         goto done;
     }
+    if (cr) {
+        char (*names)[QAT_Q8_CLASS_NAME_MAX] = NULL;
+        if (qat_rt_class_name(rt, 0)) {
+            if (!(names = calloc((size_t)nc, sizeof *names))) {
+                st = qat_fail(QAT_ERR_NOMEM, "eval: out of memory");
+                goto done;
+            }
+            for (int k = 0; k < nc; k++) snprintf(names[k], sizeof names[k], "%s", qat_rt_class_name(rt, k));
+        }
+        st = class_report_init(cr, test, names);
+        free(names);
+        if (st) goto done;
+    }
     qat_loader_opts lo = {.batch = batch};
     qat_rt_input_norm(rt, lo.mean, lo.std);
     if ((st = qat_loader_create(test, &lo, &l))) goto done;
@@ -190,7 +248,11 @@ qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *
     for (int b = 0; b < nb && !st; b++) {
         int n = qat_loader_get(l, 0, b, x, labels);
         if ((st = qat_rt_run(rt, x, n, logits))) break;
-        for (int i = 0; i < n; i++) correct += qat_argmax(logits + (size_t)i * nc, nc) == labels[i];
+        for (int i = 0; i < n; i++) {
+            const int pred = qat_argmax(logits + (size_t)i * nc, nc);
+            correct += pred == labels[i];
+            if (cr) cr->confusion[(size_t)labels[i] * nc + pred]++;
+        }
         seen += n;
         qat_progress_report(&p, b + 1, nb, seen, t0);
     }
@@ -198,6 +260,7 @@ qat_status qat_evaluate_int8_progress(qat_rt *rt, const char *name, const char *
     res->n = (int)seen;
     res->accuracy = seen ? (float)((double)correct / seen) : 0.0f;
 done:
+    if (st && cr) qat_class_report_free(cr);
     free(x), free(logits), free(labels);
     qat_loader_free(l);
     qat_dataset_free(train);

@@ -15,6 +15,13 @@ qat_status qat_ptq_check_observer(const char *name, float percentile, float aver
     return QAT_OK;
 }
 
+qat_status qat_apply_float_choices(qat_qmodel *q, const char *layer_qconfig, const char *float_layers,
+                                   const char *what) {
+    qat_status st = layer_qconfig ? qat_qmodel_apply_layer_qconfig(q, layer_qconfig) : QAT_OK;
+    if (!st && float_layers) st = qat_qmodel_apply_float_list(q, float_layers, what);
+    return st;
+}
+
 void qat_ptq_opts_default(qat_ptq_opts *o) {
     memset(o, 0, sizeof *o);
     o->qconfig = "x86";
@@ -63,8 +70,16 @@ qat_status qat_ptq_run(const qat_ptq_opts *o, qat_eval_result *fp32, qat_eval_re
     qat_progress p_fp = {o->on_event, o->event_user, "ptq: evaluating FP32"};
     qat_progress p_cal = {o->on_event, o->event_user, "ptq: calibrating"};
     qat_progress p_q = {o->on_event, o->event_user, "ptq: evaluating fake-quant"};
-    if ((st = qat_run_evaluate(&run, test, o->eval_batch, fp32, &p_fp))) goto done;
-    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, obs, &run.qmodel))) goto done;
+    /* the qmodel and its float layers first: a bad --layer-qconfig fails before any work */
+    qat_qmodel *q = NULL;
+    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_PTQ, obs, &q)) ||
+        (st = qat_apply_float_choices(q, o->layer_qconfig, o->float_layers, "ptq: --float-layers"))) {
+        qat_qmodel_free(q);
+        goto done;
+    }
+    st = qat_run_evaluate(&run, test, o->eval_batch, fp32, &p_fp);
+    run.qmodel = q;
+    if (st) goto done;
     for (int i = 0; i < run.qmodel->npoints; i++) { /* the observer's settings, activations only */
         qat_qpoint *pt = &run.qmodel->points[i];
         if (pt->weight) continue;

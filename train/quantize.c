@@ -18,6 +18,44 @@ void qat_quantize_opts_default(qat_quantize_opts *o) {
     o->max_drop = 0.5f;
     o->qat_epochs = 3;
     o->calib_batches = 32;
+    o->sensitivity_images = 1000;
+}
+
+
+/* The k layers whose weight left float brings the logits closest to FP32 (the sensitivity
+ * analysis's "only float" KL, lowest first), comma-separated into r->float_layers. */
+static qat_status choose_float_layers(const qat_quantize_opts *o, qat_quantize_report *r) {
+    qat_sensitivity_opts so;
+    qat_sensitivity_opts_default(&so);
+    so.ckpt = o->ckpt, so.data = o->data, so.qconfig = o->qconfig, so.observer = o->observer;
+    so.percentile = o->percentile, so.averaging_constant = o->averaging_constant;
+    so.calib_batches = o->calib_batches, so.images = o->sensitivity_images;
+    so.val_split = o->val_split, so.threads = o->threads;
+    so.on_event = o->on_event, so.event_user = o->event_user;
+    qat_sensitivity sens;
+    qat_status st = qat_sensitivity_run(&so, &sens);
+    if (st) return st;
+    int *order = malloc((size_t)(sens.n > 0 ? sens.n : 1) * sizeof(int));
+    if (!order) {
+        qat_sensitivity_free(&sens);
+        return qat_fail(QAT_ERR_NOMEM, "quantize: out of memory");
+    }
+    for (int i = 0; i < sens.n; i++) { /* insertion sort by KL, ties in model order */
+        int j = i;
+        while (j > 0 && sens.float_kl[order[j - 1]] > sens.float_kl[i]) order[j] = order[j - 1], j--;
+        order[j] = i;
+    }
+    size_t used = 0;
+    r->float_layers[0] = 0;
+    for (int k = 0; k < o->allow_float && k < sens.n; k++) {
+        int w = snprintf(r->float_layers + used, sizeof r->float_layers - used, "%s%s", k ? "," : "",
+                         sens.names[order[k]]);
+        if (w < 0 || used + (size_t)w >= sizeof r->float_layers) break;
+        used += (size_t)w;
+    }
+    free(order);
+    qat_sensitivity_free(&sens);
+    return QAT_OK;
 }
 
 static qat_tensor *rt_fwd(void *net, qat_ctx *ctx, qat_tensor *x) {
@@ -93,6 +131,8 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
     qo.train.on_event = o->on_event;
     qo.train.event_user = o->event_user;
     qo.train.stop_at_accuracy = r->target;
+    qo.layer_qconfig = o->layer_qconfig;
+    qo.float_layers = r->float_ran ? r->float_layers : NULL;
     qat_status st = qat_qat_run(&qo);
     if (st || qat_dist_rank() != 0) return st; /* data-parallel: rank 0 goes on alone */
     snprintf(best, cap, "%s/best.ckpt", dir);
@@ -108,8 +148,10 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
 qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) {
     memset(r, 0, sizeof *r);
     if (!o->ckpt || !o->data || !o->out) return qat_fail(QAT_ERR_ARG, "quantize: --ckpt, --data and -o are required");
-    if (!(o->max_drop >= 0) || o->qat_epochs < 0)
-        return qat_fail(QAT_ERR_ARG, "quantize: --max-drop must be >= 0 and --qat-epochs >= 0");
+    if (!(o->max_drop >= 0) || o->qat_epochs < 0 || o->allow_float < 0)
+        return qat_fail(QAT_ERR_ARG, "quantize: --max-drop, --qat-epochs and --allow-float must be >= 0");
+    if (o->allow_float > 0 && o->sensitivity_images < 1)
+        return qat_fail(QAT_ERR_ARG, "quantize: --sensitivity-images must be positive");
     /* every name before any work: a bad --backend used to surface after PTQ and QAT */
     qat_rt_options ro;
     qat_qconfig cfg;
@@ -121,13 +163,14 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     qat_hist_method method;
     if ((st = qat_ptq_check_observer(o->observer, o->percentile, o->averaging_constant, &obs, &method))) return st;
     if (o->threads > 0) qat_set_threads(o->threads);
-    char dir[1024], ptq_path[1100], qat_dir[1100], best[1200];
+    char dir[1024], ptq_path[1100], ptqf_path[1100], qat_dir[1100], best[1200];
     snprintf(dir, sizeof dir, "%s", o->work_dir ? o->work_dir : o->out);
     if (!o->work_dir) strncat(dir, ".work", sizeof dir - strlen(dir) - 1);
     if (mkdir(dir, 0777) && errno != EEXIST)
         return qat_fail(QAT_ERR_IO, "quantize: cannot create %s", dir);
     snprintf(ptq_path, sizeof ptq_path, "%s/ptq.ckpt", dir);
     snprintf(qat_dir, sizeof qat_dir, "%s/qat", dir);
+    snprintf(ptqf_path, sizeof ptqf_path, "%s/ptq_float.ckpt", dir);
 
     qat_ptq_opts po;
     qat_ptq_opts_default(&po);
@@ -136,14 +179,27 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     po.calib_batches = o->calib_batches, po.threads = o->threads, po.val_split = o->val_split;
     po.on_event = o->on_event, po.event_user = o->event_user;
     po.percentile = o->percentile, po.averaging_constant = o->averaging_constant;
+    po.layer_qconfig = o->layer_qconfig;
     if ((st = qat_ptq_run(&po, &r->fp32, &r->ptq))) return st;
     r->target = r->fp32.accuracy - o->max_drop / 100.0f;
     const char *chosen = ptq_path;
     r->chosen = "ptq";
-    if (r->ptq.accuracy < r->target && o->qat_epochs > 0) {
+    float chosen_acc = r->ptq.accuracy;
+    if (r->ptq.accuracy < r->target && o->allow_float > 0) {
+        /* the most sensitive layers in float, calibrated again: cheaper than QAT */
+        if ((st = choose_float_layers(o, r))) return st;
+        qat_eval_result fp32_again;
+        po.out = ptqf_path;
+        po.float_layers = r->float_layers;
+        if ((st = qat_ptq_run(&po, &fp32_again, &r->ptq_float))) return st;
+        r->float_ran = 1;
+        if (r->ptq_float.accuracy > chosen_acc)
+            chosen = ptqf_path, r->chosen = "ptq-float", chosen_acc = r->ptq_float.accuracy;
+    }
+    if (chosen_acc < r->target && o->qat_epochs > 0) {
         if ((st = run_qat(o, qat_dir, r, best, sizeof best))) return st;
         if (qat_dist_rank() != 0) return QAT_OK; /* rank 0 converts and verifies */
-        if (r->qat.accuracy > r->ptq.accuracy) chosen = best, r->chosen = "qat";
+        if (r->qat.accuracy > chosen_acc) chosen = best, r->chosen = "qat";
     }
     qat_q8_model *m;
     if ((st = qat_convert_checkpoint(chosen, o->out, &m))) return st;

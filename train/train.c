@@ -78,6 +78,23 @@ static qat_status append_metrics(const char *dir, const char *phase, int epoch, 
     return QAT_OK;
 }
 
+/* steps.jsonl: the running train loss and accuracy of the epoch every few steps (the same keys
+ * as a metrics.jsonl line, without the test figures), so that `qat plot` can draw a run of few
+ * epochs (a --max-steps run, a short QAT) by step rather than as one or two points. A file of its
+ * own: metrics.jsonl keeps one line per epoch for whatever reads it. */
+static qat_status append_step(const char *dir, const char *phase, int epoch, int64_t step, float lr,
+                              double loss, double acc) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/steps.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
+    fprintf(f, "{\"phase\": \"%s\", \"epoch\": %d, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.5f, "
+            "\"train_acc\": %.5f}\n", phase, epoch, (long long)step, lr, loss, acc);
+    int bad = ferror(f);
+    if (fclose(f) || bad) return qat_fail(QAT_ERR_IO, "%s: write failed", path);
+    return QAT_OK;
+}
+
 /* --resume rebuilds the model from the spec stored in the checkpoint; a --model (or --width)
  * given as well must describe the same network, else the user meant another run. */
 static qat_status check_same_model(const qat_train_opts *o, const qat_run *r) {
@@ -370,7 +387,9 @@ static qat_status new_qat_run(const qat_qat_opts *qo, const qat_dataset *train,
     r->has_qopt = 0;
     qat_qmodel_free(r->qmodel); /* a PTQ checkpoint: start from its FP32 weights */
     r->qmodel = NULL;
-    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel))) return st;
+    if ((st = qat_qmodel_create(m, &cfg, QAT_QMODEL_QAT, cfg.act_obs_qat, &r->qmodel)) ||
+        (st = qat_apply_float_choices(r->qmodel, qo->layer_qconfig, qo->float_layers, "qat: --float-layers")))
+        return st;
     r->step = 0, r->epoch = 0, r->best_acc = 0;
     qat_model_set_bn_update(m, 1);
     if ((st = qat_optim_init(&r->opt, o->opt, m->nparams, m->segs, m->nsegs))) return st;
@@ -511,7 +530,8 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         goto done;
     }
     if ((st = qat_pipeline_init(&run.pipeline, o, run.qmodel ? "qat" : phase, train, test, &run,
-                                steps_per_epoch)))
+                                steps_per_epoch)) ||
+        (st = qat_run_take_class_names(&run, train)))
         goto done;
     run.has_pipeline = 1;
     if (rank0 && (st = make_dir(o->out_dir))) goto done;
@@ -602,6 +622,12 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
             for (int i = 0; i < B; i++) correct += qat_argmax(logits->data + (size_t)i * K, K) == tb.y[i];
             seen += B;
             loss_sum += (double)loss->data[0] * B;
+            /* about 16 points an epoch (every step of a short one), and the epoch's last */
+            const int every = steps_per_epoch >= 32 ? steps_per_epoch / 16 : 1;
+            if (rank0 && ((b + 1) % every == 0 || b + 1 == steps_per_epoch) &&
+                (st = append_step(o->out_dir, phase, epoch + 1, run.step, lr, loss_sum / seen,
+                                  (double)correct / seen)))
+                goto done;
             if (o->on_event) {
                 qat_event e = {.kind = QAT_EVENT_STEP, .phase = prog_phase, .epoch = epoch,
                                .epochs = epochs, .batch = b, .batches = steps_per_epoch,

@@ -56,7 +56,14 @@ typedef struct {
     int has_qopt;
     qat_pipeline pipeline;    /* how the last training of these weights fed them ("data") */
     int has_pipeline;         /* 0: a checkpoint written before qat recorded it */
+    /* An ImageFolder's class (folder) names, model->nclasses of them ("classes"), or NULL when
+     * the dataset had only numbers ("0".."9" of IDX/CIFAR). */
+    char (*class_names)[QAT_Q8_CLASS_NAME_MAX];
 } qat_run;
+
+/* The dataset's class names when they say more than the class numbers, copied into r (a run
+ * that has names keeps them). */
+qat_status qat_run_take_class_names(qat_run *r, const qat_dataset *d);
 
 /* Fills p for a run about to train on train/test: augmentation from o (crop_pad, hflip; -1 takes
  * qat_augment_default of the dataset kind), normalisation, optimizer and schedule from r.
@@ -110,6 +117,9 @@ qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qa
 /* The PTQ observer of a name and its settings, checked (QAT_ERR_ARG names the bad one). */
 qat_status qat_ptq_check_observer(const char *name, float percentile, float averaging_constant,
                                   qat_observer_kind *kind, qat_hist_method *method);
+/* The layers left in float by a per-layer qconfig file and a list of patterns (either NULL). */
+qat_status qat_apply_float_choices(qat_qmodel *q, const char *layer_qconfig, const char *float_layers,
+                                   const char *what);
 qat_status qat_calibrate(qat_run *r, const qat_dataset *d, int batch, int n, const qat_progress *p);
 
 /* Loads a PTQ/QAT checkpoint and builds its INT8 model (export/export.h) with the run's input
