@@ -8,6 +8,8 @@
 #   make demo     install missing packages + dataset, train, evaluate, benchmark
 #   make asan     the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench    bench/ programs against the PyTorch peer
+#   make faults   the fault harness's long form (tests/faults/; its short form runs in make test)
+#   make fuzz     libFuzzer on every file parser (tests/fuzz/), FUZZ_SECONDS each
 
 CC      ?= cc
 BUILD   ?= build
@@ -38,6 +40,7 @@ ISA_AVX2    = -mavx2 -mfma
 ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
+ISA_VBMI    = $(ISA_AVX512) -mavx512vbmi
 
 LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
                        models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c) \
@@ -79,6 +82,9 @@ $(BUILD)/%_vnni512.o: %_vnni512.c $(HDRS)
 $(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_AVXVNNI) -c $< -o $@
+$(BUILD)/%_vbmi.o: %_vbmi.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ISA_VBMI) -c $< -o $@
 # The BatchNorm passes must round every multiply and add on its own, as the scalar reference
 # does (kernels/bn_avx512.c): no FMA contraction there.
 $(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
@@ -123,9 +129,28 @@ $(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
 
 test: deps
-	$(MAKE) $(BUILD)/test_qat qat $(BUILD)/test_dist
+	$(MAKE) $(BUILD)/test_qat qat $(BUILD)/test_dist $(FAULT_TOOLS)
 	$(BUILD)/test_qat
 	sh tests/dist/test_dist.sh ./qat $(BUILD)/test_dist
+	bash tests/faults/faults.sh short ./qat $(BUILD)
+
+# The fault harness (tests/faults/faults.sh): its short form runs in make test, the long one here
+# (FAULTS_N mutants per parser, FAULTS_KILLS kill -9s; QAT= an ASan build of qat, if at hand).
+FAULT_TOOLS = $(BUILD)/faults/mutate $(BUILD)/faults/killer $(BUILD)/faults/mkdata
+QAT ?= ./qat
+.PHONY: faults
+faults: deps
+	$(MAKE) qat $(FAULT_TOOLS)
+	bash tests/faults/faults.sh long $(QAT) $(BUILD)
+$(BUILD)/faults/mutate: tests/faults/mutate.c tests/fuzz/container_crc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lz
+$(BUILD)/faults/killer: tests/faults/killer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+$(BUILD)/faults/mkdata: $(BUILD)/tests/faults/mkdata.o $(BUILD)/libqat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The 2-rank case (tests/dist/test_dist.sh: mpirun -np 2, skipped in a build without MPI).
 $(BUILD)/test_dist: $(BUILD)/tests/dist/test_dist.o $(BUILD)/libqat.a
@@ -182,23 +207,48 @@ install: qat $(BUILD)/libqat.a $(BUILD)/libqat_rt.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/qat.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/qat.pc
 
-# libFuzzer + ASan/UBSan on the .q8 loader (tests/fuzz/fuzz_q8.c): builds the harness and its seed
-# generator from only the sources the loader needs, writes the seeds, fuzzes FUZZ_SECONDS.
+# libFuzzer + ASan/UBSan on every file parser: the .q8 loader (tests/fuzz/fuzz_q8.c, built from
+# only the sources it needs) and the training side's parsers (tests/fuzz/fuzz_{ckpt,idx,png,
+# cifar,spec}.c), which link the whole library built once with clang and libFuzzer's coverage
+# (build-fuzz/lib, MPI=0). Each target is seeded with valid files (fuzz_seeds.c, the presets)
+# and fuzzed FUZZ_SECONDS, one after the other; FUZZ_TARGETS picks some.
 FUZZ_SECONDS ?= 600
 FUZZ_DIR     ?= build-fuzz
+FUZZ_TARGETS ?= q8 ckpt idx png cifar spec
 FUZZ_SRCS    = tests/fuzz/fuzz_q8.c runtime/q8_file.c runtime/q8_model.c runtime/q8_kinds.c \
                base/container.c base/error.c
 FUZZ_CFLAGS  = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Ibase -Iruntime \
                -Ikernels
-.PHONY: fuzz
-fuzz:
+FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB     = $(FUZZ_DIR)/lib/libqat.a
+FUZZ_LDLIBS  = -lopenblas -ldnnl -lpng -lz -lm -lprotobuf-c -fopenmp
+FUZZ_OPTS   ?= -rss_limit_mb=4096 -timeout=30
+.PHONY: fuzz fuzz-build fuzz-lib
+# The kernels are arithmetic the parsers never reach: built without sanitizers or coverage
+# there, which keeps the ASan build of the library to minutes on a loaded machine.
+ifeq ($(FUZZ_LIB_BUILD),1)
+$(BUILD)/kernels/%.o: override SAN =
+endif
+fuzz-lib:
 	@command -v clang >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq clang libclang-rt-14-dev zlib1g-dev; }
-	@mkdir -p $(FUZZ_DIR)/corpus
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8 -lz -lm
-	clang $(FUZZ_CFLAGS) -fsanitize=address,undefined -DQAT_FUZZ_SEEDGEN \
-	  $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8_seed -lz -lm
+	$(MAKE) BUILD=$(FUZZ_DIR)/lib CC=clang MPI=0 FUZZ_LIB_BUILD=1 CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_LIB)
+fuzz-build: fuzz-lib
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8 -lz -lm
+	clang $(FUZZ_CFLAGS) $(FUZZ_SAN) -DQAT_FUZZ_SEEDGEN $(FUZZ_SRCS) -o $(FUZZ_DIR)/fuzz_q8_seed -lz -lm
+	for t in ckpt idx png cifar spec; do \
+	  clang $(FUZZ_CFLAGS) $(QAT_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/fuzz_$$t.c \
+	    $(FUZZ_LIB) -o $(FUZZ_DIR)/fuzz_$$t $(FUZZ_LDLIBS) || exit 1; done
+	clang $(FUZZ_CFLAGS) $(QAT_CFLAGS) $(FUZZ_SAN) tests/fuzz/fuzz_seeds.c $(FUZZ_LIB) \
+	  -o $(FUZZ_DIR)/fuzz_seeds $(FUZZ_LDLIBS)
 	$(FUZZ_DIR)/fuzz_q8_seed $(FUZZ_DIR)/corpus
-	$(FUZZ_DIR)/fuzz_q8 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+	rm -rf $(FUZZ_DIR)/seeds && $(FUZZ_DIR)/fuzz_seeds $(FUZZ_DIR)/seeds
+	mkdir -p $(FUZZ_DIR)/seeds/spec && cp layers/presets/*.spec $(FUZZ_DIR)/seeds/spec/
+fuzz: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  if [ $$t = q8 ]; then c=$(FUZZ_DIR)/corpus; else c=$(FUZZ_DIR)/corpus-$$t; mkdir -p $$c; \
+	    cp -n $(FUZZ_DIR)/seeds/$$t/* $$c/; fi; \
+	  $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_OPTS) \
+	    -artifact_prefix=$(FUZZ_DIR)/$$t- $$c || exit 1; done

@@ -141,6 +141,56 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
+/* What lstat says a path is, for the refusal below. */
+static const char *kind_of(mode_t m) {
+    return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO"
+         : S_ISSOCK(m) ? "a socket" : S_ISDIR(m) ? "a directory" : "not a regular file";
+}
+
+qat_status qat_output_target(const char *path, char **target) {
+    *target = NULL;
+    if (!path || !*path) return qat_fail(QAT_ERR_ARG, "empty output path");
+    char *cur = strdup(path);
+    if (!cur) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
+    for (int hops = 0;; hops++) {
+        struct stat st;
+        if (lstat(cur, &st) != 0) {
+            if (errno == ENOENT) break; /* a new file (or a dangling link's target) */
+            int e = errno;
+            free(cur);
+            return qat_fail(QAT_ERR_IO, "%s: %s", path, strerror(e));
+        }
+        if (S_ISREG(st.st_mode)) break;
+        if (!S_ISLNK(st.st_mode)) {
+            free(cur);
+            return qat_fail(QAT_ERR_IO, "%s: %s, not a regular file: refusing to replace it", path,
+                            kind_of(st.st_mode));
+        }
+        char link[4096];
+        ssize_t n = hops < 40 ? readlink(cur, link, sizeof link - 1) : -1;
+        if (n < 0) {
+            int e = hops < 40 ? errno : ELOOP;
+            free(cur);
+            return qat_fail(QAT_ERR_IO, "%s: %s", path, strerror(e));
+        }
+        link[n] = 0;
+        /* a relative link is relative to the directory holding it */
+        const char *slash = strrchr(cur, '/');
+        size_t dlen = link[0] == '/' || !slash ? 0 : (size_t)(slash - cur) + 1;
+        char *next = malloc(dlen + (size_t)n + 1);
+        if (!next) {
+            free(cur);
+            return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
+        }
+        memcpy(next, cur, dlen);
+        memcpy(next + dlen, link, (size_t)n + 1);
+        free(cur);
+        cur = next;
+    }
+    *target = cur;
+    return QAT_OK;
+}
+
 /* Creates path.tmp.<pid>.<n> exclusively (mode 0666 less umask, like an ordinary new file). */
 static int create_temp(const char *path, char **tmp_out) {
     static unsigned counter;
@@ -221,11 +271,17 @@ qat_status qat_container_write(const char *path, const char magic[8], uint32_t v
     }
     put_u32(head + head_len - CRC_BYTES, crc_of(head, head_len - CRC_BYTES));
 
-    char *tmp = NULL;
-    int fd = create_temp(path, &tmp);
+    char *target = NULL, *tmp = NULL;
+    qat_status tst = qat_output_target(path, &target);
+    if (tst) {
+        free(head);
+        return tst;
+    }
+    int fd = create_temp(target, &tmp);
     if (fd < 0) {
         int e = errno;
         free(head);
+        free(target);
         return qat_fail(QAT_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
                         strerror(e));
     }
@@ -235,6 +291,7 @@ qat_status qat_container_write(const char *path, const char magic[8], uint32_t v
         close(fd);
         unlink(tmp);
         free(tmp);
+        free(target);
         free(head);
         return qat_fail(QAT_ERR_IO, "%s: %s", path, strerror(e));
     }
@@ -254,47 +311,57 @@ qat_status qat_container_write(const char *path, const char magic[8], uint32_t v
     if (err) {
         unlink(tmp);
         free(tmp);
+        free(target);
         return qat_fail(QAT_ERR_IO, "%s: write failed: %s", path, strerror(e));
     }
-    if (rename(tmp, path) != 0) {
+    if (rename(tmp, target) != 0) {
         e = errno;
         unlink(tmp);
         free(tmp);
+        free(target);
         return qat_fail(QAT_ERR_IO, "%s: cannot replace the file: %s", path, strerror(e));
     }
     free(tmp);
-    sync_parent_dir(path);
+    sync_parent_dir(target);
+    free(target);
     return QAT_OK;
 }
 
 qat_status qat_file_write_atomic(const char *path, const void *data, uint64_t size) {
-    if (!path || !*path) return qat_fail(QAT_ERR_ARG, "empty output path");
-    char *tmp = NULL;
-    int fd = create_temp(path, &tmp);
-    if (fd < 0)
+    char *target = NULL, *tmp = NULL;
+    qat_status tst = qat_output_target(path, &target);
+    if (tst) return tst;
+    int fd = create_temp(target, &tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(target);
         return qat_fail(QAT_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
-                        strerror(errno));
+                        strerror(e));
+    }
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         int e = errno;
         close(fd);
         unlink(tmp);
         free(tmp);
+        free(target);
         return qat_fail(QAT_ERR_IO, "%s: %s", path, strerror(e));
     }
     int err = write_all(f, data, size), e = errno;
     if (!err && fflush(f) != 0) err = 1, e = errno;
     if (!err && fsync(fileno(f)) != 0) err = 1, e = errno;
     if (fclose(f) != 0 && !err) err = 1, e = errno;
-    if (!err && rename(tmp, path) != 0) err = 2, e = errno;
+    if (!err && rename(tmp, target) != 0) err = 2, e = errno;
     if (err) {
         unlink(tmp);
         free(tmp);
+        free(target);
         return qat_fail(QAT_ERR_IO, err == 2 ? "%s: cannot replace the file: %s" : "%s: write failed: %s",
                         path, strerror(e));
     }
     free(tmp);
-    sync_parent_dir(path);
+    sync_parent_dir(target);
+    free(target);
     return QAT_OK;
 }
 

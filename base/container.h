@@ -45,6 +45,13 @@ qat_status qat_container_write(const char *path, const char magic[8], uint32_t v
  * temp file beside path, fsync, rename; on failure path is untouched and no temp file is left. */
 qat_status qat_file_write_atomic(const char *path, const void *data, uint64_t size);
 
+/* Where an output named path really goes, as cp and install treat their destination (issue 15
+ * point 3; every file qat writes goes through here, via the two writers above): a symlink is
+ * followed to the file it names (the link stays, its target is replaced), and anything but a
+ * regular file or a new name (a device such as /dev/full, a FIFO, a socket, a directory) is
+ * refused with one line naming path, where the rename used to replace it. *target is malloc'd. */
+qat_status qat_output_target(const char *path, char **target);
+
 typedef struct qat_container qat_container;
 
 /* Reads the whole file and validates everything: magic, version (1 ..max_version, else "written

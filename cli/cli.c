@@ -71,19 +71,109 @@ static void print_help(const char *cmd, const char *synopsis, const cli_opt *opt
     printf("  --help%-18s this text\n", "");
 }
 
-static int parse_number(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end) return 0;
-    *out = v;
+/* The syntax the range table promises (cli/cli_ranges.c): plain decimal, so that "0x10", " 5",
+ * "5abc", "inf", "nan" and "" are refused rather than read by strtod's wider grammar. A leading
+ * '-' is syntax, so that "-1" gets the range in its error line. */
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int is_decimal_int(const char *s) {
+    if (*s == '-') s++;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!is_digit(*s)) return 0;
     return 1;
+}
+
+static int is_decimal_number(const char *s) {
+    int digits = 0;
+    if (*s == '-') s++;
+    for (; is_digit(*s); s++) digits++;
+    if (*s == '.')
+        for (s++; is_digit(*s); s++) digits++;
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!is_digit(*s)) return 0;
+        while (is_digit(*s)) s++;
+    }
+    return !*s;
+}
+
+/* The value as the user typed it, quoted when it would not read as one word. */
+static const char *shown(const char *v, char *buf, size_t size) {
+    if (*v && !strpbrk(v, " \t\n\r\v\f")) return v;
+    snprintf(buf, size, "'%s'", v);
+    return buf;
+}
+
+void range_error(const char *cmd, const char *name, const char *value, const cli_range *r) {
+    char span[96], msg[512], q[300];
+    cli_range_format(r, span, sizeof span);
+    snprintf(msg, sizeof msg, "--%s %.200s: must be in %s", name, shown(value, q, sizeof q), span);
+    if (!strcmp(name, "freeze-bn-epoch") || !strcmp(name, "freeze-observer-epoch"))
+        strncat(msg, ", auto or never", sizeof msg - strlen(msg) - 1);
+    const char *saved = cli_command;
+    cli_command = cmd;
+    cli_error_line(msg);
+    cli_command = saved;
+    error_exit(2);
+}
+
+static __attribute__((noreturn)) void syntax_error(const char *cmd, const char *name, const char *value,
+                                                   const char *what) {
+    char msg[512], q[300];
+    snprintf(msg, sizeof msg, "--%s %.200s: %s", name, shown(value, q, sizeof q), what);
+    const char *saved = cli_command;
+    cli_command = cmd;
+    cli_error_line(msg);
+    cli_command = saved;
+    error_exit(2);
+}
+
+static const cli_range *range_or_die(const char *cmd, const char *name) {
+    const cli_range *r = cli_range_of(cmd, name);
+    if (!r) {
+        fprintf(stderr, "qat %s: internal: option --%s has no range in cli/cli_ranges.c\n", cmd, name);
+        exit(70);
+    }
+    return r;
+}
+
+long long cli_parse_int(const char *cmd, const char *name, const char *v) {
+    const cli_range *r = range_or_die(cmd, name);
+    if (!is_decimal_int(v)) syntax_error(cmd, name, v, "not a decimal integer");
+    errno = 0;
+    long long x = strtoll(v, NULL, 10);
+    if (errno == ERANGE || !cli_range_holds(r, (double)x))
+        range_error(cmd, name, v, r);
+    /* (double)x rounds above 2^53: compare as integers at the top end too */
+    if (r->hi < 9.2e18 && x > (long long)r->hi) range_error(cmd, name, v, r);
+    return x;
+}
+
+double cli_parse_number(const char *cmd, const char *name, const char *v) {
+    const cli_range *r = range_or_die(cmd, name);
+    if (!is_decimal_number(v)) syntax_error(cmd, name, v, "not a decimal number");
+    errno = 0;
+    double x = strtod(v, NULL);
+    /* ERANGE: beyond a double (1e999), or so small it rounds to a denormal or zero (1e-999):
+     * either way not the value typed */
+    if (errno == ERANGE || !cli_range_holds(r, x) || !cli_range_holds(r, (float)x))
+        range_error(cmd, name, v, r);
+    return x;
+}
+
+static int is_numeric(opt_kind k) {
+    return k == OPT_INT || k == OPT_I64 || k == OPT_U64 || k == OPT_FLOAT || k == OPT_FREEZE;
 }
 
 /* Parses argv into the targets; returns 1 when --help was asked. */
 int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, int n, int argc,
                    char **argv, char **pos, int max_pos, int *npos) {
     if (npos) *npos = 0;
+    for (int i = 0; i < n; i++) /* every numeric option has a range, before any value is read */
+        if (is_numeric(opts[i].kind)) range_or_die(cmd, opts[i].name);
     for (int a = 0; a < argc; a++) {
         const char *s = argv[a];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
@@ -105,9 +195,6 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
         }
         if (a + 1 >= argc) usage_error(cmd, "option '%s' needs a value", s);
         const char *v = argv[++a];
-        double d;
-        char what[300]; /* the message of a bad value names the option */
-        snprintf(what, sizeof what, "%s: expected a non-negative integer, got '%.200s'", s, v);
         switch (o->kind) {
         case OPT_STR: *(const char **)o->target = v; break;
         case OPT_OPTIM:
@@ -117,37 +204,19 @@ int parse_opts_pos(const char *cmd, const char *synopsis, const cli_opt *opts, i
             if (qat_sched_parse(v, (qat_sched_kind *)o->target))
                 usage_error(cmd, "unknown schedule '%s' (constant, step, cosine, onecycle)", v);
             break;
-        case OPT_FLOAT:
-            if (!parse_number(v, &d) || !(d == d) || d > 1e30 || d < -1e30) {
-                snprintf(what, sizeof what, "%s: bad number '%.200s'", s, v);
-                usage_error(cmd, "%s", what);
-            }
-            *(float *)o->target = (float)d;
-            break;
-        case OPT_INT:
-            if (!parse_number(v, &d) || d != (double)(long)d || d < 0 || d > INT_MAX)
-                usage_error(cmd, "%s", what);
-            *(int *)o->target = (int)d;
-            break;
-        case OPT_I64:
-            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "%s", what);
-            *(int64_t *)o->target = (int64_t)d;
-            break;
-        case OPT_U64:
-            if (!parse_number(v, &d) || d != (double)(long long)d || d < 0 || d > 9e15)
-                usage_error(cmd, "%s", what);
-            *(uint64_t *)o->target = (uint64_t)d;
-            break;
+        case OPT_FLOAT: *(float *)o->target = (float)cli_parse_number(cmd, o->name, v); break;
+        case OPT_INT: *(int *)o->target = (int)cli_parse_int(cmd, o->name, v); break;
+        case OPT_I64: *(int64_t *)o->target = (int64_t)cli_parse_int(cmd, o->name, v); break;
+        case OPT_U64: *(uint64_t *)o->target = (uint64_t)cli_parse_int(cmd, o->name, v); break;
         case OPT_FREEZE:
             if (!strcmp(v, "auto"))
                 *(float *)o->target = QAT_FREEZE_AUTO;
             else if (!strcmp(v, "never"))
                 *(float *)o->target = QAT_FREEZE_NEVER;
-            else if (parse_number(v, &d) && d >= 0 && d <= 1e6)
-                *(float *)o->target = (float)d;
+            else if (is_decimal_number(v))
+                *(float *)o->target = (float)cli_parse_number(cmd, o->name, v);
             else
-                usage_error(cmd, "expected epochs >= 0, 'auto' or 'never', got '%s'", v);
+                syntax_error(cmd, o->name, v, "not a number of epochs, auto or never");
             break;
         case OPT_FLAG: break;
         }

@@ -5,6 +5,7 @@
 #define QAT_CLI_H
 
 #include "qat_status.h"
+#include <stddef.h>
 
 /* OPT_FREEZE: a float of epochs >= 0, or "auto" / "never" (QAT_FREEZE_AUTO / QAT_FREEZE_NEVER). */
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_FLOAT, OPT_FLAG, OPT_U64, OPT_OPTIM, OPT_SCHED, OPT_FREEZE } opt_kind;
@@ -14,6 +15,28 @@ typedef struct {
     void *target;
     const char *help;
 } cli_opt;
+
+/* The range of a numeric option (cli/cli_ranges.c): lo..hi, each end open or closed; cmd NULL
+ * for every command. */
+typedef struct {
+    const char *cmd, *name;
+    double lo, hi;
+    int lo_open, hi_open;
+    const char *why; /* a note for `qat help options`, or NULL */
+} cli_range;
+const cli_range *cli_range_of(const char *cmd, const char *name);
+int cli_range_holds(const cli_range *r, double v);
+/* "[1, 256]", "(0, 1]" */
+void cli_range_format(const cli_range *r, char *buf, size_t size);
+/* A value of option --name checked against its range (strict decimal syntax; an error line and
+ * exit 2 otherwise): for values the option tables do not parse themselves (bench --batch 1,64). */
+long long cli_parse_int(const char *cmd, const char *name, const char *v);
+double cli_parse_number(const char *cmd, const char *name, const char *v);
+/* `qat help options`: the table. */
+void cli_print_ranges(void);
+/* A value of option --name (of command cmd) found outside its range: "qat CMD: --name VALUE:
+ * must be in [lo, hi]", exit 2. */
+void range_error(const char *cmd, const char *name, const char *value, const cli_range *r) __attribute__((noreturn));
 
 #define NOPTS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 

@@ -225,18 +225,19 @@ static double bench_fp32(const char *ckpt, int bs, int iters) {
     return img_s;
 }
 
-/* "1,64" -> sizes; returns the count (usage error on anything else). */
+/* "1,64" -> sizes, each in --batch's range (cli/cli_ranges.c); returns the count (usage error
+ * on anything else). */
 static int parse_batches(const char *s, int *out, int max) {
     int n = 0;
-    for (const char *p = s; *p;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 1 << 16 || n >= max || (*end && *end != ','))
-            usage_error("bench", "bad --batch list '%s' (e.g. 1,64)", s);
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
+    char item[64];
+    for (const char *p = s;; p++) {
+        size_t len = strcspn(p, ",");
+        if (n >= max || len >= sizeof item) usage_error("bench", "bad --batch list '%s' (e.g. 1,64)", s);
+        memcpy(item, p, len), item[len] = 0;
+        out[n++] = (int)cli_parse_int("bench", "batch", item);
+        p += len;
+        if (!*p) break;
     }
-    if (!n) usage_error("bench", "bad --batch list '%s' (e.g. 1,64)", s);
     return n;
 }
 
@@ -348,6 +349,12 @@ int cmd_bench(int argc, char **argv) {
 static void read_image(const char *path, int h, int w, int c, uint8_t *dst) {
     int ih, iw, ic;
     uint8_t *px;
+    /* the header's size against the model's input before anything is decoded */
+    if (qat_png_size(path, &ih, &iw)) die(qat_last_error());
+    if (ih != h || iw != w) {
+        fprintf(stderr, "qat infer: %s: image is %dx%d, the model takes %dx%d\n", path, iw, ih, w, h);
+        exit(1);
+    }
     if (qat_png_read(path, &ih, &iw, &ic, &px)) die(qat_last_error());
     if (ih != h || iw != w) {
         fprintf(stderr, "qat infer: %s: image is %dx%d, the model takes %dx%d\n", path, iw, ih, w, h);

@@ -332,7 +332,8 @@ static void print_main_help(void) {
     printf("qat: quantization-aware training of MobileNet-style CNNs\n\nusage: qat COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         printf("  %-11s %s\n", commands[i].name, commands[i].help);
-    printf("\n'qat COMMAND --help' lists a command's options. Example:\n"
+    printf("\n'qat COMMAND --help' lists a command's options, 'qat help options' the range of\n"
+           "every numeric option. Example:\n"
            "  qat train --data fashion-mnist --out runs/fp32\n"
            "  qat eval --ckpt runs/fp32/best.ckpt --data fashion-mnist\n"
            "  qat ptq --ckpt runs/fp32/best.ckpt --data fashion-mnist --out runs/ptq.ckpt\n"
@@ -350,6 +351,10 @@ int main(int argc, char **argv) {
 }
 
 static int run_command(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "options")) {
+        cli_print_ranges();
+        return 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_main_help();
         return argc < 2 ? 2 : 0;

@@ -226,10 +226,28 @@ qat_status qat_idx_open(const char *dir, qat_dataset **train, qat_dataset **test
         s = qat_fail(QAT_ERR_FORMAT, "%s: no images", tr->source);
         goto fail;
     }
-    /* Labels are bytes, so nclasses <= 256; both splits share the training set's count. */
-    int maxl = 0;
-    for (int i = 0; i < tr->n; i++) maxl = tr->labels[i] > maxl ? tr->labels[i] : maxl;
+    /* Labels are bytes, so nclasses <= 256; both splits share the training set's count. The
+     * classes are 0..K-1, each with training images: a stray label byte of 10..255 used to make
+     * up to 256 classes silently, so a label beyond a class without training images is refused,
+     * naming its file and image. */
+    int maxl = 0, has[256] = {0};
+    for (int i = 0; i < tr->n; i++) maxl = tr->labels[i] > maxl ? tr->labels[i] : maxl, has[tr->labels[i]] = 1;
     for (int i = 0; i < te->n; i++) maxl = te->labels[i] > maxl ? te->labels[i] : maxl;
+    for (int k = 0; k < maxl; k++) {
+        if (has[k]) continue;
+        int in_train = 0, at = -1;
+        for (int i = 0; i < tr->n && at < 0; i++)
+            if (tr->labels[i] > k) in_train = 1, at = i;
+        for (int i = 0; i < te->n && at < 0; i++)
+            if (te->labels[i] > k) at = i;
+        const qat_dataset *d = in_train ? tr : te;
+        char lp[1024];
+        find_file(dir, in_train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte", lp, sizeof lp);
+        s = qat_fail(QAT_ERR_FORMAT, "%s: label %d of image %d, but class %d has no training image "
+                     "(IDX classes are 0..K-1, each trained): a corrupt label?", lp,
+                     d->labels[at], at, k);
+        goto fail;
+    }
     if ((s = set_classes(tr, maxl + 1)) || (s = set_classes(te, maxl + 1))) goto fail;
     *train = tr;
     *test = te;

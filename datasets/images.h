@@ -39,6 +39,11 @@ typedef struct qat_data_opts {
 /* Decodes any PNG to 8-bit gray (*c = 1) or RGB (*c = 3) following the conventions above;
  * *pixels (h, w, c) is malloc'd. Errors name the file (not a PNG, truncated, bad CRC, ...). */
 qat_status qat_png_read(const char *path, int *h, int *w, int *c, uint8_t **pixels);
+/* The largest side qat_png_read decodes (models/model.c's largest input); checked on the header
+ * before decoding (decompression bombs). */
+#define QAT_PNG_MAX_SIDE 4096
+/* A PNG's dimensions from its header alone (nothing decoded). */
+qat_status qat_png_size(const char *path, int *h, int *w);
 /* 8-bit RGB (h, w, 3) / gray (h, w) PNG writers, written to a temp file then renamed. */
 qat_status qat_png_write_rgb(const char *path, int w, int h, const uint8_t *rgb);
 qat_status qat_png_write_gray(const char *path, int w, int h, const uint8_t *gray);

@@ -125,6 +125,27 @@ static int decode_png(png_mem_reader *r, int *ph, int *pw, int *pc, uint8_t **pi
     return 0;
 }
 
+/* The IHDR's dimensions (a PNG starts with its 8-byte signature and the 13-byte IHDR chunk);
+ * 0 when the bytes are not that. */
+static int ihdr_size(const uint8_t *d, size_t n, uint32_t *h, uint32_t *w) {
+    if (n < 24 || png_sig_cmp(d, 0, 8) || memcmp(d + 12, "IHDR", 4)) return 0;
+    *w = (uint32_t)d[16] << 24 | (uint32_t)d[17] << 16 | (uint32_t)d[18] << 8 | d[19];
+    *h = (uint32_t)d[20] << 24 | (uint32_t)d[21] << 16 | (uint32_t)d[22] << 8 | d[23];
+    return 1;
+}
+
+qat_status qat_png_size(const char *path, int *h, int *w) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t head[24];
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    uint32_t hh, ww;
+    if (!ihdr_size(head, n, &hh, &ww)) return qat_fail(QAT_ERR_FORMAT, "%s: not a PNG file (no PNG signature and IHDR)", path);
+    *h = hh > INT32_MAX ? INT32_MAX : (int)hh, *w = ww > INT32_MAX ? INT32_MAX : (int)ww;
+    return QAT_OK;
+}
+
 qat_status qat_png_read(const char *path, int *h, int *w, int *c, uint8_t **pixels) {
     uint8_t *data = NULL;
     size_t size = 0;
@@ -133,6 +154,14 @@ qat_status qat_png_read(const char *path, int *h, int *w, int *c, uint8_t **pixe
     if (size < 8 || png_sig_cmp(data, 0, 8)) {
         free(data);
         return qat_fail(QAT_ERR_FORMAT, "%s: not a PNG file (no PNG signature)", path);
+    }
+    /* A 1 MB PNG of 32768x32768 was decoded in full (26 s, 2.1 GB) before its size was
+     * refused: the header's dimensions are checked first. */
+    uint32_t hh, ww;
+    if (ihdr_size(data, size, &hh, &ww) && (hh > QAT_PNG_MAX_SIDE || ww > QAT_PNG_MAX_SIDE)) {
+        free(data);
+        return qat_fail(QAT_ERR_FORMAT, "%s: %ux%u image: larger than %d pixels on a side (no model "
+                        "takes more), refused before decoding", path, ww, hh, QAT_PNG_MAX_SIDE);
     }
     png_mem_reader r = {.data = data, .size = size, .pos = 0};
     int bad = decode_png(&r, h, w, c, pixels);
@@ -359,6 +388,44 @@ static qat_status build_split(const char *root, item_list *items, int split, int
     return QAT_OK;
 }
 
+/* The set's image size: the most common size among the training images (the first such in
+ * list order on a tie). The first image used to fix it, so one 3x100 PNG sorted first made the
+ * whole set 3x100 and the error then named the model's spec. */
+static int cmp_size(const void *a, const void *b) {
+    const folder_item *x = *(const folder_item *const *)a, *y = *(const folder_item *const *)b;
+    return x->h != y->h ? (x->h > y->h) - (x->h < y->h) : (x->w > y->w) - (x->w < y->w);
+}
+
+static void common_size(const item_list *items, const folder_item *first, int *h, int *w) {
+    int n = 0;
+    const folder_item **v = malloc((size_t)items->n * sizeof *v);
+    *h = first->h, *w = first->w;
+    if (!v) return;
+    for (int i = 0; i < items->n; i++)
+        if (items->v[i].split == 0) v[n++] = &items->v[i];
+    qsort(v, (size_t)n, sizeof *v, cmp_size);
+    int best = 0;
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i; j < n && !cmp_size(&v[i], &v[j]); j++) {}
+        if (j - i > best) best = j - i, *h = v[i]->h, *w = v[i]->w;
+    }
+    free(v);
+}
+
+/* Images of another size are resized to the set's; one whose shape is far from it (aspect
+ * ratio off by more than 2x) is more likely a stray file than a photo to squeeze: named. */
+static qat_status check_aspect(const item_list *items, int h, int w) {
+    for (int i = 0; i < items->n; i++) {
+        const folder_item *it = &items->v[i];
+        double r = ((double)it->w / it->h) / ((double)w / h);
+        if (r > 2.0 || r < 0.5)
+            return qat_fail(QAT_ERR_FORMAT, "%s: %dx%d image in a set of %dx%d images (aspect ratio "
+                            "%.2f vs %.2f): crop it or remove it", it->path, it->w, it->h, w, h,
+                            (double)it->w / it->h, (double)w / h);
+    }
+    return QAT_OK;
+}
+
 qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_dataset **train,
                                 qat_dataset **test) {
     qat_data_opts opts = o ? *o : (qat_data_opts){0};
@@ -404,7 +471,7 @@ qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_da
     }
     if (!s) s = decode_items(&items);
     if (!s) {
-        /* The first training image fixes the size; any colour image makes the set RGB. */
+        /* The most common training size is the set's; any colour image makes the set RGB. */
         int any_color = 0;
         for (int i = 0; i < items.n; i++) any_color |= items.v[i].c == 3;
         int c = opts.channels ? opts.channels : (any_color ? 3 : 1);
@@ -412,7 +479,10 @@ qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_da
         for (int i = 0; i < items.n && !first; i++)
             if (items.v[i].split == 0) first = &items.v[i];
         QAT_ASSERT(first); /* every train class folder holds at least one image */
-        int h = opts.height ? opts.height : first->h, w = opts.width ? opts.width : first->w;
+        int h = opts.height, w = opts.width;
+        if (!h || !w) common_size(&items, first, &h, &w);
+        s = check_aspect(&items, h, w);
+        if (s) goto out;
         qat_dataset *tr = NULL, *te = NULL;
         s = build_split(root, &items, 0, classes.n, &classes, c, h, w, &tr);
         if (!s) s = build_split(root, &items, 1, classes.n, &classes, c, h, w, &te);
@@ -424,6 +494,7 @@ qat_status qat_imagefolder_open(const char *root, const qat_data_opts *o, qat_da
             *test = te;
         }
     }
+out:
     items_free(&items);
     strlist_free(&classes);
     strlist_free(&test_classes);

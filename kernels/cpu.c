@@ -11,7 +11,7 @@
 /* Feature bits, filled once. -1 = not probed yet. Probing is idempotent, so two threads racing
  * on the first call store the same values (the atomics only keep the compiler honest). */
 static int hw_isa = -1;
-static int hw_avx512_vnni, hw_avx_vnni;
+static int hw_avx512_vnni, hw_avx_vnni, hw_avx512_vbmi;
 static int env_cap = -1;       /* ISA cap from QAT_ISA, QAT_ISA_COUNT when unset */
 static int forced_isa = -1;    /* qat_set_isa override, -1 when none */
 static int nthreads;           /* 0: not set, use the OpenMP default */
@@ -26,7 +26,7 @@ static uint64_t xgetbv0(void) {
 
 static void probe(void) {
     unsigned a, b, c, d;
-    int isa = QAT_ISA_SCALAR, vnni512 = 0, avxvnni = 0;
+    int isa = QAT_ISA_SCALAR, vnni512 = 0, avxvnni = 0, vbmi = 0;
     unsigned max_leaf = __get_cpuid_max(0, NULL);
     if (max_leaf >= 7 && __get_cpuid(1, &a, &b, &c, &d)) {
         int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
@@ -45,6 +45,7 @@ static void probe(void) {
             if (f && dq && bw && vl && zmm_ok) {
                 isa = QAT_ISA_AVX512;
                 vnni512 = (c7 >> 11) & 1;
+                vbmi = (c7 >> 1) & 1;
             }
             if (max_sub >= 1) {
                 unsigned a71, b71, c71, d71;
@@ -56,6 +57,7 @@ static void probe(void) {
     }
     __atomic_store_n(&hw_avx512_vnni, vnni512, __ATOMIC_RELAXED);
     __atomic_store_n(&hw_avx_vnni, avxvnni, __ATOMIC_RELAXED);
+    __atomic_store_n(&hw_avx512_vbmi, vbmi, __ATOMIC_RELAXED);
     __atomic_store_n(&hw_isa, isa, __ATOMIC_RELEASE);
 }
 
@@ -111,6 +113,11 @@ qat_isa qat_set_isa(qat_isa isa) {
 int qat_cpu_has_avx512_vnni(void) {
     qat_cpu_isa_hw();
     return __atomic_load_n(&hw_avx512_vnni, __ATOMIC_RELAXED);
+}
+
+int qat_cpu_has_avx512_vbmi(void) {
+    qat_cpu_isa_hw();
+    return __atomic_load_n(&hw_avx512_vbmi, __ATOMIC_RELAXED);
 }
 
 int qat_cpu_has_avx_vnni(void) {

@@ -224,8 +224,9 @@ qat_status qat_i8_global_avgpool(uint8_t *y, const uint8_t *x, const qat_i8_dims
 /* ---- 7. lookup table and channel-wise multiply (MobileNetV3: hardswish, squeeze-and-excite) -----
  * qat_i8_lut: y[i] = table[x[i]] for n bytes (any layout): an activation whose 256 output codes
  * convert computed once (kernels/qmath.h's qat_hardswish_f / qat_hardsigmoid_f, quantized). One
- * load per byte already; there is no SIMD variant (a 256-entry byte table needs AVX512-VBMI's
- * vpermi2b, which none of the paths assumes), every path runs the scalar loop.
+ * load per byte in the scalar loop (qat_i8_lut_ref); on the AVX-512 paths of a CPU with
+ * AVX512-VBMI (Zen 4, Ice Lake and later) qat_i8_lut_vbmi does 64 bytes per vpermi2b pair
+ * (kernels/int8_vbmi.c), the other paths run the scalar loop. Both give the same bytes.
  *
  * qat_i8_channel_mul: x (N, H, W, C) u8 times a per-image gate g (N, C) u8:
  *   acc = (x[n][h][w][c] - zx) * (g[n][c] - zg)          exact int32 (|acc| <= 255^2)
@@ -325,6 +326,10 @@ void qat_i8_mul_pixels_avx2(uint8_t *y, const uint8_t *x, const uint8_t *g, cons
                             const qat_i8_mul_params *p, int64_t p0, int64_t p1);
 void qat_i8_mul_pixels_avx512(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
                               const qat_i8_mul_params *p, int64_t p0, int64_t p1);
+/* The lookup table's variants (section 7); _vbmi only where qat_cpu_has_avx512_vbmi(). */
+void qat_i8_lut_ref(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *table);
+void qat_i8_lut_vbmi(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *table);
+int qat_cpu_has_avx512_vbmi(void);
 /* Images [n0, n1). */
 typedef void (*qat_i8_pool_fn)(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
                                const qat_i8_pool_params *p, int n0, int n1);

@@ -613,6 +613,44 @@ static void test_errors(void) {
     free(pbuf);
 }
 
+/* ---- activation lookup table (hardswish / hardsigmoid) ------------------------------------------ */
+
+/* qat_i8_lut on every path (the AVX-512 ones run the VBMI loop where the CPU has it) and the VBMI
+ * loop called directly, against table[x[i]] computed here: lengths around the 64-byte step, the
+ * 4096-byte thread chunks and one that splits over threads, in place (y == x) too. */
+static void test_lut(void) {
+    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 600003};
+    uint8_t table[256];
+    fill_u8(table, 256);
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        int64_t n = ns[k];
+        uint8_t *x = xmalloc((size_t)n), *exp = xmalloc((size_t)n), *got = xmalloc((size_t)n);
+        fill_u8(x, (size_t)n);
+        for (int64_t i = 0; i < n; i++) exp[i] = table[x[i]];
+        char what[64];
+        snprintf(what, sizeof what, "lut n=%lld", (long long)n);
+        qat_i8_path paths[QAT_I8_PATH_COUNT];
+        int np = paths_available(paths);
+        for (int i = 0; i < np; i++) {
+            if (!use_path(paths[i])) continue;
+            memset(got, 0xA5, (size_t)n);
+            CU_ASSERT_EQUAL(qat_i8_lut(got, x, n, table), QAT_OK);
+            same_u8(what, paths[i], got, exp, (size_t)n);
+            memcpy(got, x, (size_t)n);
+            CU_ASSERT_EQUAL(qat_i8_lut(got, got, n, table), QAT_OK);
+            same_u8(what, paths[i], got, exp, (size_t)n);
+        }
+        qat_i8_set_path(QAT_I8_AUTO);
+        if (qat_cpu_has_avx512_vbmi()) {
+            memset(got, 0xA5, (size_t)n);
+            qat_i8_lut_vbmi(got, x, n, table);
+            same_u8(what, QAT_I8_VNNI512, got, exp, (size_t)n);
+        }
+        free(x); free(exp); free(got);
+    }
+    if (!qat_cpu_has_avx512_vbmi()) printf("\n  note: no AVX512-VBMI here, the lookup table's SIMD loop untested\n");
+}
+
 void register_int8_tests(void) {
     test_add_suite("int8", "path selection", test_paths, "argument checks", test_errors,
                    "gemm odd shapes, all variants bit-exact", test_gemm_shapes,
@@ -623,5 +661,6 @@ void register_int8_tests(void) {
                    "depthwise conv", test_dwconv,
                    "depthwise conv: C <= 16, interior/border, pad, tails", test_dwconv_paths,
                    "add", test_add,
-                   "global average pool", test_avgpool, NULL);
+                   "global average pool", test_avgpool,
+                   "activation lookup table, VBMI and scalar", test_lut, NULL);
 }

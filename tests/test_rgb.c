@@ -169,6 +169,12 @@ static void flow(const char *data, const char *tag, const char *const names[NCLA
     double acc = line ? atof(line + strlen("INT8 runtime")) : 0;
     CU_ASSERT(acc > 90.0);
     if (code || !exact || !(acc > 90.0)) printf("\n  %s quantize: exit %d\n%s%s", tag, code, out, err);
+    else if (line) { /* the figures of a passing run: accuracy, size, speed, logits checked */
+        const char *fp = strstr(out, "  FP32");
+        if (fp) fp += 2;
+        printf("\n  rgb %s: %.*s\n  rgb %s: %.*s", tag, fp ? (int)strcspn(fp, "\n") : 0, fp ? fp : "", tag,
+               (int)strcspn(line, "\n"), line);
+    }
     free(out), free(err);
     for (int k = 0; k < NCLASS; k++) {
         snprintf(args, sizeof args, "infer %s/%s.q8 %s/%s.png --top 1", tmpdir, tag, tmpdir, class_names[k]);

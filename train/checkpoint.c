@@ -37,8 +37,103 @@ _Static_assert(sizeof(ckpt_meta) == 248, "checkpoint meta layout is part of the 
  * skip the ones they do not know, and a checkpoint without it just has no recorded pipeline). */
 _Static_assert(sizeof(qat_pipeline) == 416, "the \"data\" section layout is part of the file format");
 
+/* ---- the values a run carries (issue 15 point 2) -----------------------------------------------
+ *
+ * Checked on save and on load with the same functions: a diverged run must not write a
+ * checkpoint that eval refuses or a resume trains on (qat train --lr 1e16 wrote NaN parameters
+ * and exited 0), and a corrupt or edited checkpoint is refused naming the checkpoint, not the
+ * dataset it meets later (a NaN mean was blamed on t10k-images-idx3-ubyte; a std of 0 was
+ * silently taken as 1). */
+static qat_status check_finite(const float *v, int64_t n, const char *path, const char *what) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return qat_fail(QAT_ERR_NUMERIC, "%s: %s value %lld is not finite (%g)", path, what,
+                            (long long)i, (double)v[i]);
+    return QAT_OK;
+}
+
+/* BN running statistics: finite, and a running variance >= 0 (its square root divides). */
+static qat_status check_bn_buffers(const qat_model *m, const char *path) {
+    for (int s = 0; s < m->nbuffer_segs; s++) {
+        const qat_buffer_info *b = &m->buffer_info[s];
+        size_t len = strlen(b->name);
+        int var = len >= 11 && !strcmp(b->name + len - 11, "running_var");
+        for (int64_t i = 0; i < b->numel; i++) {
+            float v = m->buffers[b->offset + i];
+            if (!isfinite(v) || (var && v < 0))
+                return qat_fail(QAT_ERR_NUMERIC, "%s: BN %s[%lld] is %g (%s)", path, b->name,
+                                (long long)i, (double)v,
+                                var ? "a running variance must be finite and >= 0" : "not finite");
+        }
+    }
+    return QAT_OK;
+}
+
+/* The input normalisation of the run: a finite mean and a positive finite std per channel. */
+static qat_status check_norm(const float *mean, const float *std, int c, const char *path) {
+    for (int k = 0; k < c; k++)
+        if (!isfinite(mean[k]) || !isfinite(std[k]) || !(std[k] > 0))
+            return qat_fail(QAT_ERR_FORMAT, "%s: input normalisation of channel %d is mean %g, "
+                            "std %g (a finite mean and a std > 0 expected)", path, k,
+                            (double)mean[k], (double)std[k]);
+    return QAT_OK;
+}
+
+static int in_range(double v, double lo, double hi) { return v >= lo && v <= hi; }
+
+/* The optimizer's settings and the schedule's fields, as a run can have set them. */
+static qat_status check_opt_sched(const qat_optimizer *o, const qat_sched *s, const char *path) {
+    if (!in_range(o->momentum, 0, 0.9999999) || !in_range(o->weight_decay, 0, 0.9999999) ||
+        !in_range(o->beta1, 0, 0.9999999) || !in_range(o->beta2, 0, 0.9999999) ||
+        !in_range(o->eps, 0, 1) || o->step < 0)
+        return qat_fail(QAT_ERR_FORMAT, "%s: optimizer settings out of range (momentum %g, weight "
+                        "decay %g, betas %g %g, eps %g, step %lld)", path, (double)o->momentum,
+                        (double)o->weight_decay, (double)o->beta1, (double)o->beta2, (double)o->eps,
+                        (long long)o->step);
+    const double big = 9007199254740992.0; /* 2^53 steps */
+    if (!in_range(s->base_lr, 1e-30, 1e6) || !in_range(s->warmup_start, 0, 1) ||
+        !in_range(s->min_lr, 0, s->base_lr) || !in_range(s->gamma, 0, 1e6) ||
+        !in_range(s->pct_start, 0, 1) || !in_range(s->div_factor, 0, 1e12) ||
+        !in_range(s->final_div_factor, 0, 1e12) || !in_range((double)s->total_steps, 0, big) ||
+        !in_range((double)s->warmup_steps, 0, big) ||
+        !in_range((double)s->step_size, 0, big))
+        return qat_fail(QAT_ERR_FORMAT, "%s: schedule fields out of range (lr %g, min %g, warmup "
+                        "start %g, gamma %g, pct_start %g, div %g/%g, steps %lld, warmup %lld, step "
+                        "size %lld)", path, (double)s->base_lr, (double)s->min_lr,
+                        (double)s->warmup_start, (double)s->gamma, (double)s->pct_start,
+                        (double)s->div_factor, (double)s->final_div_factor,
+                        (long long)s->total_steps, (long long)s->warmup_steps, (long long)s->step_size);
+    return QAT_OK;
+}
+
+qat_status qat_run_check_state(const qat_run *r, const char *path) {
+    const qat_model *m = r->model;
+    qat_status st;
+    if ((st = check_finite(m->params, m->nparams, path, "parameter"))) return st;
+    if ((st = check_bn_buffers(m, path))) return st;
+    if ((st = check_norm(r->mean, r->std, m->in_c, path))) return st;
+    if (r->has_opt && (st = check_finite(r->opt.state, qat_optim_state_floats(&r->opt), path,
+                                         "optimizer state")))
+        return st;
+    if (r->has_qopt && (st = check_finite(r->qopt.state, qat_optim_state_floats(&r->qopt), path,
+                                          "quantizer optimizer state")))
+        return st;
+    if (r->qmodel && r->qmodel->nlsq &&
+        (st = check_finite(r->qmodel->lsq_params, r->qmodel->nlsq, path, "learned quantizer parameter")))
+        return st;
+    return QAT_OK;
+}
+
 qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
     const qat_model *m = r->model;
+    /* never a checkpoint the loader would refuse: a diverged run keeps its last good one */
+    qat_status bad = qat_run_check_state(r, path);
+    if (!bad && r->has_opt) bad = check_opt_sched(&r->opt, &r->sched, path);
+    if (bad) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", qat_last_error());
+        return qat_fail(bad, "%s (not written)", why);
+    }
     ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.in_h = m->in_h, meta.in_w = m->in_w, meta.in_c = m->in_c, meta.nclasses = m->nclasses;
@@ -70,6 +165,19 @@ qat_status qat_checkpoint_save(const char *path, const qat_run *r) {
     if (r->qmodel) {
         if (!(qbuf = malloc(qbytes))) return qat_fail(QAT_ERR_NOMEM, "%s: out of memory", path);
         qat_qmodel_pack(r->qmodel, qbuf);
+        /* the quantizers' state goes through the loader's own checks (scales, observer ranges)
+         * before it is written */
+        qat_qmodel *check = NULL;
+        /* unpack only reads the model (its BN update flag, set again as it already is for a
+         * frozen state), hence the cast */
+        qat_status qst = qat_qmodel_unpack((qat_model *)m, qbuf, qbytes, path, &check);
+        qat_qmodel_free(check);
+        if (qst) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", qat_last_error());
+            free(qbuf);
+            return qat_fail(qst, "%s (not written)", why);
+        }
     }
     size_t nlen = 0;
     char *names = r->class_names ? qat_class_names_join(r->class_names, m->nclasses, &nlen) : NULL;
@@ -146,9 +254,9 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
             return st;
         memcpy(m->buffers, p, size);
     }
-    for (int64_t i = 0; i < m->nparams; i++)
-        if (!isfinite(m->params[i]))
-            return qat_fail(QAT_ERR_NUMERIC, "%s: parameter %lld is not finite", path, (long long)i);
+    if (meta.step < 0 || !(meta.best_acc >= 0 && meta.best_acc <= 1))
+        return qat_fail(QAT_ERR_FORMAT, "%s: step %lld or best accuracy %g out of range", path,
+                        (long long)meta.step, (double)meta.best_acc);
     r->epoch = (int)meta.epoch, r->step = meta.step, r->best_acc = meta.best_acc;
     memcpy(r->mean, meta.mean, sizeof r->mean);
     memcpy(r->std, meta.std, sizeof r->std);
@@ -178,6 +286,7 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
         s->pct_start = meta.pct_start, s->div_factor = meta.div_factor;
         s->final_div_factor = meta.final_div_factor, s->total_steps = meta.total_steps;
         s->warmup_steps = meta.warmup_steps, s->step_size = meta.step_size;
+        if ((st = check_opt_sched(o, s, path))) return st;
     }
     p = qat_container_find(c, "data", &size);
     if (p) {
@@ -210,7 +319,7 @@ static qat_status load_sections(const qat_container *c, const char *path, qat_ru
             return qat_fail(QAT_ERR_FORMAT, "%s: section 'qoptim' has the wrong size", path);
         memcpy(o->state, p, size);
     }
-    return QAT_OK;
+    return qat_run_check_state(r, path);
 }
 
 qat_status qat_checkpoint_load(const char *path, qat_run *r) {

@@ -2,11 +2,13 @@
  * more than the allowed drop; convert; verify the INT8 model with the INT8 runtime. */
 #include "rt_internal.h"
 #include "train.h"
+#include "container.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void qat_quantize_opts_default(qat_quantize_opts *o) {
     memset(o, 0, sizeof *o);
@@ -145,6 +147,8 @@ static qat_status run_qat(const qat_quantize_opts *o, const char *dir, qat_quant
                                             o->event_user, &r->qat);
 }
 
+static qat_status quantize_in(const qat_quantize_opts *o, qat_quantize_report *r, const char *dir);
+
 qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) {
     memset(r, 0, sizeof *r);
     if (!o->ckpt || !o->data || !o->out) return qat_fail(QAT_ERR_ARG, "quantize: --ckpt, --data and -o are required");
@@ -163,11 +167,24 @@ qat_status qat_quantize_run(const qat_quantize_opts *o, qat_quantize_report *r) 
     qat_hist_method method;
     if ((st = qat_ptq_check_observer(o->observer, o->percentile, o->averaging_constant, &obs, &method))) return st;
     if (o->threads > 0) qat_set_threads(o->threads);
-    char dir[1024], ptq_path[1100], ptqf_path[1100], qat_dir[1100], best[1200];
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s", o->work_dir ? o->work_dir : o->out);
     if (!o->work_dir) strncat(dir, ".work", sizeof dir - strlen(dir) - 1);
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return qat_fail(QAT_ERR_IO, "quantize: cannot create %s", dir);
+    /* the output before any work: a device or FIFO is refused now, not after PTQ and QAT */
+    char *target = NULL;
+    if ((st = qat_output_target(o->out, &target))) return st;
+    free(target);
+    int made = mkdir(dir, 0777) == 0;
+    if (!made && errno != EEXIST) return qat_fail(QAT_ERR_IO, "quantize: cannot create %s", dir);
+    st = quantize_in(o, r, dir);
+    if (st && made) rmdir(dir); /* a work directory of ours left empty by the failure goes */
+    return st;
+}
+
+/* qat_quantize_run once the names are checked and the work directory exists. */
+static qat_status quantize_in(const qat_quantize_opts *o, qat_quantize_report *r, const char *dir) {
+    qat_status st;
+    char ptq_path[1100], ptqf_path[1100], qat_dir[1100], best[1200];
     snprintf(ptq_path, sizeof ptq_path, "%s/ptq.ckpt", dir);
     snprintf(qat_dir, sizeof qat_dir, "%s/qat", dir);
     snprintf(ptqf_path, sizeof ptqf_path, "%s/ptq_float.ckpt", dir);

@@ -61,18 +61,29 @@ static qat_status append_line(const char *dir, const char *line) {
     return QAT_OK;
 }
 
+/* A JSON number, or null for a non-finite one (printf's "nan" and "inf" are not JSON). */
+static const char *json_num(char *buf, size_t size, const char *fmt, double v) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, size, fmt, v);
+    return buf;
+}
+
 static qat_status append_metrics(const char *dir, const char *phase, int epoch, int64_t step, float lr,
                                  float train_loss, float train_acc, const qat_eval_result *ev,
                                  double epoch_s, double img_s) {
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char n[7][32];
     FILE *f = fopen(path, "a");
     if (!f) return qat_fail(QAT_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
     fprintf(f,
-            "{\"phase\": \"%s\", \"epoch\": %d, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.5f, "
-            "\"train_acc\": %.5f, \"test_loss\": %.5f, \"test_acc\": %.5f, \"epoch_s\": %.2f, "
-            "\"img_s\": %.1f}\n",
-            phase, epoch, (long long)step, lr, train_loss, train_acc, ev->loss, ev->accuracy, epoch_s, img_s);
+            "{\"phase\": \"%s\", \"epoch\": %d, \"step\": %lld, \"lr\": %s, \"train_loss\": %s, "
+            "\"train_acc\": %s, \"test_loss\": %s, \"test_acc\": %s, \"epoch_s\": %s, "
+            "\"img_s\": %s}\n",
+            phase, epoch, (long long)step, json_num(n[0], 32, "%.6g", lr),
+            json_num(n[1], 32, "%.5f", train_loss), json_num(n[2], 32, "%.5f", train_acc),
+            json_num(n[3], 32, "%.5f", ev->loss), json_num(n[4], 32, "%.5f", ev->accuracy),
+            json_num(n[5], 32, "%.2f", epoch_s), json_num(n[6], 32, "%.1f", img_s));
     int bad = ferror(f);
     if (fclose(f) || bad) return qat_fail(QAT_ERR_IO, "%s: write failed", path);
     return QAT_OK;
@@ -145,13 +156,17 @@ static qat_status new_run(const qat_train_opts *o, const qat_dataset *train, int
     return QAT_OK;
 }
 
-static int finite_or_report(float loss, int epoch, int64_t step, const char *dir) {
-    if (isfinite(loss)) return 1;
-    qat_fail(QAT_ERR_NUMERIC,
-             "non-finite loss (%g) at epoch %d step %lld: training stopped; the last good "
-             "checkpoint in %s is kept (try a lower --lr)",
-             loss, epoch + 1, (long long)step, dir);
-    return 0;
+/* The run diverged (why: "loss nan", "parameter 12 is not finite"): training stops without
+ * writing a checkpoint and says which good one there is, truthfully: the last this run wrote,
+ * the one it resumed from (left as it was), or none. */
+static qat_status diverged(const char *why, int epoch, int64_t step, const char *good) {
+    if (good[0])
+        return qat_fail(QAT_ERR_NUMERIC, "training diverged at epoch %d, step %lld (%s): stopped "
+                        "without writing a checkpoint; the last good one is %s (try a lower --lr)",
+                        epoch + 1, (long long)step, why, good);
+    return qat_fail(QAT_ERR_NUMERIC, "training diverged at epoch %d, step %lld (%s): stopped; "
+                    "no checkpoint of this run was written (try a lower --lr)", epoch + 1,
+                    (long long)step, why);
 }
 
 static qat_status check_shape(const char *path, const qat_model *m, const qat_dataset *d) {
@@ -501,6 +516,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     int32_t *yb = NULL;
     qat_ctx ctx;
     qat_ctx_init(&ctx, 32u << 20);
+    int lock_fd = -1; /* the run directory's lock (train/run_dir.c), held until the run ends */
     char last_path[1100], best_path[1100];
     snprintf(last_path, sizeof last_path, "%s/last.ckpt", o->out_dir);
     snprintf(best_path, sizeof best_path, "%s/best.ckpt", o->out_dir);
@@ -535,6 +551,16 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         goto done;
     run.has_pipeline = 1;
     if (rank0 && (st = make_dir(o->out_dir))) goto done;
+    if (rank0 && (st = qat_run_dir_lock(o->out_dir, &lock_fd))) goto done;
+    if (rank0) { /* what a killed run left: temp checkpoints, epoch lines past the checkpoint */
+        int removed = 0, dropped = 0;
+        if ((st = qat_run_dir_clean(o->out_dir, &removed))) goto done;
+        if (o->resume && (st = qat_metrics_truncate(o->out_dir, run.step, &dropped))) goto done;
+        if (removed || dropped)
+            note(o, QAT_EVENT_NOTE, "%s: removed %d unfinished checkpoint file%s and %d metrics line%s "
+                 "past step %lld left by an earlier run", o->out_dir, removed, removed == 1 ? "" : "s",
+                 dropped, dropped == 1 ? "" : "s", (long long)run.step);
+    }
     if (rank0) {
         char line[4096]; /* the longest: --data of 255 bytes, each escaped as \u00XX */
         qat_pipeline_json(&run.pipeline, line, sizeof line);
@@ -590,6 +616,10 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     double train_s = 0;
     long train_images = 0;
     int stopped_early = 0, last_epoch = -1; /* the last epoch evaluated (0-based) */
+    char good[1300] = ""; /* the last good checkpoint, for the divergence message */
+    if (o->resume)
+        snprintf(good, sizeof good, "%s (step %lld, the checkpoint this run resumed from, left as it was)",
+                 o->resume, (long long)run.step);
     for (int epoch = (int)(run.step / steps_per_epoch); epoch < epochs && !stopped_early; epoch++) {
         if (!qo && o->qat_from_epoch > 0 && epoch + 1 >= o->qat_from_epoch && !run.qmodel) {
             if ((st = switch_to_qat(o, &run, epoch, steps_per_epoch))) goto done;
@@ -612,8 +642,12 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
             train_batch tb = rank_batch(&run, train, xb, yb, qat_loader_get(loader, epoch, b, xb, yb),
                                         o->label_smoothing);
             st = optimizer_step(&run, &ctx, &tb, &lr);
-            if (st == QAT_ERR_NUMERIC && !finite_or_report(tb.loss->data[0], epoch, run.step, o->out_dir))
+            if (st == QAT_ERR_NUMERIC && tb.loss && !isfinite(tb.loss->data[0])) {
+                char why[64];
+                snprintf(why, sizeof why, "loss %g", (double)tb.loss->data[0]);
+                st = diverged(why, epoch, run.step, good);
                 goto done;
+            }
             if (st) goto done;
             int B = tb.B;
             qat_tensor *logits = tb.logits, *loss = tb.loss;
@@ -649,6 +683,13 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         int epoch_done = run.step % steps_per_epoch == 0;
         if (epoch_done) run.epoch = epoch + 1;
         if (o->local_bn) qat_dist_average_bn_buffers(&run);
+        /* a finite loss does not make finite parameters: the last update may have overflowed */
+        if (qat_run_check_state(&run, "the run")) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", qat_last_error() + strlen("the run: "));
+            st = diverged(why, epoch, run.step, good);
+            goto done;
+        }
         uint64_t state_hash;
         if ((st = qat_dist_check_state(&run, &state_hash))) goto done;
         if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev, NULL))) goto done;
@@ -670,13 +711,16 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
                            .test_acc = ev.accuracy, .seconds = epoch_s, .img_per_s = seen / epoch_s};
             o->on_event(&e, o->event_user);
         }
-        if (rank0 && (st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
-                                 (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
-            goto done;
         int best = ev.accuracy > run.best_acc;
         if (best) run.best_acc = ev.accuracy;
         if (rank0 && (st = qat_checkpoint_save(last_path, &run))) goto done;
         if (rank0 && best && (st = qat_checkpoint_save(best_path, &run))) goto done;
+        /* the epoch's line only once its checkpoint is written: a resume truncates the metrics
+         * to the checkpoint's step, and a line without its checkpoint would be a lie */
+        if (rank0 && (st = append_metrics(o->out_dir, phase, epoch + 1, run.step, lr, (float)(loss_sum / seen),
+                                 (float)correct / seen, &ev, epoch_s, seen / epoch_s)))
+            goto done;
+        snprintf(good, sizeof good, "%s (epoch %d, step %lld)", last_path, epoch + 1, (long long)run.step);
         if (o->stop_at_accuracy > 0 && ev.accuracy >= o->stop_at_accuracy && epoch_done) {
             note(o, QAT_EVENT_STOP, "test accuracy %.2f%% reached the target %.2f%%: stopping",
                  100.0 * ev.accuracy, 100.0 * o->stop_at_accuracy);
@@ -698,6 +742,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         o->on_event(&e, o->event_user);
     }
 done:
+    qat_run_dir_unlock(lock_fd);
     free(xb);
     free(yb);
     qat_loader_free(loader);

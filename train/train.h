@@ -84,6 +84,19 @@ void qat_pipeline_warning(const qat_pipeline *p, char *buf, size_t size);
 
 /* Checkpoints: spec text, shapes, params, BN buffers, optimizer, schedule, step/epoch, RNG. */
 qat_status qat_checkpoint_save(const char *path, const qat_run *r);
+/* The run directory (train/run_dir.c). qat_run_dir_lock takes an exclusive flock on DIR/run.lock
+ * (one line naming the holder's pid when another run has it) and writes our pid there;
+ * qat_run_dir_unlock(fd) releases it (fd < 0: nothing). qat_run_dir_clean removes the
+ * *.ckpt.tmp.* files a killed checkpoint write left; qat_metrics_truncate drops the epoch lines
+ * of DIR/metrics.jsonl past step (and a line cut short). */
+qat_status qat_run_dir_lock(const char *dir, int *fd);
+void qat_run_dir_unlock(int fd);
+qat_status qat_run_dir_clean(const char *dir, int *removed);
+qat_status qat_metrics_truncate(const char *dir, int64_t step, int *dropped);
+/* Every value of r finite, BN running variances >= 0, the input normalisation's std > 0
+ * (QAT_ERR_NUMERIC / QAT_ERR_FORMAT naming path otherwise): what qat_checkpoint_save demands
+ * before it writes and qat_checkpoint_load before it returns. */
+qat_status qat_run_check_state(const qat_run *r, const char *path);
 /* Loads a checkpoint into a new run: the model is rebuilt from the spec stored in the file. */
 qat_status qat_checkpoint_load(const char *path, qat_run *r);
 void qat_run_free(qat_run *r);

@@ -139,7 +139,18 @@ mp=$!
 n=0
 while ! grep -q "^epoch 2:" "$tmp/k.log" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
 victim=""
-for p in $(pgrep -P $mp); do
+# mpirun's children from /proc/PID/stat (state, then ppid, after the command name); no pgrep:
+# procps is not on a minimal Debian machine (fresh-check found it)
+children_of() {
+    for s in /proc/[0-9]*/stat; do
+        f=$(sed 's/^.*) //' "$s" 2>/dev/null) || continue
+        set -- $f
+        [ "${2:-}" = "$parent" ] && basename "$(dirname "$s")"
+    done
+    return 0
+}
+parent=$mp
+for p in $(children_of); do
     if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$p; fi
 done
 if [ -z "$victim" ]; then
