@@ -43,8 +43,10 @@ void qat_dist_set_local_bn(int local);
 /* Channels an observer reduces with a buffer on the stack (more: one malloc per reduction). */
 #define QAT_DIST_OBS_MAX 1024
 
-/* Seconds spent inside collectives since the last call (then reset to 0). */
-double qat_dist_take_comm_seconds(void);
+/* Seconds spent inside collectives since the last call (then reset to 0), waiting for the
+ * slower rank included; *grads_s (if not NULL) the part of them in qat_dist_average_f32, the
+ * rest is SyncBN's, the observers' and the small ones of the loop. */
+double qat_dist_take_comm_seconds(double *grads_s);
 
 /* The error just failed is one every rank found together (qat_dist_error_collective). */
 void qat_dist_set_error_collective(void);

@@ -13,7 +13,9 @@
 #include <string.h>
 
 static int g_inited, g_rank, g_size = 1, g_sync, g_local_bn, g_fault = -1;
-static double g_comm_s;
+/* seconds inside collectives: [0] all, [1] of them the gradient allreduce's */
+static double g_comm_s[2];
+static int g_in_grads;
 
 qat_status qat_dist_init(void) {
     if (g_inited) return QAT_OK;
@@ -57,7 +59,9 @@ static void allreduce(void *buf, size_t n, MPI_Datatype t, MPI_Op op) {
     QAT_ASSERT(n <= (size_t)INT32_MAX);
     double t0 = MPI_Wtime();
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, t, op, MPI_COMM_WORLD);
-    g_comm_s += MPI_Wtime() - t0;
+    double dt = MPI_Wtime() - t0;
+    g_comm_s[0] += dt;
+    if (g_in_grads) g_comm_s[1] += dt;
 }
 
 void qat_dist_sum_f64(double *buf, size_t n) { allreduce(buf, n, MPI_DOUBLE, MPI_SUM); }
@@ -80,11 +84,13 @@ int qat_dist_average_f32(float *buf, size_t n) {
         memcpy(keep, buf, n * sizeof *keep);
     int buckets = 0;
     const float inv = 1.0f / (float)g_size;
+    g_in_grads = 1;
     for (size_t off = 0; off < n; off += QAT_DIST_BUCKET_FLOATS, buckets++) {
         size_t len = n - off < QAT_DIST_BUCKET_FLOATS ? n - off : QAT_DIST_BUCKET_FLOATS;
         allreduce(buf + off, len, MPI_FLOAT, MPI_SUM);
         for (size_t i = off; i < off + len; i++) buf[i] *= inv;
     }
+    g_in_grads = 0;
     if (keep) memcpy(buf, keep, n * sizeof *keep);
     free(keep);
     return buckets;
@@ -96,9 +102,10 @@ int qat_dist_syncing(void) { return g_size > 1 && g_sync > 0; }
 int qat_dist_syncing_bn(void) { return g_size > 1 && g_sync > 0 && !g_local_bn; }
 void qat_dist_set_local_bn(int local) { g_local_bn = local; }
 
-double qat_dist_take_comm_seconds(void) {
-    double s = g_comm_s;
-    g_comm_s = 0;
+double qat_dist_take_comm_seconds(double *grads_s) {
+    double s = g_comm_s[0];
+    if (grads_s) *grads_s = g_comm_s[1];
+    g_comm_s[0] = g_comm_s[1] = 0;
     return s;
 }
 

@@ -29,7 +29,10 @@ void qat_dist_sync_end(void) {}
 int qat_dist_syncing(void) { return 0; }
 int qat_dist_syncing_bn(void) { return 0; }
 void qat_dist_set_local_bn(int local) { (void)local; }
-double qat_dist_take_comm_seconds(void) { return 0; }
+double qat_dist_take_comm_seconds(double *grads_s) {
+    if (grads_s) *grads_s = 0;
+    return 0;
+}
 int qat_dist_fault_nogradsync(void) { return 0; }
 void qat_dist_set_error_collective(void) {}
 int qat_dist_error_collective(void) { return 0; }

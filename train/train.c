@@ -670,7 +670,12 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
                 o->on_event(&e, o->event_user);
             }
         }
-        double epoch_s = qat_now() - e0, comm_s = qat_dist_take_comm_seconds();
+        double epoch_s = qat_now() - e0, comm[4];
+        comm[0] = qat_dist_take_comm_seconds(&comm[1]);
+        /* over ranks: the most (waiting for the slower rank included) and, as -max(-x), the
+         * least (the slowest rank hardly waits: about the communication itself) */
+        comm[2] = -comm[0], comm[3] = -comm[1];
+        qat_dist_max_f64(comm, 4);
         qat_dist_epoch_totals(&loss_sum, &correct, &seen);
         train_s += epoch_s;
         train_images += seen;
@@ -690,13 +695,16 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
         if ((st = qat_run_evaluate(&run, test, o->eval_batch, &ev, NULL))) goto done;
         last_epoch = epoch;
         if (o->on_event) {
-            char text[256];
+            char text[384];
             snprintf(text, sizeof text, "epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s, %.0f img/s",
                      epoch + 1, loss_sum / seen, 100.0 * correct / seen, ev.loss, 100.0 * ev.accuracy,
                      epoch_s, seen / epoch_s);
-            if (nranks > 1) /* the time in collectives, waiting for the slower rank included */
-                snprintf(text + strlen(text), sizeof text - strlen(text), " (%d ranks, %.1f%% in allreduce)",
-                         nranks, 100.0 * comm_s / epoch_s);
+            if (nranks > 1)
+                snprintf(text + strlen(text), sizeof text - strlen(text), " (%d ranks; in "
+                         "collectives %.1f%% of the time on the rank waiting most, %.1f%% least; "
+                         "gradient allreduce %.1f%%, %.1f%%)", nranks, 100.0 * comm[0] / epoch_s,
+                         -100.0 * comm[2] / epoch_s, 100.0 * comm[1] / epoch_s,
+                         -100.0 * comm[3] / epoch_s);
             qat_event e = {.kind = QAT_EVENT_EPOCH, .text = text, .phase = phase, .epoch = epoch,
                            .epochs = epochs, .loss = (float)(loss_sum / seen),
                            .acc = (float)correct / seen, .test_loss = ev.loss,

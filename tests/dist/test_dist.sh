@@ -9,8 +9,10 @@
 #      on purpose (QAT_DIST_FAULT=nogradsync) the check stops the run;
 #   3. mpirun -np 1 writes the checkpoint a plain run writes, bit for bit;
 #   4. ranks given different options are refused at start, naming the option;
-#   5. a 2-rank checkpoint resumes without mpirun;
-#   6. kill -9 of one rank: the job ends within seconds with one line from rank 0, last.ckpt loads.
+#   5. a 2-rank checkpoint resumes without mpirun, a 1-process one under 2 ranks, each ending
+#      where an uninterrupted run ends (with dropout, whose masks follow the global batch);
+#   6. kill -9 of one rank: the job ends within seconds with one line from rank 0, last.ckpt loads;
+#   7. --help of train and qat says --batch is the global batch.
 # usage: sh tests/dist/test_dist.sh ./qat build/test_dist
 set -eu
 QAT=$1
@@ -45,6 +47,21 @@ if "$TD" compare "$tmp/rl/last.ckpt" "$tmp/r1/last.ckpt" 1e-4 >"$tmp/cmpl.log"; 
     cat "$tmp/cmpl.log"; bad "--local-bn should not match the 1-process run (is the comparison blind?)"
 else
     ok "2 ranks with --local-bn differ from 1 process: $(cat "$tmp/cmpl.log")"
+fi
+
+# 1b. dropout under 2 ranks: each image keeps the mask a one-process run gives it (the ranks skip
+#     each other's draws), so the 2-rank run matches it after 2 steps (3e-8; with the same masks
+#     on every rank's slice 1.6e-3 after one step; further on, dropout's 2x amplifies float-order
+#     noise: 5e-5 after 3 steps); the spec is mbv2-tiny with dropout 0.5 before the classifier
+sed 's/dropout=0.0/dropout=0.5/' "$(dirname "$0")/../../layers/presets/mbv2-tiny.spec" >"$tmp/drop.spec"
+grep -q "dropout=0.5" "$tmp/drop.spec" || bad "no dropout in the test spec"
+dcommon="--data $tmp/data --epochs 2 --batch 32 --threads 1 --model $tmp/drop.spec"
+$MPIRUN "$QAT" train $dcommon --seed 3 --max-steps 2 --out "$tmp/d2" >"$tmp/d2.log" 2>&1 || { cat "$tmp/d2.log"; bad "2-rank train with dropout"; }
+"$QAT" train $dcommon --seed 3 --max-steps 2 --out "$tmp/d1" >"$tmp/d1.log" 2>&1 || { cat "$tmp/d1.log"; bad "1-process train with dropout"; }
+if "$TD" compare "$tmp/d2/last.ckpt" "$tmp/d1/last.ckpt" 1e-4 >"$tmp/cmpd.log"; then
+    ok "dropout: 2 ranks == 1 process: $(cat "$tmp/cmpd.log")"
+else
+    cat "$tmp/cmpd.log"; bad "dropout: 2 ranks differ from 1 process"
 fi
 
 # 2. QAT from epoch 2 with the freezes inside it: state identical across ranks
@@ -83,12 +100,36 @@ else
     cat "$tmp/mm.log"; bad "different --model: wrong message"
 fi
 
-# 5. the 2-rank checkpoint resumes in one process
-if "$QAT" train --data "$tmp/data" --epochs 2 --batch 32 --threads 1 --max-steps 2 --resume "$tmp/r2/last.ckpt" --out "$tmp/r2" >"$tmp/res.log" 2>&1 &&
-   grep -q "after 6 steps" "$tmp/res.log"; then
-    ok "2-rank checkpoint resumed without mpirun (step 4 -> 6)"
+# 4b. ranks given datasets of different sizes (the same options otherwise)
+"$TD" data "$tmp/data2" 352
+if mpirun -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/ms" : \
+          -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/ms" --data "$tmp/data2" >"$tmp/ms.log" 2>&1; then
+    cat "$tmp/ms.log"; bad "datasets of different sizes accepted"
+elif grep -q "^qat train: the 2 ranks were not given the same run: --data (the dataset's size or image shape) differs" "$tmp/ms.log" &&
+     [ "$(grep -c 'not given the same run' "$tmp/ms.log")" = 1 ] && [ ! -e "$tmp/ms/last.ckpt" ]; then
+    ok "datasets of different sizes refused in one line, before any step"
 else
-    cat "$tmp/res.log"; bad "resume of a 2-rank checkpoint"
+    cat "$tmp/ms.log"; bad "datasets of different sizes: wrong message"
+fi
+
+# 5. checkpoints resume under any number of ranks: 1 step on 2 ranks then 1 in one process, and
+#    1 in one process then 1 on 2 ranks, each against the 2 steps of d1 (with dropout: the
+#    generator a checkpoint holds must not depend on the number of ranks)
+$MPIRUN "$QAT" train $dcommon --seed 3 --max-steps 1 --out "$tmp/e2" >"$tmp/e2.log" 2>&1 || { cat "$tmp/e2.log"; bad "2-rank 1 step"; }
+"$QAT" train $dcommon --seed 3 --max-steps 1 --out "$tmp/e1" >"$tmp/e1.log" 2>&1 || { cat "$tmp/e1.log"; bad "1-process 1 step"; }
+if "$QAT" train $dcommon --max-steps 1 --resume "$tmp/e2/last.ckpt" --out "$tmp/e21" >"$tmp/res.log" 2>&1 &&
+   grep -q "after 2 steps" "$tmp/res.log" &&
+   "$TD" compare "$tmp/e21/last.ckpt" "$tmp/d1/last.ckpt" 1e-4 >"$tmp/cmpr.log"; then
+    ok "2-rank checkpoint resumed without mpirun (step 1 -> 2) == 2 steps in one process: $(cat "$tmp/cmpr.log")"
+else
+    cat "$tmp/res.log" "$tmp/cmpr.log" 2>/dev/null || true; bad "resume of a 2-rank checkpoint in one process"
+fi
+if $MPIRUN "$QAT" train $dcommon --max-steps 1 --resume "$tmp/e1/last.ckpt" --out "$tmp/e12" >"$tmp/res2.log" 2>&1 &&
+   grep -q "after 2 steps" "$tmp/res2.log" &&
+   "$TD" compare "$tmp/e12/last.ckpt" "$tmp/d1/last.ckpt" 1e-4 >"$tmp/cmpr2.log"; then
+    ok "1-process checkpoint resumed on 2 ranks (step 1 -> 2) == 2 steps in one process: $(cat "$tmp/cmpr2.log")"
+else
+    cat "$tmp/res2.log" "$tmp/cmpr2.log" 2>/dev/null || true; bad "resume of a 1-process checkpoint on 2 ranks"
 fi
 
 # 6. kill -9 of rank 1 mid-run: the job ends within seconds, rank 0 says so in one line, and the
@@ -133,6 +174,15 @@ else
         cat "$tmp/k.log"; bad "kill -9 of rank 1: no stop line, or last.ckpt does not load"
     fi
 fi
+
+# 7. --batch is the global batch, and --help says so
+for c in train qat; do
+    if "$QAT" $c --help | grep -- "--batch" | grep -q "global batch size: under mpirun -np N each rank trains on batch/N"; then
+        ok "qat $c --help: --batch is the global batch"
+    else
+        bad "qat $c --help does not say --batch is the global batch"
+    fi
+done
 
 [ "$fails" = 0 ] && echo "test_dist: all passed" && exit 0
 echo "test_dist: $fails failed"
