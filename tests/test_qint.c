@@ -143,8 +143,9 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
     qat_tensor *x;
     qat_qmodel *q = calibrated_mixed(spec_text, qconfig, float_list, &m, &spec, &ctx, &x);
     qat_q8_model *im;
-    if (qat_convert_qmodel(q, NULL, NULL, &im)) printf("\n  convert: %s\n", qat_last_error());
-    CU_ASSERT_FATAL(qat_convert_qmodel(q, NULL, NULL, &im) == QAT_OK);
+    qat_status cs = qat_convert_qmodel(q, NULL, NULL, &im);
+    if (cs != QAT_OK) printf("\n  convert: %s\n", qat_last_error());
+    CU_ASSERT_FATAL(cs == QAT_OK);
     uint8_t **codes = malloc((size_t)im->nlayers * sizeof *codes);
     qat_tensor *logits = qat_qsim_forward(im, &ctx, x, codes);
     CU_ASSERT_FATAL(logits != NULL);
