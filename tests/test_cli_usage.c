@@ -52,26 +52,12 @@ static double now(void) {
 /* Runs "ENV ./qat ARGS" (env may be ""), stdout and stderr into out and err (malloc'd);
  * returns the exit status. */
 static int qat_cli_env(const char *env, const char *args, char **out, char **err) {
-    char cmd[3072];
-    snprintf(cmd, sizeof cmd, "%s ./qat %s >'%s/out.txt' 2>'%s/err.txt'", env, args, tmpdir, tmpdir);
-    int st = system(cmd);
-    char path[400];
-    long n;
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    *out = (char *)test_slurp(path, &n);
-    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
-    *err = (char *)test_slurp(path, &n);
-    CU_ASSERT_FATAL(*out && *err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return test_run_qat(tmpdir, env, args, out, err);
 }
 
 static int qat_cli(const char *args, char **out, char **err) { return qat_cli_env("", args, out, err); }
 
-static int lines(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
-}
+static int lines(const char *s) { return test_count_lines(s); }
 
 static int skip(void) {
     if (!have_cli) printf("\n  note: ./qat not built, CLI test skipped\n");

@@ -54,25 +54,9 @@ static int teardown(void) {
     return system(cmd) != 0;
 }
 
-static int qat_cli(const char *args, char **out, char **err) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "./qat %s >'%s/out.txt' 2>'%s/err.txt'", args, tmpdir, tmpdir);
-    int st = system(cmd);
-    char path[400];
-    long n;
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    *out = (char *)test_slurp(path, &n);
-    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
-    *err = (char *)test_slurp(path, &n);
-    CU_ASSERT_FATAL(*out && *err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int qat_cli(const char *args, char **out, char **err) { return test_run_qat(tmpdir, "", args, out, err); }
 
-static int lines(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
-}
+static int lines(const char *s) { return test_count_lines(s); }
 
 static int skip(void) {
     if (!have_cli) printf("\n  note: ./qat not built, fault tests skipped\n");

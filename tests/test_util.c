@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 qat_tensor *test_leaf(int ndim, const int *shape, float scale, uint64_t seed) {
     qat_tensor *t = calloc(1, sizeof *t);
@@ -258,4 +259,24 @@ uint32_t test_splitmix32(uint64_t *state) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+int test_run_qat(const char *dir, const char *env, const char *args, char **out, char **err) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s ./qat %s >'%s/out.txt' 2>'%s/err.txt'", env, args, dir, dir);
+    int st = system(cmd);
+    char path[400];
+    long n;
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    *out = (char *)test_slurp(path, &n);
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    *err = (char *)test_slurp(path, &n);
+    CU_ASSERT_FATAL(*out && *err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int test_count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
 }

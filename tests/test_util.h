@@ -51,6 +51,11 @@ struct qat_model *test_random_model_c(const char *spec_text, int s, int c, struc
 
 /* Whole file into a malloc'd buffer with a NUL after it; *len = its size, -1 when unreadable. */
 unsigned char *test_slurp(const char *path, long *len);
+/* Runs "ENV ./qat ARGS" (env may be "") with stdout and stderr into DIR/out.txt and DIR/err.txt,
+ * read back into out and err (malloc'd, NUL-terminated); returns the exit status (-1: signal). */
+int test_run_qat(const char *dir, const char *env, const char *args, char **out, char **err);
+/* Number of '\n' in s. */
+int test_count_lines(const char *s);
 /* Writes len bytes to path (asserts it worked). */
 void test_spit(const char *path, const void *b, size_t len);
 /* splitmix64 step on *state, upper 32 bits: the tests' small deterministic generator. */
