@@ -4,6 +4,7 @@
  * qat_ctx_run: out of memory is QAT_ERR_NOMEM. */
 #include "train.h"
 #include "qat_rt.h"
+#include "dist.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,9 +48,11 @@ void qat_progress_report(const qat_progress *p, int done, int total, int64_t ima
     p->fn(&e, p->user);
 }
 
-qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
-                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
-                            const qat_progress *p) {
+/* qat_evaluate_net on every rank's share of the batches (b = rank, rank + size, ...), the counts
+ * summed over ranks at the end, when `shard`; on all of them otherwise. */
+static qat_status evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
+                               const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
+                               const qat_progress *p, int shard) {
     double t0 = qat_now();
     qat_loader_opts lo;
     memset(&lo, 0, sizeof lo);
@@ -72,7 +75,8 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
     long correct = 0, n = 0;
     double loss_sum = 0;
     int nb = qat_loader_num_batches(l);
-    for (int b = 0; b < nb && !st; b++) {
+    const int first = shard ? qat_dist_rank() : 0, stride = shard ? qat_dist_size() : 1;
+    for (int b = first; b < nb && !st; b += stride) {
         eval_job e = {fwd, net, d, x, y, qat_loader_get(l, 0, b, x, y), NULL, NULL};
         qat_ctx_reset(&ctx);
         if ((st = qat_ctx_run(&ctx, eval_step, &e))) break;
@@ -86,11 +90,24 @@ qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d,
     qat_ctx_free(&ctx);
     free(x), free(y);
     qat_loader_free(l);
+    if (shard) {
+        /* a rank that failed still joins the sum (every rank calls it), and the failure counts */
+        double v[4] = {(double)correct, (double)n, loss_sum, st ? 1.0 : 0.0};
+        qat_dist_sum_f64(v, 4);
+        correct = (long)v[0], n = (long)v[1], loss_sum = v[2];
+        if (v[3] > 0 && !st) st = qat_fail(QAT_ERR_IO, "%s: evaluation failed on another rank", d->source);
+    }
     res->n = (int)n;
     res->accuracy = n ? (float)correct / (float)n : 0.0f;
     res->loss = n ? (float)(loss_sum / n) : 0.0f;
     res->seconds = qat_now() - t0;
     return st;
+}
+
+qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
+                            const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
+                            const qat_progress *p) {
+    return evaluate_net(fwd, net, d, mean, std, eval_batch, res, logits_out, p, 0);
 }
 
 qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, const float *std,
@@ -100,7 +117,8 @@ qat_status qat_evaluate(qat_model *m, const qat_dataset *d, const float *mean, c
 
 qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res,
                             const qat_progress *p) {
-    return qat_evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL, p);
+    /* data-parallel: every rank evaluates its share (all ranks call this, from training and PTQ) */
+    return evaluate_net(run_fwd, r, d, r->mean, r->std, eval_batch, res, NULL, p, qat_dist_active());
 }
 
 qat_status qat_checkpoint_evaluate_split(const char *ckpt, const char *data, float val_split,

@@ -119,7 +119,8 @@ void qat_progress_report(const qat_progress *p, int done, int total, int64_t ima
 qat_status qat_evaluate_net(qat_forward_fn fwd, void *net, const qat_dataset *d, const float *mean,
                             const float *std, int eval_batch, qat_eval_result *res, float *logits_out,
                             const qat_progress *p);
-/* qat_evaluate of the run's network (fake-quant when r->qmodel); p may be NULL. */
+/* qat_evaluate of the run's network (fake-quant when r->qmodel); p may be NULL. Under mpirun
+ * every rank must call it (each evaluates its share of the batches, the counts are summed). */
 qat_status qat_run_evaluate(qat_run *r, const qat_dataset *d, int eval_batch, qat_eval_result *res,
                             const qat_progress *p);
 

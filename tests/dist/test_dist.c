@@ -1,6 +1,6 @@
 /* Helper of tests/dist/test_dist.sh (the 2-rank case of make test):
- *   test_dist data DIR [N]          writes a small 3-class IDX dataset (bars in 16x16 images),
- *                                   N training images [384]
+ *   test_dist data DIR [N [T]]      writes a small 3-class IDX dataset (bars in 16x16 images),
+ *                                   N training images [384], T test images [96]
  *   test_dist compare A B TOL       exit 0 when checkpoints A and B hold the same parameters and
  *                                   BN statistics within TOL (largest |a-b| / (1 + |b|)),
  *                                   1 when they differ more; prints the largest difference */
@@ -51,9 +51,10 @@ static double max_rel_diff(const float *a, const float *b, int64_t n, int64_t *w
 }
 
 int main(int argc, char **argv) {
-    if ((argc == 3 || argc == 4) && !strcmp(argv[1], "data")) {
+    if (argc >= 3 && argc <= 5 && !strcmp(argv[1], "data")) {
         mkdir(argv[2], 0777);
-        if (write_split(argv[2], "train", argc == 4 ? atoi(argv[3]) : 384, 16, 1) || write_split(argv[2], "t10k", 96, 16, 2)) {
+        if (write_split(argv[2], "train", argc >= 4 ? atoi(argv[3]) : 384, 16, 1) ||
+            write_split(argv[2], "t10k", argc == 5 ? atoi(argv[4]) : 96, 16, 2)) {
             fprintf(stderr, "test_dist: cannot write %s\n", argv[2]);
             return 2;
         }

@@ -175,6 +175,22 @@ else
     fi
 fi
 
+# 6b. the test set is evaluated in shares (rank r takes batches r, r + 2, ...: 300 images are
+#     batches of 128, 128 and 44, so rank 0 holds 172 and rank 1 128): the 2-rank run's test
+#     loss is the one a single process computes for its checkpoint (a lost share moves it)
+"$TD" data "$tmp/data3" 384 300
+$MPIRUN "$QAT" train --data "$tmp/data3" --epochs 1 --batch 32 --threads 1 --seed 3 --json --out "$tmp/v2" >"$tmp/v2.log" 2>"$tmp/v2.err" ||
+    { cat "$tmp/v2.log" "$tmp/v2.err"; bad "2-rank train for the sharded evaluation"; }
+"$QAT" eval --ckpt "$tmp/v2/last.ckpt" --data "$tmp/data3" --threads 1 --json >"$tmp/v1.log" 2>&1 ||
+    { cat "$tmp/v1.log"; bad "eval of the 2-rank checkpoint"; }
+l2=$(grep -o '"loss": [0-9.]*' "$tmp/v2.log" | head -1); l1=$(grep -o '"loss": [0-9.]*' "$tmp/v1.log" | head -1)
+a2=$(grep -o '"accuracy": [0-9.]*' "$tmp/v2.log" | head -1); a1=$(grep -o '"accuracy": [0-9.]*' "$tmp/v1.log" | head -1)
+if [ -n "$l1" ] && [ "$l2" = "$l1" ] && [ "$a2" = "$a1" ] && grep -q '"images": 300' "$tmp/v1.log"; then
+    ok "test set evaluated in shares on 2 ranks == one process on all 300 images: $l2, $a2"
+else
+    cat "$tmp/v2.log" "$tmp/v1.log"; bad "sharded evaluation: 2 ranks ($l2, $a2) vs one process ($l1, $a1)"
+fi
+
 # 7. --batch is the global batch, and --help says so
 for c in train qat; do
     if "$QAT" $c --help | grep -- "--batch" | grep -q "global batch size: under mpirun -np N each rank trains on batch/N"; then
