@@ -360,6 +360,14 @@ void qat_i8_pool_images_avx512(uint8_t *y, const uint8_t *x, const qat_i8_dims *
 
 #define QAT_I8_DW_MAX_TAPS 128
 
+/* Below this much work (multiply-adds, or element operations weighed as such) a kernel runs on
+ * the calling thread. A fork/join gains a few microseconds on idle cores, but beside busy
+ * processes each join can wait a scheduler time slice for a descheduled team member (issue 19:
+ * the FP32 path fell 40x at batch 1). 2^20 (about 10-30 us on one core) keeps every layer of a
+ * batch-1 mbv2-tiny / mbv3-tiny forward on one thread, as kernels/gemm.c and dwconv_simd.h do
+ * for FP32. Used by kernels/int8_ref.c, int8_se.c, int8_float.c and int8_onednn.c. */
+#define QAT_I8_PAR_MIN_WORK (1 << 20)
+
 /* Input pointers of the KH*KW taps of output pixel (n, oh, ow), in (kh, kw) order, plus one more
  * when the count is odd (it pairs with a zero weight). Taps outside the image point at zx_row,
  * so every variant runs the same branch-free sum and padding contributes (zx - zx) * w = 0. */

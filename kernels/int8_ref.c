@@ -72,12 +72,12 @@ qat_i8_path qat_i8_active_path(void) {
 
 static const i8_kernels *i8_active(void) { return &i8_table[qat_i8_active_path()]; }
 
-/* Threads for `work` multiply-adds split into `units` independent pieces: below ~256k MACs the
- * fork/join costs more than it saves. */
+/* Threads for `work` multiply-adds split into `units` independent pieces: one below
+ * QAT_I8_PAR_MIN_WORK (see kernels/int8.h). */
 static int i8_threads(int64_t work, int64_t units) {
     int nt = qat_get_threads();
     if (nt < 1) nt = 1;
-    if (work < (1 << 18)) nt = 1;
+    if (work < QAT_I8_PAR_MIN_WORK) nt = 1;
     if (nt > units) nt = (int)(units > 0 ? units : 1);
     return nt;
 }
@@ -502,7 +502,7 @@ qat_status qat_i8_dwconv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
     qat_i8_dw_fn fn = i8_active()->dw;
     int rows = in->n * oh;
     /* A depthwise MAC costs ~4 GEMM MACs of time (no VNNI, widening, an epilogue per 9 taps), and
-     * i8_threads' cut-off is meant as time: at batch 1 the 28x28 layers then get both threads. */
+     * i8_threads' cut-off is meant as time. */
     int nt = i8_threads((int64_t)rows * ow * in->c * p->kh * p->kw * 4, rows);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {

@@ -441,7 +441,7 @@ static void test_dwconv(void) {
             for (size_t c = 0; c < sizeof chans / sizeof *chans; c++)
                 for (int s = 0; s < 3; s++, idx++)
                     check_dw(2, sizes[s], sizes[s], chans[c], k, stride, idx % 2 ? 128 : rnd_int(0, 255));
-    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger, threads split the rows */
+    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger */
 }
 
 /* The AVX-512 depthwise paths: C <= 16 packs two pixels per vector and steps 4 pixels (row
@@ -505,7 +505,7 @@ static void check_add(int64_t n, const qat_i8_add_params *ap, int in_place) {
 }
 
 static void test_add(void) {
-    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001};
+    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001, 150001}; /* the last splits over threads */
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
         float sy = 0.05f + rnd_unit() * 0.1f;
         qat_i8_add_params ap = {.sa = 0.02f + rnd_unit() * 0.1f, .sb = 0.02f + rnd_unit() * 0.1f,
@@ -619,7 +619,7 @@ static void test_errors(void) {
  * loop called directly, against table[x[i]] computed here: lengths around the 64-byte step, the
  * 4096-byte thread chunks and one that splits over threads, in place (y == x) too. */
 static void test_lut(void) {
-    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 600003};
+    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 1100003};
     uint8_t table[256];
     fill_u8(table, 256);
     for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
