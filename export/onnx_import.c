@@ -5,10 +5,13 @@
  * and the weights are copied into its records by name.
  *
  * What folds away: BatchNormalization into the conv before it (its bias into the running mean),
- * Relu / Clip(0, 6) / HardSigmoid / HardSwish into the conv before it when nothing else reads the
- * conv's output, MatMul + Add into one linear, Flatten / Reshape to (N, C) after pooling, Identity,
- * Dropout (inference), and Constant / Shape / Gather / Unsqueeze / Concat when they only compute a
- * constant shape. Everything else is refused with the node's name and op. */
+ * Relu / Clip(0, 6) / HardSigmoid / HardSwish / Sigmoid into the conv before it when nothing else
+ * reads the conv's output (Relu / Clip also into an fc), a zero Pad into the padding of the Conv or
+ * AveragePool after it, MatMul + Add into one linear, Flatten / Reshape to (N, C) after pooling,
+ * Identity, Dropout (inference), and Constant / Shape / Gather / Unsqueeze / Concat when they only
+ * compute a constant shape. A 1x1 Conv on a pooled (N, C, 1, 1) tensor becomes an fc layer and a Mul
+ * of a feature map by such a gate a mul layer (squeeze-and-excite). Everything else is refused with
+ * the node's name and op. */
 #include "onnx_import_internal.h"
 #include <ctype.h>
 #include <errno.h>
@@ -231,6 +234,10 @@ static char *spec_text(imp *I, const char *model_name) {
             len += (size_t)snprintf(t + len, cap - len, " act=%s", qat_act_names[s->act]);
         else if (s->op == QAT_NODE_LINEAR)
             len += (size_t)snprintf(t + len, cap - len, " c=%d", s->c);
+        else if (s->op == QAT_NODE_FC)
+            len += (size_t)snprintf(t + len, cap - len, " c=%d act=%s", s->c, qat_act_names[s->act]);
+        else if (s->op == QAT_NODE_MAXPOOL || s->op == QAT_NODE_AVGPOOL2D)
+            len += (size_t)snprintf(t + len, cap - len, " k=%d s=%d pad=%d", s->k, s->s, s->pad);
         len += (size_t)snprintf(t + len, cap - len, "\n");
     }
     return t;
@@ -239,13 +246,13 @@ static char *spec_text(imp *I, const char *model_name) {
 static void copy_weights(imp *I, qat_model *m) {
     for (int i = 0; i < I->nnodes; i++) {
         const snode *s = &I->nodes[i];
-        if (s->op != QAT_NODE_CONV && s->op != QAT_NODE_LINEAR) continue;
+        if (s->op != QAT_NODE_CONV && s->op != QAT_NODE_LINEAR && s->op != QAT_NODE_FC) continue;
         qat_layer *L = NULL;
         for (int j = 0; j < m->nlayers && !L; j++)
             if (!strcmp(m->layers[j].name, s->name)) L = &m->layers[j];
         QAT_ASSERT(L && L->weight.data);
         memcpy(L->weight.data, s->w, (size_t)L->weight.numel * sizeof(float));
-        if (s->op == QAT_NODE_LINEAR || !s->bn) {
+        if (s->op != QAT_NODE_CONV || !s->bn) {
             memcpy(L->bias.data, s->b, (size_t)s->c * sizeof(float));
             continue;
         }

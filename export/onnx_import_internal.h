@@ -22,6 +22,8 @@ typedef struct {
     /* V_ACT: a feature map or vector produced by spec node `node` (-1: the model input) */
     int node, vec, c, h, w;
     int fusable;       /* only one reader between here and the node: an activation / BN / bias may join it */
+    int pad;           /* zero padding a Pad node added on each side, still to fold into the Conv or
+                        * AveragePool that reads it (h, w are the unpadded sizes) */
     /* V_CONST */
     int is_int, ndim;
     int64_t dims[8], numel;

@@ -9,8 +9,9 @@
 #include <string.h>
 
 const char qat_onnx_import_ops[] =
-    "Conv, BatchNormalization, Relu, Clip, HardSigmoid, HardSwish, Add, GlobalAveragePool, ReduceMean, "
-    "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, Shape, Gather, Unsqueeze, Concat";
+    "Conv, BatchNormalization, Relu, Clip, HardSigmoid, HardSwish, Sigmoid, Add, Mul, GlobalAveragePool, "
+    "ReduceMean, MaxPool, AveragePool, Pad, Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, "
+    "Shape, Gather, Unsqueeze, Concat";
 
 /* ---- attributes ------------------------------------------------------------------------------ */
 
@@ -37,6 +38,8 @@ static value *out0(imp *I, const Onnx__NodeProto *n) { return oi_slot(I, n->outp
 
 static qat_status need_act(imp *I, const value *v, int j, int want_map) {
     if (!v || v->kind != V_ACT) return oi_fail(I, "input %d must be a computed tensor (not a constant)", j);
+    if (v->pad)
+        return oi_fail(I, "input %d comes from a Pad, which folds only into a Conv or AveragePool reading it", j);
     if (want_map == 1 && v->vec)
         return oi_fail(I, "input %d is a pooled (N, C) vector; this op needs a (N, C, H, W) feature map", j);
     if (want_map == 0 && !v->vec)
@@ -116,9 +119,78 @@ static const char *layer_base(const Onnx__NodeProto *n) {
 
 /* ---- ops ------------------------------------------------------------------------------------- */
 
-static qat_status op_conv(imp *I, const Onnx__NodeProto *n) {
-    value *x = input(I, n, 0), *W = input(I, n, 1), *B = input(I, n, 2);
+/* The window attributes of Conv, MaxPool and AveragePool: kernel_shape (when given: *k), strides,
+ * pads (symmetric only), dilations 1, no auto_pad, no ceil_mode. */
+static qat_status window_attrs(imp *I, const Onnx__NodeProto *n, int64_t *k, int64_t *stride, int64_t *pad) {
+    const Onnx__AttributeProto *a;
+    if ((a = attr(n, "auto_pad")) && a->has_s && a->s.len && !(a->s.len == 6 && !memcmp(a->s.data, "NOTSET", 6)))
+        return oi_fail(I, "auto_pad is not supported (export with explicit pads)");
+    if (attr_int(n, "ceil_mode", 0)) return oi_fail(I, "ceil_mode=1 is not supported (floor output sizes only)");
+    *stride = 1, *pad = 0;
+    if ((a = attr(n, "kernel_shape"))) {
+        if (a->n_ints != 2 || a->ints[0] != a->ints[1] || a->ints[0] < 1 || a->ints[0] > 15)
+            return oi_fail(I, "kernel_shape must be two equal values from 1 to 15 (non-square kernels are not "
+                           "supported)");
+        *k = a->ints[0];
+    }
+    if ((a = attr(n, "strides"))) {
+        if (a->n_ints != 2 || a->ints[0] != a->ints[1] || a->ints[0] < 1 || a->ints[0] > 8)
+            return oi_fail(I, "strides must be two equal values from 1 to 8");
+        *stride = a->ints[0];
+    }
+    if ((a = attr(n, "pads"))) {
+        if (a->n_ints != 4 || a->ints[0] != a->ints[1] || a->ints[0] != a->ints[2] || a->ints[0] != a->ints[3] ||
+            a->ints[0] < 0 || a->ints[0] > 15)
+            return oi_fail(I, "pads must be four equal values from 0 to 15 (asymmetric padding is not supported)");
+        *pad = a->ints[0];
+    }
+    if ((a = attr(n, "dilations")))
+        for (size_t j = 0; j < a->n_ints; j++)
+            if (a->ints[j] != 1) return oi_fail(I, "dilation %lld is not supported", (long long)a->ints[j]);
+    return QAT_OK;
+}
+
+/* x without the padding of a Pad before it (*extra), for the ops that fold it. */
+static value *unpadded(value *x, value *copy, int64_t *extra) {
+    *extra = 0;
+    if (!x || x->kind != V_ACT) return x;
+    *copy = *x;
+    *extra = copy->pad, copy->pad = 0;
+    return copy;
+}
+
+/* A 1x1 Conv on a pooled vector (squeeze-and-excite's convs): an fc layer (N, C) -> (N, O). */
+static qat_status conv_on_vector(imp *I, const Onnx__NodeProto *n, const value *x, const value *W, const value *B) {
+    const int64_t O = W->dims[0];
+    int64_t k = 1, stride, pad;
     qat_status st;
+    if ((st = window_attrs(I, n, &k, &stride, &pad))) return st;
+    if (W->dims[2] != 1 || W->dims[3] != 1 || k != 1 || pad || attr_int(n, "group", 1) != 1 || W->dims[1] != x->c)
+        return oi_fail(I, "a Conv on a pooled (N, C, 1, 1) tensor must be 1x1, group 1, no padding, on its %d channels",
+                       x->c);
+    if (O < 1 || O > 4096) return oi_fail(I, "%lld output channels (1 to 4096)", (long long)O);
+    if (B && B->numel != O) return oi_fail(I, "bias has %lld values, expected %lld", (long long)B->numel, (long long)O);
+    snode *s;
+    if ((st = new_node(I, QAT_NODE_FC, layer_base(n), &s))) return st;
+    s->nin = 1, s->in[0] = x->node, s->c = (int)O, s->in_c = x->c;
+    TRACK(s->w, I, (size_t)W->numel * sizeof(float));
+    TRACK(s->b, I, (size_t)O * sizeof(float));
+    memcpy(s->w, W->f, (size_t)W->numel * sizeof(float)); /* (O, I, 1, 1) is (out, in) */
+    if (B) memcpy(s->b, B->f, (size_t)O * sizeof(float));
+    value *o = out0(I, n);
+    oi_set_act(o, I->nnodes - 1, 1, (int)O, 1, 1, o->uses == 1);
+    return QAT_OK;
+}
+
+static qat_status op_conv(imp *I, const Onnx__NodeProto *n) {
+    value xcopy, *W = input(I, n, 1), *B = input(I, n, 2);
+    int64_t extra;
+    value *x = unpadded(input(I, n, 0), &xcopy, &extra);
+    qat_status st;
+    if (x && x->kind == V_ACT && x->vec && !extra && W && W->kind == V_CONST && W->ndim == 4 && !W->is_int) {
+        if (B && (st = need_const(I, B, 2, "bias", 0))) return st;
+        return conv_on_vector(I, n, x, W, B);
+    }
     if ((st = need_act(I, x, 0, 1)) || (st = need_const(I, W, 1, "weight", 0))) return st;
     if (B && (st = need_const(I, B, 2, "bias", 0))) return st;
     if (W->ndim != 4) return oi_fail(I, "weight must be 4-D (O, I/groups, KH, KW), got %d-D", W->ndim);
@@ -129,26 +201,11 @@ static qat_status op_conv(imp *I, const Onnx__NodeProto *n) {
                     (long long)O, (long long)Ig, x->c);
     if (O < 1 || O > 4096 || O % g) return oi_fail(I, "%lld output channels (1 to 4096, a multiple of group)", (long long)O);
     if (KH != KW || KH < 1 || KH > 15) return oi_fail(I, "kernel %lldx%lld: only square kernels up to 15 are supported", (long long)KH, (long long)KW);
-    const Onnx__AttributeProto *a;
-    if ((a = attr(n, "auto_pad")) && a->has_s && a->s.len && !(a->s.len == 6 && !memcmp(a->s.data, "NOTSET", 6)))
-        return oi_fail(I, "auto_pad is not supported (export with explicit pads)");
-    int64_t stride = 1, pad = 0;
-    if ((a = attr(n, "strides"))) {
-        if (a->n_ints != 2 || a->ints[0] != a->ints[1] || a->ints[0] < 1 || a->ints[0] > 8)
-            return oi_fail(I, "strides must be two equal values from 1 to 8");
-        stride = a->ints[0];
-    }
-    if ((a = attr(n, "pads"))) {
-        if (a->n_ints != 4 || a->ints[0] != a->ints[1] || a->ints[0] != a->ints[2] || a->ints[0] != a->ints[3] ||
-            a->ints[0] < 0 || a->ints[0] > 15)
-            return oi_fail(I, "pads must be four equal values from 0 to 15 (asymmetric padding is not supported)");
-        pad = a->ints[0];
-    }
-    if ((a = attr(n, "dilations")))
-        for (size_t k = 0; k < a->n_ints; k++)
-            if (a->ints[k] != 1) return oi_fail(I, "dilation %lld is not supported", (long long)a->ints[k]);
-    if ((a = attr(n, "kernel_shape")) && (a->n_ints != 2 || a->ints[0] != KH || a->ints[1] != KW))
-        return oi_fail(I, "kernel_shape does not match the weight");
+    int64_t k = KH, stride, pad;
+    if ((st = window_attrs(I, n, &k, &stride, &pad))) return st;
+    if (k != KH) return oi_fail(I, "kernel_shape does not match the weight");
+    pad += extra; /* a zero Pad before the conv is the conv's own zero padding */
+    if (pad > 15) return oi_fail(I, "padding %lld (with the Pad before it) is more than 15", (long long)pad);
     if (B && B->numel != O) return oi_fail(I, "bias has %lld values, expected %lld", (long long)B->numel, (long long)O);
     if (x->h + 2 * pad < KH || x->w + 2 * pad < KW)
         return oi_fail(I, "kernel %lld does not fit the %dx%d input padded by %lld", (long long)KH, x->h, x->w, (long long)pad);
@@ -216,7 +273,7 @@ static qat_status op_bn(imp *I, const Onnx__NodeProto *n) {
 static qat_status op_act(imp *I, const Onnx__NodeProto *n, const char *op) {
     value *x = input(I, n, 0);
     qat_status st;
-    if ((st = need_act(I, x, 0, 1))) return st;
+    if ((st = need_act(I, x, 0, -1))) return st; /* a map, or squeeze-and-excite's gate (N, C) */
     qat_act act = QAT_ACT_RELU;
     if (!strcmp(op, "Clip")) {
         float lo = attr_float(n, "min", -INFINITY), hi = attr_float(n, "max", INFINITY);
@@ -243,17 +300,22 @@ static qat_status op_act(imp *I, const Onnx__NodeProto *n, const char *op) {
         act = QAT_ACT_HARDSIGMOID;
     } else if (!strcmp(op, "HardSwish")) {
         act = QAT_ACT_HARDSWISH;
+    } else if (!strcmp(op, "Sigmoid")) {
+        act = QAT_ACT_SIGMOID;
     }
     value *o = out0(I, n);
     snode *s = x->node >= 0 ? &I->nodes[x->node] : NULL;
-    if (s && s->op == QAT_NODE_CONV && s->act == QAT_ACT_NONE && x->fusable) {
+    /* into the conv or fc before it (an fc keeps only the clamps: relu, relu6) */
+    const int fuse = s && x->fusable && s->act == QAT_ACT_NONE &&
+                     (s->op == QAT_NODE_CONV || (s->op == QAT_NODE_FC && !qat_act_is_table(act)));
+    if (fuse) {
         s->act = act;
-        oi_set_act(o, x->node, 0, x->c, x->h, x->w, 0);
+        oi_set_act(o, x->node, x->vec, x->c, x->h, x->w, 0);
         return QAT_OK;
     }
     if ((st = new_node(I, QAT_NODE_ACT, n->name && *n->name ? n->name : n->output[0], &s))) return st;
     s->nin = 1, s->in[0] = x->node, s->act = act;
-    oi_set_act(o, I->nnodes - 1, 0, x->c, x->h, x->w, 0);
+    oi_set_act(o, I->nnodes - 1, x->vec, x->c, x->h, x->w, 0);
     return QAT_OK;
 }
 
@@ -298,6 +360,83 @@ static qat_status op_pool(imp *I, const Onnx__NodeProto *n, const char *op) {
     if ((st = new_node(I, QAT_NODE_AVGPOOL, n->name && *n->name ? n->name : n->output[0], &s))) return st;
     s->nin = 1, s->in[0] = x->node;
     oi_set_act(out0(I, n), I->nnodes - 1, 1, x->c, 1, 1, 0);
+    return QAT_OK;
+}
+
+/* MaxPool and AveragePool (k x k windows, floor sizes, 2 pad <= k). AveragePool's divisor must
+ * count the padding (count_include_pad=1, PyTorch's default) unless there is none; the zeros of a
+ * Pad before it are real pixels, so they always count. */
+static qat_status op_pool2d(imp *I, const Onnx__NodeProto *n, int max) {
+    value xcopy;
+    int64_t extra, k = 0, stride, pad;
+    value *x = unpadded(input(I, n, 0), &xcopy, &extra);
+    qat_status st;
+    if ((st = need_act(I, x, 0, 1)) || (st = window_attrs(I, n, &k, &stride, &pad))) return st;
+    if (!k) return oi_fail(I, "kernel_shape is missing");
+    if (max && extra)
+        return oi_fail(I, "a Pad before MaxPool pads with zeros, MaxPool's own padding is -inf: not supported");
+    if (max && (attr_int(n, "storage_order", 0) ||
+                (n->n_output > 1 && n->output[1] && *n->output[1] && oi_slot(I, n->output[1])->uses)))
+        return oi_fail(I, "its Indices output / storage_order is not supported");
+    if (!max && pad && !attr_int(n, "count_include_pad", 0))
+        return oi_fail(I, "padding %lld with count_include_pad=0 is not supported (the divisor must count the "
+                       "padding: export nn.AvgPool2d with count_include_pad=True)", (long long)pad);
+    pad += extra;
+    if (2 * pad > k)
+        return oi_fail(I, "padding %lld is more than half the window %lld", (long long)pad, (long long)k);
+    if (x->h + 2 * pad < k || x->w + 2 * pad < k)
+        return oi_fail(I, "window %lld does not fit the %dx%d input padded by %lld", (long long)k, x->h, x->w,
+                       (long long)pad);
+    snode *s;
+    if ((st = new_node(I, max ? QAT_NODE_MAXPOOL : QAT_NODE_AVGPOOL2D, n->name && *n->name ? n->name : n->output[0],
+                       &s)))
+        return st;
+    s->nin = 1, s->in[0] = x->node, s->k = (int)k, s->s = (int)stride, s->pad = (int)pad;
+    oi_set_act(out0(I, n), I->nnodes - 1, 0, x->c, (int)((x->h + 2 * pad - k) / stride + 1),
+               (int)((x->w + 2 * pad - k) / stride + 1), 0);
+    return QAT_OK;
+}
+
+/* Pad (constant mode, value 0, the same padding on the four spatial sides): kept on the value
+ * for the Conv or AveragePool that reads it. */
+static qat_status op_pad(imp *I, const Onnx__NodeProto *n) {
+    value *x = input(I, n, 0), *pads = input(I, n, 1), *cv = input(I, n, 2);
+    qat_status st;
+    if ((st = need_act(I, x, 0, 1))) return st;
+    const Onnx__AttributeProto *a = attr(n, "mode");
+    if (a && a->has_s && !(a->s.len == 8 && !memcmp(a->s.data, "constant", 8)))
+        return oi_fail(I, "mode '%.*s' is not supported (constant only)", (int)(a->s.len < 20 ? a->s.len : 20),
+                       (const char *)a->s.data);
+    if ((st = need_const(I, pads, 1, "pads", 1))) return st;
+    if (n->n_input > 3 && n->input[3] && *n->input[3]) return oi_fail(I, "the axes input is not supported");
+    if (cv && (cv->kind != V_CONST || cv->is_int || cv->numel != 1 || cv->f[0] != 0))
+        return oi_fail(I, "only a constant value of 0 is supported");
+    const int64_t *p = pads->i;
+    if (pads->numel != 8 || p[0] || p[1] || p[4] || p[5] || p[2] != p[3] || p[2] != p[6] || p[2] != p[7] ||
+        p[2] < 0 || p[2] > 15)
+        return oi_fail(I, "pads must be 0 on N and C and equal on the four spatial sides, 0 to 15 "
+                       "(asymmetric padding is not supported)");
+    value *o = out0(I, n);
+    *o = (value){.key = o->key, .uses = o->uses};
+    oi_set_act(o, x->node, 0, x->c, x->h, x->w, 0);
+    o->pad = (int)p[2];
+    return QAT_OK;
+}
+
+/* Mul: a feature map times a per-channel gate (N, C, 1, 1) (squeeze-and-excite), either order. */
+static qat_status op_mul(imp *I, const Onnx__NodeProto *n) {
+    value *a = input(I, n, 0), *b = input(I, n, 1);
+    qat_status st;
+    if ((st = need_act(I, a, 0, -1)) || (st = need_act(I, b, 1, -1))) return st;
+    value *x = a->vec ? b : a, *g = a->vec ? a : b;
+    if (x->vec || !g->vec || g->c != x->c)
+        return oi_fail(I, "multiplies (%d, %d, %d) and (%d, %d, %d) (C, H, W): only a feature map times a "
+                       "per-channel (N, C, 1, 1) gate (squeeze-and-excite) is supported", a->c, a->h, a->w, b->c,
+                       b->h, b->w);
+    snode *s;
+    if ((st = new_node(I, QAT_NODE_MUL, n->name && *n->name ? n->name : n->output[0], &s))) return st;
+    s->nin = 2, s->in[0] = x->node, s->in[1] = g->node;
+    oi_set_act(out0(I, n), I->nnodes - 1, 0, x->c, x->h, x->w, 0);
     return QAT_OK;
 }
 
@@ -400,7 +539,7 @@ static qat_status op_shape(imp *I, const Onnx__NodeProto *n, const char *op) {
     int64_t cnt = 0;
     int ndim = 1;
     if (!strcmp(op, "Shape")) {
-        if (!x || x->kind != V_ACT) return oi_fail(I, "only the shape of a computed tensor is supported");
+        if (!x || x->kind != V_ACT || x->pad) return oi_fail(I, "only the shape of a computed tensor is supported");
         int64_t full[4] = {DYN, x->c, x->vec ? 1 : x->h, x->vec ? 1 : x->w};
         int r = 4;
         int64_t b = attr_int(n, "start", 0), e = attr_int(n, "end", r);
@@ -449,9 +588,14 @@ qat_status oi_import_node(imp *I, const Onnx__NodeProto *n) {
     if (!n->n_output || !n->output[0] || !*n->output[0]) return oi_fail(I, "has no output");
     if (!strcmp(op, "Conv")) return op_conv(I, n);
     if (!strcmp(op, "BatchNormalization")) return op_bn(I, n);
-    if (!strcmp(op, "Relu") || !strcmp(op, "Clip") || !strcmp(op, "HardSigmoid") || !strcmp(op, "HardSwish"))
+    if (!strcmp(op, "Relu") || !strcmp(op, "Clip") || !strcmp(op, "HardSigmoid") || !strcmp(op, "HardSwish") ||
+        !strcmp(op, "Sigmoid"))
         return op_act(I, n, op);
     if (!strcmp(op, "Add")) return op_add(I, n);
+    if (!strcmp(op, "Mul")) return op_mul(I, n);
+    if (!strcmp(op, "MaxPool")) return op_pool2d(I, n, 1);
+    if (!strcmp(op, "AveragePool")) return op_pool2d(I, n, 0);
+    if (!strcmp(op, "Pad")) return op_pad(I, n);
     if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "ReduceMean")) return op_pool(I, n, op);
     if (!strcmp(op, "Gemm")) return op_linear(I, n, 0);
     if (!strcmp(op, "MatMul")) return op_linear(I, n, 1);
