@@ -10,8 +10,8 @@
  * AveragePool after it, MatMul + Add into one linear, Flatten / Reshape to (N, C) after pooling,
  * Identity, Dropout (inference), and Constant / Shape / Gather / Unsqueeze / Concat when they only
  * compute a constant shape. A 1x1 Conv on a pooled (N, C, 1, 1) tensor becomes an fc layer and a Mul
- * of a feature map by such a gate a mul layer (squeeze-and-excite). Everything else is refused with
- * the node's name and op. */
+ * of a feature map by such a gate a mul layer (squeeze-and-excite); x * HardSigmoid(x) is hardswish.
+ * Everything else is refused with the node's name and op. */
 #include "onnx_import_internal.h"
 #include <ctype.h>
 #include <errno.h>
