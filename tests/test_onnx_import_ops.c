@@ -367,6 +367,47 @@ static void test_pool_bad_inputs(void) {
     }
 }
 
+/* Graph P truncated at ~100 lengths and with 3 bit flips in 400 copies: every import either
+ * succeeds or fails with one line naming the file, never crashes (ASan: make asan). */
+static void test_pool_graph_mutants(void) {
+    const char *p = it_path("p_mut_src.onnx"), *q = it_path("p_mut.onnx");
+    write_graph_p(p, 13);
+    long len;
+    unsigned char *buf = test_slurp(p, &len);
+    CU_ASSERT_FATAL(buf && len > 100);
+    int failed = 0, tried = 0, bad_lines = 0, imported = 0;
+    for (long cut = 1; cut < len; cut += len / 97 + 1, tried++) {
+        test_spit(q, buf, (size_t)cut);
+        qat_model *m = NULL;
+        if (qat_onnx_import(q, &m)) failed += !strncmp(qat_last_error(), q, strlen(q));
+        qat_model_free(m);
+    }
+    CU_ASSERT(failed == tried);
+    uint64_t s = 17;
+    unsigned char *mb = malloc((size_t)len);
+    for (int k = 0; k < 400; k++) {
+        memcpy(mb, buf, (size_t)len);
+        for (int f = 0; f < 3; f++) {
+            uint32_t r = test_splitmix32(&s);
+            mb[r % (uint32_t)len] ^= (unsigned char)(1u << (r >> 29));
+        }
+        test_spit(q, mb, (size_t)len);
+        qat_model *m = NULL;
+        if (!qat_onnx_import(q, &m)) {
+            imported++;
+        } else if (strncmp(qat_last_error(), q, strlen(q)) || strchr(qat_last_error(), '\n')) {
+            bad_lines++;
+            printf("\n  mutant %d: %s", k, qat_last_error());
+        }
+        qat_model_free(m);
+    }
+    printf("\n  graph P mutants: %d truncations refused, 400 bit-flipped copies: %d imported, %d refused in one line",
+           failed, imported, 400 - imported - bad_lines);
+    CU_ASSERT(bad_lines == 0);
+    free(mb);
+    free(buf);
+}
+
 void register_onnx_import_ops_tests(void) {
     CU_pSuite s = CU_add_suite("onnx_import_ops", it_setup, it_teardown);
     CU_add_test(s, "MaxPool, AveragePool, Pad, Sigmoid, SE Mul vs ONNX Runtime (opsets 11, 13, 17)",
@@ -376,4 +417,5 @@ void register_onnx_import_ops_tests(void) {
     CU_add_test(s, "x * HardSigmoid(x) (nn.Hardswish below opset 14) as hardswish vs ONNX Runtime",
                 test_decomposed_hardswish);
     CU_add_test(s, "bad MaxPool / AveragePool / Pad / Mul: one line naming file, node, op", test_pool_bad_inputs);
+    CU_add_test(s, "truncated and bit-flipped pooling graphs: no crash, one line", test_pool_graph_mutants);
 }
