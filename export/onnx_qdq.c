@@ -178,9 +178,26 @@ static qat_status avgpool(qdq *g, int i) {
     return QAT_OK;
 }
 
+/* Windowed pools: MaxPool on the dequantized codes, quantized back with the same qparams (the
+ * max of a code grid is on it: exact); AveragePool counting the padding as the INT8 layer does. */
+static qat_status pool2d(qdq *g, int i, const char *op) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    const char *x = deq(g, L->input, p), *f = onnx_b_str(g->b, "%s.pool", p);
+    onnx_node *n = onnx_b_node(g->b, op, f, 1, &x, f);
+    int64_t k[2] = {L->k, L->k}, s[2] = {L->stride, L->stride}, pad[4] = {L->pad, L->pad, L->pad, L->pad};
+    onnx_b_attr_ints(g->b, n, "kernel_shape", 2, k);
+    onnx_b_attr_ints(g->b, n, "strides", 2, s);
+    onnx_b_attr_ints(g->b, n, "pads", 4, pad);
+    if (L->kind == QAT_Q8_AVGPOOL2D) onnx_b_attr_int(g->b, n, "count_include_pad", 1);
+    quant_out(g, i, f, L->sy, L->zy, L->lo, L->hi, "clamp");
+    return QAT_OK;
+}
+
 /* ONNX's HardSigmoid is max(0, min(1, alpha x + beta)) and HardSwish x times it with alpha 1/6,
  * beta 1/2: the entries of the table that this, quantized as QuantizeLinear does (dividing by
- * the scale), reproduces. */
+ * the scale), reproduces (Sigmoid: 1 / (1 + exp(-x)) in float; a runtime's own approximation of
+ * exp may differ in the last bit). */
 static int lut_entries_exact(const qat_q8_layer *L) {
     int same = 0;
     for (int q = 0; q < 256; q++) {
@@ -188,7 +205,7 @@ static int lut_entries_exact(const qat_q8_layer *L) {
         float t = x * (1.0f / 6.0f);
         __asm__("" : "+x"(t)); /* no FMA with the add: ONNX Runtime rounds the product */
         float hs = fmaxf(0.0f, fminf(1.0f, t + 0.5f));
-        float y = L->act == QAT_Q8_ACT_HARDSWISH ? x * hs : hs;
+        float y = L->act == QAT_Q8_ACT_HARDSWISH ? x * hs : L->act == QAT_Q8_ACT_SIGMOID ? qat_sigmoid_f(x) : hs;
         int32_t c = qat_clamp_i32((int32_t)nearbyintf(y / L->sy) + L->zy, 0, 255);
         same += qat_clamp_i32(c, L->lo, L->hi) == L->table[q];
     }
@@ -199,7 +216,8 @@ static qat_status lut(qdq *g, int i, const char *what) {
     const qat_q8_layer *L = &g->m->layers[i];
     const char *p = g->prefix[i];
     const char *op = L->act == QAT_Q8_ACT_HARDSWISH ? "HardSwish"
-                     : L->act == QAT_Q8_ACT_HARDSIGMOID ? "HardSigmoid" : NULL;
+                     : L->act == QAT_Q8_ACT_HARDSIGMOID ? "HardSigmoid"
+                     : L->act == QAT_Q8_ACT_SIGMOID ? "Sigmoid" : NULL;
     if (!op)
         return qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': a lookup table of no known activation has no ONNX QDQ form",
                         what, i, L->name);
@@ -286,6 +304,8 @@ static qat_status build(qdq *g, const char *what) {
         case QAT_Q8_AVGPOOL: st = avgpool(g, i); break;
         case QAT_Q8_LUT: st = lut(g, i, what); break;
         case QAT_Q8_LINEAR: st = linear(g, i); break;
+        case QAT_Q8_MAXPOOL: st = pool2d(g, i, "MaxPool"); break;
+        case QAT_Q8_AVGPOOL2D: st = pool2d(g, i, "AveragePool"); break;
         default:
             /* the float layers of a mixed-precision model (fconv, flinear, quant, dequant) */
             st = qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': kind '%s' has no ONNX QDQ form in this exporter",

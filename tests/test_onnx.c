@@ -51,6 +51,24 @@ static const char *v3_spec =
     "pool avg\n"
     "classifier\n";
 
+/* The general form's windowed pools, sigmoid and squeeze-and-excite written out (what `qat import`
+ * makes of MaxPool, AveragePool, Pad, Sigmoid and Mul). */
+static const char *pools_spec =
+    "name pools\n"
+    "layer c0 conv in=input c=8 k=3 bn=1 act=relu\n"
+    "layer mp maxpool k=3 s=2 pad=1\n"
+    "layer c1 conv c=8 k=3 g=8 bn=0 act=relu6\n"
+    "layer se.pool avgpool\n"
+    "layer se.fc1 fc c=4 act=relu\n"
+    "layer se.fc2 fc c=8\n"
+    "layer se.gate act act=sigmoid\n"
+    "layer se.mul mul in=c1,se.gate\n"
+    "layer ap avgpool2d k=3 s=2 pad=1\n"
+    "layer c2 conv c=12 k=1 bn=1 act=sigmoid\n"
+    "layer mp2 maxpool k=2 s=1\n"
+    "layer gap avgpool\n"
+    "layer fc linear c=3\n";
+
 #define S 11      /* image side of the random models */
 #define NIMG 64   /* images run through both runtimes */
 static const float mean1[4] = {0.286f, 0, 0, 0}, std1[4] = {0.353f, 1, 1, 1};
@@ -306,6 +324,10 @@ static void check_fp32(const char *spec_text, const char *name) {
 
 static void test_fp32_mbv2(void) { check_fp32(mbv2_k3_spec, "fp32-mbv2"); }
 static void test_fp32_v3(void) { check_fp32(v3_spec, "fp32-v3"); }
+static void test_pools(void) {
+    check_int8(pools_spec, "x86", "pools", 0);
+    check_fp32(pools_spec, "fp32-pools");
+}
 
 /* RGB (32x32x3 is issue 17's colour flow; S x S x 3 here): channels-first input, per-channel
  * normalisation, and a 3x3 stem over 3 channels (OHWI -> OIHW with I > 1). */
@@ -369,5 +391,6 @@ void register_onnx_tests(void) {
     CU_add_test(s, "fp32 mbv2 (BN folded) in ONNX Runtime", test_fp32_mbv2);
     CU_add_test(s, "fp32 v3 (BN folded) in ONNX Runtime", test_fp32_v3);
     CU_add_test(s, "RGB int8 + fp32 (v3) in ONNX Runtime", test_rgb);
+    CU_add_test(s, "int8 + fp32 maxpool, avgpool2d, sigmoid, fc + mul in ONNX Runtime", test_pools);
     CU_add_test(s, "bad input", test_bad_input);
 }
