@@ -10,8 +10,8 @@
  * AveragePool after it, MatMul + Add into one linear, Flatten / Reshape to (N, C) after pooling,
  * Identity, Dropout (inference), and Constant / Shape / Gather / Unsqueeze / Concat when they only
  * compute a constant shape. A 1x1 Conv on a pooled (N, C, 1, 1) tensor becomes an fc layer and a Mul
- * of a feature map by such a gate a mul layer (squeeze-and-excite). Everything else is refused with
- * the node's name and op. */
+ * of a feature map by such a gate a mul layer (squeeze-and-excite); x * HardSigmoid(x) is hardswish.
+ * Everything else is refused with the node's name and op. */
 #include "onnx_import_internal.h"
 #include <ctype.h>
 #include <errno.h>
@@ -30,13 +30,16 @@ qat_status oi_fail(imp *I, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *c = msg; *c; c++) /* a hostile name must not break the one-line message */
-        if ((unsigned char)*c < 0x20) *c = '?';
+    char line[800];
     if (I->cur)
-        return qat_fail(QAT_ERR_FORMAT, "%s: node '%.60s' (%.40s): %s", I->what,
-                        I->cur->name && *I->cur->name ? I->cur->name : "(unnamed)",
-                        I->cur->op_type ? I->cur->op_type : "?", msg);
-    return qat_fail(QAT_ERR_FORMAT, "%s: %s", I->what, msg);
+        snprintf(line, sizeof line, "node '%.60s' (%.40s): %s", I->cur->name && *I->cur->name ? I->cur->name : "(unnamed)",
+                 I->cur->op_type ? I->cur->op_type : "?", msg);
+    else
+        snprintf(line, sizeof line, "%s", msg);
+    /* a hostile node name, op type or tensor name must not break the one-line message */
+    for (char *c = line; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f) *c = '?';
+    return qat_fail(QAT_ERR_FORMAT, "%s: %s", I->what, line);
 }
 
 void *oi_track(imp *I, size_t bytes) {

@@ -40,6 +40,7 @@ typedef struct {
     qat_act act;
     float *w, *b, *gamma, *beta, *mean, *var;
     int bias_pending;  /* MatMul: an Add may give it its bias */
+    int out_uses;      /* act: readers of the value it produced (a Mul may turn hardsigmoid into hardswish) */
 } snode;
 
 typedef struct {

@@ -314,7 +314,7 @@ static qat_status op_act(imp *I, const Onnx__NodeProto *n, const char *op) {
         return QAT_OK;
     }
     if ((st = new_node(I, QAT_NODE_ACT, n->name && *n->name ? n->name : n->output[0], &s))) return st;
-    s->nin = 1, s->in[0] = x->node, s->act = act;
+    s->nin = 1, s->in[0] = x->node, s->act = act, s->out_uses = o->uses;
     oi_set_act(o, I->nnodes - 1, x->vec, x->c, x->h, x->w, 0);
     return QAT_OK;
 }
@@ -428,6 +428,18 @@ static qat_status op_mul(imp *I, const Onnx__NodeProto *n) {
     value *a = input(I, n, 0), *b = input(I, n, 1);
     qat_status st;
     if ((st = need_act(I, a, 0, -1)) || (st = need_act(I, b, 1, -1))) return st;
+    /* x * HardSigmoid(x): how PyTorch exports nn.Hardswish below opset 14 (no HardSwish op yet);
+     * the act layer becomes hardswish when nothing else reads the HardSigmoid */
+    for (int k = 0; k < 2 && !a->vec && !b->vec; k++) {
+        value *x = k ? b : a, *h = k ? a : b;
+        snode *s = h->node >= 0 ? &I->nodes[h->node] : NULL;
+        if (s && s->op == QAT_NODE_ACT && s->act == QAT_ACT_HARDSIGMOID && s->in[0] == x->node && s->out_uses == 1 &&
+            h->uses == 1 && h->c == x->c && h->h == x->h && h->w == x->w) {
+            s->act = QAT_ACT_HARDSWISH;
+            oi_set_act(out0(I, n), h->node, 0, x->c, x->h, x->w, 0);
+            return QAT_OK;
+        }
+    }
     value *x = a->vec ? b : a, *g = a->vec ? a : b;
     if (x->vec || !g->vec || g->c != x->c)
         return oi_fail(I, "multiplies (%d, %d, %d) and (%d, %d, %d) (C, H, W): only a feature map times a "

@@ -249,6 +249,43 @@ static void test_pool_graph_int8(void) {
     qat_model_free(m);
 }
 
+/* x * HardSigmoid(x), PyTorch's export of nn.Hardswish below opset 14: one hardswish act layer
+ * (an INT8 table); with the HardSigmoid also read elsewhere it stays a Mul of two maps (refused). */
+static void write_hswish(const char *path, int shared) {
+    onnx_b *b = onnx_b_create();
+    onnx_b_input(b, "pixels", ONNX_F32, 4, (int64_t[]){-1, 1, 8, 8});
+    onnx_b_output(b, "logits", ONNX_F32, 2, (int64_t[]){-1, 3});
+    conv(b, "c0", "pixels", 6, 1, 3, 1, 1, 1, "y", 41);
+    onnx_node *n = onnx_b_node(b, "HardSigmoid", "hsig", 1, (const char *[]){"y"}, "h");
+    onnx_b_attr_float(b, n, "alpha", 1.0f / 6);
+    onnx_b_node(b, "Mul", "hswish", 2, (const char *[]){"y", "h"}, "z");
+    const char *last = "z";
+    if (shared) {
+        onnx_b_node(b, "Add", "also", 2, (const char *[]){"z", "h"}, "z2");
+        last = "z2";
+    }
+    onnx_b_node(b, "GlobalAveragePool", "gap", 1, &last, "p");
+    onnx_b_node(b, "Flatten", "flat", 1, (const char *[]){"p"}, "f");
+    it_init_randn(b, "fc.weight", 2, (int64_t[]){3, 6}, 0.5f, 43);
+    onnx_node *g = onnx_b_node(b, "Gemm", "fc", 2, (const char *[]){"f", "fc.weight"}, "logits");
+    onnx_b_attr_int(b, g, "transB", 1);
+    CU_ASSERT_FATAL(onnx_b_write(b, "hswish", 13, path, NULL) == QAT_OK);
+    onnx_b_destroy(b);
+}
+
+static void test_decomposed_hardswish(void) {
+    const char *p = it_path("hswish13.onnx"), *q = it_path("hswish_shared.onnx");
+    write_hswish(p, 0);
+    double d = it_check_against_ort(p, 1, 8, 8, 3, 1e-5);
+    printf("\n  x * HardSigmoid(x) (opset 13) as hardswish: max |qat - ORT| / max(1, max |logit|) %.3g", d);
+    qat_model *m;
+    CU_ASSERT_FATAL(qat_onnx_import(p, &m) == QAT_OK);
+    CU_ASSERT(strstr(qat_spec_text(m->spec), "layer hsig act in=c0 act=hardswish\n") != NULL);
+    qat_model_free(m);
+    write_hswish(q, 1);
+    it_expect_fail(q, "node 'hswish' (Mul): multiplies (6, 8, 8) and (6, 8, 8)");
+}
+
 /* ---- bad input: one line naming the file, the node and the problem ----------------------------- */
 
 enum { BAD_DILATION, BAD_CEIL, BAD_NONSQUARE, BAD_ASYM, BAD_PAD_MODE, BAD_PAD_VALUE, BAD_PAD_MAXPOOL,
@@ -330,11 +367,55 @@ static void test_pool_bad_inputs(void) {
     }
 }
 
+/* Graph P truncated at ~100 lengths and with 3 bit flips in 400 copies: every import either
+ * succeeds or fails with one line naming the file, never crashes (ASan: make asan). */
+static void test_pool_graph_mutants(void) {
+    const char *p = it_path("p_mut_src.onnx"), *q = it_path("p_mut.onnx");
+    write_graph_p(p, 13);
+    long len;
+    unsigned char *buf = test_slurp(p, &len);
+    CU_ASSERT_FATAL(buf && len > 100);
+    int failed = 0, tried = 0, bad_lines = 0, imported = 0;
+    for (long cut = 1; cut < len; cut += len / 97 + 1, tried++) {
+        test_spit(q, buf, (size_t)cut);
+        qat_model *m = NULL;
+        if (qat_onnx_import(q, &m)) failed += !strncmp(qat_last_error(), q, strlen(q));
+        qat_model_free(m);
+    }
+    CU_ASSERT(failed == tried);
+    uint64_t s = 17;
+    unsigned char *mb = malloc((size_t)len);
+    for (int k = 0; k < 400; k++) {
+        memcpy(mb, buf, (size_t)len);
+        for (int f = 0; f < 3; f++) {
+            uint32_t r = test_splitmix32(&s);
+            mb[r % (uint32_t)len] ^= (unsigned char)(1u << (r >> 29));
+        }
+        test_spit(q, mb, (size_t)len);
+        qat_model *m = NULL;
+        if (!qat_onnx_import(q, &m)) {
+            imported++;
+        } else if (strncmp(qat_last_error(), q, strlen(q)) || strchr(qat_last_error(), '\n')) {
+            bad_lines++;
+            printf("\n  mutant %d: %s", k, qat_last_error());
+        }
+        qat_model_free(m);
+    }
+    printf("\n  graph P mutants: %d truncations refused, 400 bit-flipped copies: %d imported, %d refused in one line",
+           failed, imported, 400 - imported - bad_lines);
+    CU_ASSERT(bad_lines == 0);
+    free(mb);
+    free(buf);
+}
+
 void register_onnx_import_ops_tests(void) {
     CU_pSuite s = CU_add_suite("onnx_import_ops", it_setup, it_teardown);
     CU_add_test(s, "MaxPool, AveragePool, Pad, Sigmoid, SE Mul vs ONNX Runtime (opsets 11, 13, 17)",
                 test_pool_graph_matches_ort);
     CU_add_test(s, "imported pools/SE/sigmoid: QAT, convert, INT8 == simulation, .q8, QDQ export in ORT",
                 test_pool_graph_int8);
+    CU_add_test(s, "x * HardSigmoid(x) (nn.Hardswish below opset 14) as hardswish vs ONNX Runtime",
+                test_decomposed_hardswish);
     CU_add_test(s, "bad MaxPool / AveragePool / Pad / Mul: one line naming file, node, op", test_pool_bad_inputs);
+    CU_add_test(s, "truncated and bit-flipped pooling graphs: no crash, one line", test_pool_graph_mutants);
 }
