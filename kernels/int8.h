@@ -249,6 +249,22 @@ qat_status qat_i8_lut(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *ta
 qat_status qat_i8_channel_mul(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
                               const qat_i8_mul_params *p);
 
+/* ---- 9. windowed pools (kernels/int8_pool.c) -------------------------------------------------------
+ * x (N, H, W, C) u8 -> y (N, OH, OW, C) u8 over kh x kw windows (OH = (H + 2 pad - kh) / stride + 1),
+ * 2 pad <= kh, kw (every window holds a real pixel). qat_i8_maxpool: the largest code of the window,
+ * padded taps skipped (-inf), clamped to [lo, hi] (the output has the input's qparams).
+ * qat_i8_avgpool: y = qat_requantize(sum over the window of (x - zx), p->mult, zy, lo, hi), padded
+ * taps adding 0 (they count in the divisor: mult = qat_i8_avgpool_mult(sx, sy, kh * kw)). One scalar
+ * path; the _ref functions do image n. */
+qat_status qat_i8_maxpool(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                          int32_t lo, int32_t hi);
+qat_status qat_i8_avgpool(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                          const qat_i8_pool_params *p);
+void qat_i8_maxpool_ref(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                        int32_t lo, int32_t hi, int n);
+void qat_i8_avgpool_ref(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                        const qat_i8_pool_params *p, int n);
+
 /* ---- 8. float layers inside an INT8 model (kernels/int8_float.c) --------------------------------
  * A per-layer qconfig can leave a layer in float: the runtime dequantizes into it, runs it in
  * f32 and quantizes out of it, and the integer-exact simulation calls these same functions, so

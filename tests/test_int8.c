@@ -703,6 +703,64 @@ static void test_lut(void) {
     if (!qat_cpu_has_avx512_vbmi()) printf("\n  note: no AVX512-VBMI here, the lookup table's SIMD loop untested\n");
 }
 
+/* ---- windowed max / average pool (kernels/int8_pool.c) against a naive loop ------------------- */
+
+/* One k x k pool (stride s, pad p) on random codes, odd shapes: max (padded taps skipped) and
+ * the average of (x - zx) with padded taps adding 0, each against the direct formula. Threads: 2
+ * images above the threshold too. */
+static void check_pool2d(int n, int h, int w, int C, int k, int s, int p, int zx, int zy, int lo, int hi) {
+    qat_i8_dims in = {n, h, w, C};
+    qat_i8_conv_params cp = {k, k, s, p};
+    const int OH = (h + 2 * p - k) / s + 1, OW = (w + 2 * p - k) / s + 1;
+    const size_t nin = (size_t)n * h * w * C, nout = (size_t)n * OH * OW * C;
+    qat_i8_pool_params pp = {qat_i8_avgpool_mult(0.03f, 0.02f, k * k), zx, zy, lo, hi};
+    uint8_t *x = xmalloc(nin), *emax = xmalloc(nout), *eavg = xmalloc(nout), *got = xmalloc(nout);
+    fill_u8(x, nin);
+    for (int b = 0; b < n; b++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int c = 0; c < C; c++) {
+                    int mx = -1;
+                    int64_t sum = 0;
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++) {
+                            int ih = oh * s - p + i, iw = ow * s - p + j;
+                            if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                            int v = x[(((size_t)b * h + ih) * w + iw) * C + c];
+                            mx = v > mx ? v : mx;
+                            sum += v - zx;
+                        }
+                    size_t o = (((size_t)b * OH + oh) * OW + ow) * C + c;
+                    emax[o] = (uint8_t)(mx < lo ? lo : mx > hi ? hi : mx);
+                    float r = nearbyintf((float)sum * pp.mult) + (float)zy;
+                    eavg[o] = (uint8_t)(r < lo ? lo : r > hi ? hi : r);
+                }
+    char what[96];
+    snprintf(what, sizeof what, "maxpool %dx%dx%dx%d k%d s%d p%d", n, h, w, C, k, s, p);
+    memset(got, 0xA5, nout);
+    CU_ASSERT_EQUAL(qat_i8_maxpool(got, x, &in, &cp, lo, hi), QAT_OK);
+    same_u8(what, QAT_I8_REF, got, emax, nout);
+    snprintf(what, sizeof what, "avgpool2d %dx%dx%dx%d k%d s%d p%d zx=%d", n, h, w, C, k, s, p, zx);
+    memset(got, 0xA5, nout);
+    CU_ASSERT_EQUAL(qat_i8_avgpool(got, x, &in, &cp, &pp), QAT_OK);
+    same_u8(what, QAT_I8_REF, got, eavg, nout);
+    free(x); free(emax); free(eavg); free(got);
+}
+
+static void test_pool2d(void) {
+    check_pool2d(3, 7, 9, 5, 3, 2, 1, 128, 7, 0, 255);
+    check_pool2d(2, 5, 5, 33, 2, 2, 0, 0, 0, 3, 250);
+    check_pool2d(1, 6, 11, 16, 5, 1, 2, 200, 100, 0, 255);
+    check_pool2d(2, 1, 1, 7, 1, 1, 0, 9, 9, 0, 255);
+    check_pool2d(2, 64, 64, 17, 3, 1, 1, 77, 30, 10, 240); /* above the thread threshold */
+    /* bad geometry: one error, no write */
+    qat_i8_dims in = {1, 4, 4, 1};
+    qat_i8_conv_params cp = {3, 3, 1, 2};
+    uint8_t x[16] = {0}, y[64];
+    CU_ASSERT(qat_i8_maxpool(y, x, &in, &cp, 0, 255) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "maxpool: bad geometry") != NULL);
+}
+
 void register_int8_tests(void) {
     test_add_suite("int8", "path selection", test_paths, "argument checks", test_errors,
                    "gemm odd shapes, all variants bit-exact", test_gemm_shapes,
@@ -715,5 +773,6 @@ void register_int8_tests(void) {
                    "depthwise conv: scratch sizes and the VNNI512 fallback", test_dwconv_scratch,
                    "add", test_add,
                    "global average pool", test_avgpool,
+                   "k x k max / average pool vs naive, odd shapes", test_pool2d,
                    "activation lookup table, VBMI and scalar", test_lut, NULL);
 }
