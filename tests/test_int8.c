@@ -441,7 +441,7 @@ static void test_dwconv(void) {
             for (size_t c = 0; c < sizeof chans / sizeof *chans; c++)
                 for (int s = 0; s < 3; s++, idx++)
                     check_dw(2, sizes[s], sizes[s], chans[c], k, stride, idx % 2 ? 128 : rnd_int(0, 255));
-    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger, threads split the rows */
+    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger */
 }
 
 /* The AVX-512 depthwise paths: C <= 16 packs two pixels per vector and steps 4 pixels (row
@@ -469,6 +469,58 @@ static void test_dwconv_paths(void) {
      * back to tap arrays */
     check_dw_pad(1, 3, 600, 16, 3, 1, 1, 3);
     check_dw_pad(1, 4, 90, 101, 3, 2, 1, 251);
+    /* the VNNI512 kernel: quads per kernel row (k 4: one full quad, 7: two, 9: three, 1: a quad
+     * of one tap) and its run-time quad count; a shape that splits over threads; stride 3 */
+    check_dw_pad(2, 9, 11, 21, 4, 1, 1, 99);
+    check_dw_pad(1, 10, 13, 35, 7, 2, 3, 200);
+    check_dw_pad(1, 11, 9, 17, 9, 1, 4, 1);
+    check_dw_pad(2, 5, 7, 19, 1, 2, 0, 60);
+    check_dw_pad(2, 28, 28, 40, 3, 1, 1, 130); /* 1.1 M MACs */
+    check_dw_pad(1, 10, 11, 20, 3, 3, 1, 50);  /* stride 3: the AVX-512 kernel on that path */
+}
+
+/* The scratch decides the VNNI512 kernel's threads (one slot of quad rows each) and a buffer of
+ * only the zx row makes that path run the AVX-512 kernel: all give the same bytes. */
+static void test_dwconv_scratch(void) {
+    const int n = 2, h = 13, wd = 11, C = 37, k = 3;
+    qat_i8_dims in = {n, h, wd, C}, out;
+    qat_i8_conv_params p = {k, k, 1, 1};
+    CU_ASSERT_EQUAL_FATAL(qat_i8_conv_out_dims(&in, &p, C, &out), QAT_OK);
+    uint8_t *x = xmalloc((size_t)n * h * wd * C);
+    int8_t *w = xmalloc((size_t)C * k * k);
+    int32_t bias[37];
+    float mult[37];
+    fill_u8(x, (size_t)n * h * wd * C);
+    fill_s8(w, (size_t)C * k * k);
+    for (int c = 0; c < C; c++) bias[c] = rnd_int(-3000, 3000);
+    fill_mult(mult, C, 3.0 * 128.0 * 74.0);
+    size_t psz = qat_i8_dw_packed_size(C, k, k), ny = (size_t)out.n * out.h * out.w * C;
+    void *pbuf = xmalloc(psz);
+    qat_i8_dw_weights pw;
+    CU_ASSERT_EQUAL_FATAL(qat_i8_dw_pack(&pw, pbuf, psz, w, bias, C, k, k, 140), QAT_OK);
+    qat_i8_requant rq = {mult, 120, 120, 255};
+    uint8_t *exp = xmalloc(ny), *got = xmalloc(ny);
+    size_t full = qat_i8_dwconv_get_buffer_size(&in, &p);
+    uint8_t *scratch = xmalloc(full);
+    qat_i8_path keep = qat_i8_set_path(QAT_I8_REF);
+    CU_ASSERT_EQUAL(qat_i8_dwconv(exp, x, &in, &p, &pw, &rq, scratch, full), QAT_OK);
+    qat_i8_set_path(keep);
+    size_t zxrow = (C + 31) / 32 * 32;
+    CU_ASSERT(full >= zxrow);
+    CU_ASSERT_EQUAL(qat_i8_dwconv(got, x, &in, &p, &pw, &rq, scratch, zxrow - 1), QAT_ERR_ARG);
+    if (qat_i8_path_available(QAT_I8_VNNI512)) {
+        size_t slot = qat_i8_dw_slot_bytes(out.w, 1, k, k, C);
+        CU_ASSERT(full > zxrow + slot); /* the zx row, alignment, a slot per thread */
+        const size_t sizes[] = {zxrow, zxrow + slot - 1, full - slot, full};
+        use_path(QAT_I8_VNNI512);
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            memset(got, 0xA5, ny);
+            CU_ASSERT_EQUAL(qat_i8_dwconv(got, x, &in, &p, &pw, &rq, scratch, sizes[i]), QAT_OK);
+            same_u8("dwconv with a smaller scratch", QAT_I8_VNNI512, got, exp, ny);
+        }
+        qat_i8_set_path(QAT_I8_AUTO);
+    }
+    free(x); free(w); free(pbuf); free(exp); free(got); free(scratch);
 }
 
 /* ---- add --------------------------------------------------------------------------------------- */
@@ -505,7 +557,7 @@ static void check_add(int64_t n, const qat_i8_add_params *ap, int in_place) {
 }
 
 static void test_add(void) {
-    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001};
+    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001, 150001}; /* the last splits over threads */
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
         float sy = 0.05f + rnd_unit() * 0.1f;
         qat_i8_add_params ap = {.sa = 0.02f + rnd_unit() * 0.1f, .sb = 0.02f + rnd_unit() * 0.1f,
@@ -619,7 +671,7 @@ static void test_errors(void) {
  * loop called directly, against table[x[i]] computed here: lengths around the 64-byte step, the
  * 4096-byte thread chunks and one that splits over threads, in place (y == x) too. */
 static void test_lut(void) {
-    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 600003};
+    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 1100003};
     uint8_t table[256];
     fill_u8(table, 256);
     for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
@@ -718,6 +770,7 @@ void register_int8_tests(void) {
                    "dense conv vs zx-padded naive conv", test_conv_dense,
                    "depthwise conv", test_dwconv,
                    "depthwise conv: C <= 16, interior/border, pad, tails", test_dwconv_paths,
+                   "depthwise conv: scratch sizes and the VNNI512 fallback", test_dwconv_scratch,
                    "add", test_add,
                    "global average pool", test_avgpool,
                    "k x k max / average pool vs naive, odd shapes", test_pool2d,
