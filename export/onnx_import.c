@@ -114,6 +114,10 @@ qat_status oi_load_tensor(imp *I, const Onnx__TensorProto *t, value *v) {
             } else v->i[k] = dt == 7 ? t->int64_data[k] : t->int32_data[k];
         }
     } else {
+        /* no op takes an empty float tensor (weights, BN parameters, Clip bounds), and memcpy from
+         * the NULL an empty field leaves is undefined (libFuzzer + UBSan found it: a Clip bound of
+         * shape (0, 0, 8256)) */
+        if (numel == 0) return oi_fail(I, "tensor '%.60s' is empty (a dimension is 0)", name);
         TRACK(v->f, I, (size_t)numel * sizeof(float));
         if (t->has_raw_data) memcpy(v->f, t->raw_data.data, (size_t)numel * 4);
         else memcpy(v->f, t->float_data, (size_t)numel * 4);
