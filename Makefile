@@ -133,8 +133,9 @@ $(BUILD)/test_qat: $(TEST_OBJS) $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
 
 test: deps
-	$(MAKE) $(BUILD)/test_qat qat $(BUILD)/test_dist $(FAULT_TOOLS)
+	$(MAKE) $(BUILD)/test_qat qat $(BUILD)/test_dist $(FAULT_TOOLS) $(BUILD)/fuzz_smoke_onnx
 	$(BUILD)/test_qat
+	$(BUILD)/fuzz_smoke_onnx $(FUZZ_SMOKE_RUNS)
 	sh tests/dist/test_dist.sh ./qat $(BUILD)/test_dist
 	bash tests/faults/faults.sh short ./qat $(BUILD)
 
@@ -154,6 +155,13 @@ $(BUILD)/faults/killer: tests/faults/killer.c
 	$(CC) $(ALL_CFLAGS) -o $@ $<
 $(BUILD)/faults/mkdata: $(BUILD)/tests/faults/mkdata.o $(BUILD)/libqat.a
 	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The ONNX importer's libFuzzer target on its seeds and FUZZ_SMOKE_RUNS deterministic mutants,
+# without libFuzzer (tests/fuzz/fuzz_smoke.c): a few seconds in every make test and make asan;
+# make fuzz-import is the real fuzzing.
+FUZZ_SMOKE_RUNS ?= 500000
+$(BUILD)/fuzz_smoke_onnx: $(BUILD)/tests/fuzz/fuzz_smoke.o $(BUILD)/tests/fuzz/fuzz_onnx_import.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The 2-rank case (tests/dist/test_dist.sh: mpirun -np 2, skipped in a build without MPI).
@@ -196,27 +204,24 @@ demo: deps-data
 
 asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build-asan/test_qat
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build-asan/test_qat build-asan/fuzz_smoke_onnx
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_qat
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/fuzz_smoke_onnx 20000
 
 # libFuzzer + ASan/UBSan on the ONNX importer (tests/fuzz/fuzz_onnx_import.c): the importer needs the
-# whole library (it builds models), so libqat.a is built with clang, coverage and the sanitizers in
-# FUZZI_DIR (without MPI); the harness writes its seeds (QAT_FUZZ_SEEDS) and fuzzes FUZZ_SECONDS.
-FUZZI_DIR ?= build-fuzz-import
-FUZZI_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# whole library (it builds models), so it links the library `make fuzz` builds with clang, coverage
+# and the sanitizers (FUZZ_LIB, the kernels without them); the harness writes its seeds
+# (QAT_FUZZ_SEEDS) into the corpus and fuzzes FUZZ_SECONDS on one core.
 .PHONY: fuzz-import
-fuzz-import:
-	$(MAKE) MPI=0 BUILD=$(FUZZI_DIR) CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=fuzzer-no-link $(FUZZI_SAN)" $(FUZZI_DIR)/libqat.a
-	clang -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZI_SAN) $(QAT_CFLAGS) -I$(FUZZI_DIR)/gen \
-	  tests/fuzz/fuzz_onnx_import.c $(FUZZI_DIR)/libqat.a -o $(FUZZI_DIR)/fuzz_onnx_import \
-	  -lopenblas -ldnnl -lpng -lz -lm -lprotobuf-c
-	@mkdir -p $(FUZZI_DIR)/corpus
-	QAT_FUZZ_SEEDS=$(FUZZI_DIR)/corpus $(FUZZI_DIR)/fuzz_onnx_import -max_total_time=$(FUZZ_SECONDS) \
-	  -print_final_stats=1 -artifact_prefix=$(FUZZI_DIR)/ $(FUZZI_DIR)/corpus
+fuzz-import: fuzz-lib
+	@mkdir -p $(FUZZ_DIR)/corpus-onnx_import
+	clang $(FUZZ_CFLAGS) $(QAT_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/fuzz_onnx_import.c \
+	  $(FUZZ_LIB) -o $(FUZZ_DIR)/fuzz_onnx_import $(FUZZ_LDLIBS)
+	QAT_FUZZ_SEEDS=$(FUZZ_DIR)/corpus-onnx_import $(FUZZ_DIR)/fuzz_onnx_import -max_total_time=$(FUZZ_SECONDS) \
+	  -print_final_stats=1 $(FUZZ_OPTS) -artifact_prefix=$(FUZZ_DIR)/onnx_import- $(FUZZ_DIR)/corpus-onnx_import
 
 clean:
-	rm -rf build build-asan build-fuzz build-fuzz-import qat libqat.a libqat_rt.a examples/classify
+	rm -rf build build-asan build-fuzz qat libqat.a libqat_rt.a examples/classify
 
 # make install PREFIX=... [DESTDIR=...]: the CLI, both libraries, the public headers and qat.pc
 # (pkg-config for the deploy runtime: cc app.c $$(pkg-config --cflags --libs qat)).

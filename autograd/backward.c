@@ -5,6 +5,7 @@ const char *const qat_op_names[QAT_OP_COUNT] = {
     "leaf", "conv2d", "batchnorm2d", "relu", "relu6", "hardswish", "add", "mul",
     "global_avgpool", "maxpool2d", "avgpool2d", "linear", "reshape", "dropout",
     "softmax_cross_entropy", "mean", "sum", "fakequant", "lsq", "hardsigmoid", "channel_mul",
+    "sigmoid",
 };
 _Static_assert(sizeof qat_op_names / sizeof qat_op_names[0] == QAT_OP_COUNT, "op name table");
 
@@ -30,6 +31,7 @@ static const qat_backward_fn backward_table[QAT_OP_COUNT] = {
     [QAT_OP_LSQ] = qat_lsq_backward,
     [QAT_OP_HARDSIGMOID] = qat_hardsigmoid_backward,
     [QAT_OP_CHANNEL_MUL] = qat_channel_mul_backward,
+    [QAT_OP_SIGMOID] = qat_sigmoid_backward,
 };
 
 void qat_backward_node(qat_ctx *ctx, qat_tensor *t) {

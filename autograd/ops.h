@@ -59,6 +59,9 @@ qat_tensor *qat_hardswish(qat_ctx *ctx, qat_tensor *x);
 void qat_hardswish_backward(qat_ctx *ctx, qat_tensor *out);
 qat_tensor *qat_hardsigmoid(qat_ctx *ctx, qat_tensor *x);
 void qat_hardsigmoid_backward(qat_ctx *ctx, qat_tensor *out);
+/* sigmoid 1 / (1 + exp(-x)) (qat_sigmoid_f, kernels/qmath.h) */
+qat_tensor *qat_sigmoid(qat_ctx *ctx, qat_tensor *x);
+void qat_sigmoid_backward(qat_ctx *ctx, qat_tensor *out);
 
 /* Element-wise, same shapes. */
 qat_tensor *qat_add(qat_ctx *ctx, qat_tensor *a, qat_tensor *b);

@@ -39,6 +39,7 @@ typedef enum {
     QAT_OP_LSQ,
     QAT_OP_HARDSIGMOID,
     QAT_OP_CHANNEL_MUL,
+    QAT_OP_SIGMOID,
     QAT_OP_COUNT
 } qat_op;
 

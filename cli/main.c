@@ -43,6 +43,8 @@ static void check_train_combos(const char *cmd, int argc, char **argv, const qat
         usage_error(cmd, "%s", "--warmup-epochs applies to --sched cosine only");
     if (opt_given(argc, argv, "momentum") && o->opt == QAT_OPT_ADAMW)
         usage_error(cmd, "%s", "--momentum applies to --opt sgd only (adamw has its own betas)");
+    if (opt_given(argc, argv, "init") && opt_given(argc, argv, "resume"))
+        usage_error(cmd, "%s", "--init starts a new run from a checkpoint, --resume continues one: give one of them");
     if (opt_given(argc, argv, "resume") && opt_given(argc, argv, "seed"))
         usage_error(cmd, "%s", "--resume continues with the checkpoint's seed: drop --seed");
 }
@@ -72,6 +74,8 @@ static int cmd_train(int argc, char **argv) {
         {"max-steps", OPT_I64, &o.max_steps, "stop after N optimizer steps (checkpoint kept for --resume)"},
         {"out", OPT_STR, &o.out_dir, "output directory for checkpoints and metrics.jsonl [runs/train]"},
         {"resume", OPT_STR, &o.resume, "continue exactly from a checkpoint (last.ckpt)"},
+        {"init", OPT_STR, &o.init, "fine-tune from a checkpoint's weights (e.g. from qat import): its model, "
+                                   "normalisation and class names; a fresh optimizer and schedule"},
         {"quiet", OPT_FLAG, &quiet, "no progress output"},
         {"json", OPT_FLAG, &json, "print the final summary as one JSON object"},
         {"qat-from-epoch", OPT_INT, &o.qat_from_epoch, "from epoch K (1-based) on, train with fake-quant (QAT) [off]"},

@@ -37,6 +37,8 @@ static const char *activation(fp *g, int l, const char *f, qat_act act) {
         onnx_b_node(g->b, "Clip", out, 3, in, out);
     } else if (act == QAT_ACT_HARDSWISH) {
         onnx_b_node(g->b, "HardSwish", out, 1, &f, out);
+    } else if (act == QAT_ACT_SIGMOID) {
+        onnx_b_node(g->b, "Sigmoid", out, 1, &f, out);
     } else { /* hardsigmoid: relu6(x + 3) / 6 */
         onnx_node *n = onnx_b_node(g->b, "HardSigmoid", out, 1, &f, out);
         onnx_b_attr_float(g->b, n, "alpha", 1.0f / 6.0f);
@@ -136,6 +138,18 @@ static qat_status layer(fp *g, int l, const char *what) {
     case QAT_LAYER_LINEAR: return linear(g, l);
     case QAT_LAYER_ACT: g->val[l + 1] = activation(g, l, in_val(g, L, 0), L->act); return QAT_OK;
     case QAT_LAYER_FC: return fc(g, l);
+    case QAT_LAYER_MAXPOOL:
+    case QAT_LAYER_AVGPOOL: {
+        const char *x = in_val(g, L, 0), *out = onnx_b_str(g->b, "%s.pool", g->prefix[l]);
+        onnx_node *n = onnx_b_node(g->b, L->kind == QAT_LAYER_MAXPOOL ? "MaxPool" : "AveragePool", out, 1, &x, out);
+        int64_t k[2] = {L->k, L->k}, s[2] = {L->stride, L->stride}, pad[4] = {L->pad, L->pad, L->pad, L->pad};
+        onnx_b_attr_ints(g->b, n, "kernel_shape", 2, k);
+        onnx_b_attr_ints(g->b, n, "strides", 2, s);
+        onnx_b_attr_ints(g->b, n, "pads", 4, pad);
+        if (L->kind == QAT_LAYER_AVGPOOL) onnx_b_attr_int(g->b, n, "count_include_pad", 1);
+        g->val[l + 1] = out;
+        return QAT_OK;
+    }
     default:
         return qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': kind %d has no ONNX form", what, l, L->name, (int)L->kind);
     }

@@ -178,9 +178,26 @@ static qat_status avgpool(qdq *g, int i) {
     return QAT_OK;
 }
 
+/* Windowed pools: MaxPool on the dequantized codes, quantized back with the same qparams (the
+ * max of a code grid is on it: exact); AveragePool counting the padding as the INT8 layer does. */
+static qat_status pool2d(qdq *g, int i, const char *op) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    const char *x = deq(g, L->input, p), *f = onnx_b_str(g->b, "%s.pool", p);
+    onnx_node *n = onnx_b_node(g->b, op, f, 1, &x, f);
+    int64_t k[2] = {L->k, L->k}, s[2] = {L->stride, L->stride}, pad[4] = {L->pad, L->pad, L->pad, L->pad};
+    onnx_b_attr_ints(g->b, n, "kernel_shape", 2, k);
+    onnx_b_attr_ints(g->b, n, "strides", 2, s);
+    onnx_b_attr_ints(g->b, n, "pads", 4, pad);
+    if (L->kind == QAT_Q8_AVGPOOL2D) onnx_b_attr_int(g->b, n, "count_include_pad", 1);
+    quant_out(g, i, f, L->sy, L->zy, L->lo, L->hi, "clamp");
+    return QAT_OK;
+}
+
 /* ONNX's HardSigmoid is max(0, min(1, alpha x + beta)) and HardSwish x times it with alpha 1/6,
  * beta 1/2: the entries of the table that this, quantized as QuantizeLinear does (dividing by
- * the scale), reproduces. */
+ * the scale), reproduces (Sigmoid: 1 / (1 + exp(-x)) in float; a runtime's own approximation of
+ * exp may differ in the last bit). */
 static int lut_entries_exact(const qat_q8_layer *L) {
     int same = 0;
     for (int q = 0; q < 256; q++) {
@@ -188,7 +205,7 @@ static int lut_entries_exact(const qat_q8_layer *L) {
         float t = x * (1.0f / 6.0f);
         __asm__("" : "+x"(t)); /* no FMA with the add: ONNX Runtime rounds the product */
         float hs = fmaxf(0.0f, fminf(1.0f, t + 0.5f));
-        float y = L->act == QAT_Q8_ACT_HARDSWISH ? x * hs : hs;
+        float y = L->act == QAT_Q8_ACT_HARDSWISH ? x * hs : L->act == QAT_Q8_ACT_SIGMOID ? qat_sigmoid_f(x) : hs;
         int32_t c = qat_clamp_i32((int32_t)nearbyintf(y / L->sy) + L->zy, 0, 255);
         same += qat_clamp_i32(c, L->lo, L->hi) == L->table[q];
     }
@@ -199,7 +216,8 @@ static qat_status lut(qdq *g, int i, const char *what) {
     const qat_q8_layer *L = &g->m->layers[i];
     const char *p = g->prefix[i];
     const char *op = L->act == QAT_Q8_ACT_HARDSWISH ? "HardSwish"
-                     : L->act == QAT_Q8_ACT_HARDSIGMOID ? "HardSigmoid" : NULL;
+                     : L->act == QAT_Q8_ACT_HARDSIGMOID ? "HardSigmoid"
+                     : L->act == QAT_Q8_ACT_SIGMOID ? "Sigmoid" : NULL;
     if (!op)
         return qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': a lookup table of no known activation has no ONNX QDQ form",
                         what, i, L->name);
@@ -238,6 +256,119 @@ static qat_status linear(qdq *g, int i) {
     onnx_node *n = onnx_b_node(g->b, "Gemm", onnx_b_str(g->b, "%s.gemm", p), L->fbias ? 3 : 2, in, "logits");
     onnx_b_attr_int(g->b, n, "transB", 1);
     for (int c = 0; c < L->out_c; c++) count_mult(g, L->mult[c], L->sx * L->wscale[c]);
+    return QAT_OK;
+}
+
+/* ---- float layers (a mixed-precision model, runtime/q8.h): DequantizeLinear into a float region,
+ * float Conv / Gemm with the .q8's float weights inside it (no DQ on the weights, so a runtime
+ * keeps them float rather than fusing an integer kernel), QuantizeLinear out of it. A float value
+ * is a plain float tensor (NCHW) with no scale or zero point. */
+
+/* The DequantizeLinear into a float region carries its scale and zero point per axis (all equal:
+ * the values a scalar would give), on the channels (axis 1), or the rows (axis 2) of a
+ * one-channel value. ONNX Runtime's WeightBiasQuantization pass quantizes the float weights of a
+ * Conv/Gemm whose input comes from a per-tensor DQ, which runs the float layer in INT8 after all
+ * (measured: ORT's logits up to 1.4% of the largest off qat's, on every image); it leaves a
+ * per-axis DQ alone. */
+static qat_status dequant(qdq *g, int i) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    const int v = L->input;
+    const int64_t ch = v < 0 ? g->m->in_c : g->m->layers[v].out_c, rows = v < 0 ? g->m->in_h : g->m->layers[v].out_h;
+    const int axis = ch > 1 || rows == 1 ? 1 : 2;
+    const int64_t C = axis == 1 ? ch : rows;
+    float s = v < 0 ? g->m->in_scale : g->m->layers[v].sy;
+    uint8_t z = (uint8_t)(v < 0 ? g->m->in_zp : g->m->layers[v].zy);
+    float *sc = malloc(sizeof(float) * (size_t)C);
+    uint8_t *zc = malloc((size_t)C);
+    if (!sc || !zc) {
+        free(sc), free(zc);
+        return qat_fail(QAT_ERR_NOMEM, "export: out of memory");
+    }
+    for (int64_t c = 0; c < C; c++) sc[c] = s, zc[c] = z;
+    const char *sn = onnx_b_str(g->b, "%s.x_scale", p), *zn = onnx_b_str(g->b, "%s.x_zero_point", p),
+               *out = onnx_b_str(g->b, "%s.dq", p);
+    onnx_b_init(g->b, sn, ONNX_F32, 1, &C, sc);
+    onnx_b_init(g->b, zn, ONNX_U8, 1, &C, zc);
+    free(sc), free(zc);
+    const char *in[] = {g->code[v + 1], sn, zn};
+    onnx_b_attr_int(g->b, onnx_b_node(g->b, "DequantizeLinear", out, 3, in, out), "axis", axis);
+    g->code[i + 1] = out;
+    return QAT_OK;
+}
+
+static qat_status quant(qdq *g, int i) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    quant_out(g, i, g->code[L->input + 1], L->sy, L->zy, L->lo, L->hi, "clamp");
+    return QAT_OK;
+}
+
+/* The float activation of a float conv (the runtime's qat_q8_f32_act of L->act) after f. */
+static const char *float_act(qdq *g, int i, const char *f) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    if (L->act == QAT_Q8_ACT_NONE) return f;
+    static const char *const names[QAT_Q8_ACT_COUNT] = {"none", "relu", "relu6", "hardswish", "hardsigmoid"};
+    const char *out = onnx_b_str(g->b, "%s.%s", p, names[L->act]);
+    if (L->act == QAT_Q8_ACT_RELU) {
+        onnx_b_node(g->b, "Relu", out, 1, &f, out);
+    } else if (L->act == QAT_Q8_ACT_RELU6) {
+        const char *lo = onnx_b_str(g->b, "%s.relu6_min", p), *hi = onnx_b_str(g->b, "%s.relu6_max", p);
+        float zero = 0.0f, six = 6.0f;
+        onnx_b_init(g->b, lo, ONNX_F32, 0, NULL, &zero);
+        onnx_b_init(g->b, hi, ONNX_F32, 0, NULL, &six);
+        const char *in[] = {f, lo, hi};
+        onnx_b_node(g->b, "Clip", out, 3, in, out);
+    } else if (L->act == QAT_Q8_ACT_HARDSWISH) {
+        onnx_b_node(g->b, "HardSwish", out, 1, &f, out);
+    } else {
+        onnx_node *n = onnx_b_node(g->b, "HardSigmoid", out, 1, &f, out);
+        onnx_b_attr_float(g->b, n, "alpha", 1.0f / 6.0f);
+        onnx_b_attr_float(g->b, n, "beta", 0.5f);
+    }
+    return out;
+}
+
+static qat_status fconv(qdq *g, int i) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    const int64_t O = L->out_c, I = L->in_c / L->groups, K = L->k;
+    float *w = malloc(sizeof(float) * (size_t)(O * I * K * K));
+    if (!w) return qat_fail(QAT_ERR_NOMEM, "export: out of memory");
+    for (int64_t o = 0; o < O; o++) /* (O, k, k, I) -> (O, I, k, k) */
+        for (int64_t ci = 0; ci < I; ci++)
+            for (int64_t t = 0; t < K * K; t++) w[(o * I + ci) * K * K + t] = L->fweight[(o * K * K + t) * I + ci];
+    const char *wn = onnx_b_str(g->b, "%s.fweight", p), *bn = onnx_b_str(g->b, "%s.fbias", p),
+               *f = onnx_b_str(g->b, "%s.fconv", p);
+    int64_t wd[4] = {O, I, K, K};
+    onnx_b_init(g->b, wn, ONNX_F32, 4, wd, w);
+    onnx_b_init(g->b, bn, ONNX_F32, 1, &O, L->fbias);
+    free(w);
+    const char *in[] = {g->code[L->input + 1], wn, bn};
+    onnx_node *n = onnx_b_node(g->b, "Conv", f, 3, in, f);
+    int64_t k[2] = {K, K}, s[2] = {L->stride, L->stride}, pad[4] = {L->pad, L->pad, L->pad, L->pad};
+    onnx_b_attr_ints(g->b, n, "kernel_shape", 2, k);
+    onnx_b_attr_ints(g->b, n, "strides", 2, s);
+    onnx_b_attr_ints(g->b, n, "pads", 4, pad);
+    onnx_b_attr_int(g->b, n, "group", L->groups);
+    g->code[i + 1] = float_act(g, i, f);
+    return QAT_OK;
+}
+
+/* The classifier in float: its float input (N, C, 1, 1) flattened, Gemm with the float weights
+ * (out, in) transposed and the float bias: the graph's logits. */
+static qat_status flinear(qdq *g, int i) {
+    const qat_q8_layer *L = &g->m->layers[i];
+    const char *p = g->prefix[i];
+    const char *flat = onnx_b_str(g->b, "%s.flat", p), *x = g->code[L->input + 1];
+    onnx_b_attr_int(g->b, onnx_b_node(g->b, "Flatten", flat, 1, &x, flat), "axis", 1);
+    int64_t wd[2] = {L->out_c, L->in_c}, C = L->out_c;
+    const char *wn = onnx_b_str(g->b, "%s.fweight", p), *bn = onnx_b_str(g->b, "%s.fbias", p);
+    onnx_b_init(g->b, wn, ONNX_F32, 2, wd, L->fweight);
+    if (L->fbias) onnx_b_init(g->b, bn, ONNX_F32, 1, &C, L->fbias);
+    const char *in[] = {flat, wn, bn};
+    onnx_node *n = onnx_b_node(g->b, "Gemm", onnx_b_str(g->b, "%s.gemm", p), L->fbias ? 3 : 2, in, "logits");
+    onnx_b_attr_int(g->b, n, "transB", 1);
     return QAT_OK;
 }
 
@@ -286,8 +417,13 @@ static qat_status build(qdq *g, const char *what) {
         case QAT_Q8_AVGPOOL: st = avgpool(g, i); break;
         case QAT_Q8_LUT: st = lut(g, i, what); break;
         case QAT_Q8_LINEAR: st = linear(g, i); break;
+        case QAT_Q8_MAXPOOL: st = pool2d(g, i, "MaxPool"); break;
+        case QAT_Q8_AVGPOOL2D: st = pool2d(g, i, "AveragePool"); break;
+        case QAT_Q8_DEQUANT: st = dequant(g, i); break;
+        case QAT_Q8_QUANT: st = quant(g, i); break;
+        case QAT_Q8_FCONV: st = fconv(g, i); break;
+        case QAT_Q8_FLINEAR: st = flinear(g, i); break;
         default:
-            /* the float layers of a mixed-precision model (fconv, flinear, quant, dequant) */
             st = qat_fail(QAT_ERR_ARG, "%s: layer %d '%s': kind '%s' has no ONNX QDQ form in this exporter",
                           what, i, L->name,
                           (unsigned)L->kind < QAT_Q8_KIND_COUNT ? qat_q8_kinds[L->kind].name : "?");
@@ -316,7 +452,8 @@ qat_status qat_onnx_from_q8(const qat_q8_model *m, const char *what, const char 
     memset(info, 0, sizeof *info);
     int uses_hardswish = 0;
     for (int i = 0; i < m->nlayers; i++)
-        uses_hardswish |= m->layers[i].kind == QAT_Q8_LUT && m->layers[i].act == QAT_Q8_ACT_HARDSWISH;
+        uses_hardswish |= (m->layers[i].kind == QAT_Q8_LUT || m->layers[i].kind == QAT_Q8_FCONV) &&
+                          m->layers[i].act == QAT_Q8_ACT_HARDSWISH;
     info->opset = uses_hardswish ? 14 : 13; /* per-axis QDQ: 13; HardSwish: 14 */
     size_t n = (size_t)m->nlayers + 1;
     qdq g = {onnx_b_create(), m, calloc(n, sizeof(char *)), calloc(n, sizeof(char *)),

@@ -163,6 +163,22 @@ static void sim_flinear(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, c
                    Y->fbias);
 }
 
+/* Windowed pools: the runtime's kernels (kernels/int8_pool.c), integer arithmetic throughout. */
+static void sim_maxpool(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                        int N, uint8_t *y, float *logits) {
+    qat_i8_dims d = {N, Y->in_h, Y->in_w, Y->in_c};
+    qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+    for (int n = 0; n < N; n++) qat_i8_maxpool_ref(y, x, &d, &p, Y->lo, Y->hi, n);
+}
+
+static void sim_avgpool2d(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *x, const uint8_t *b,
+                          int N, uint8_t *y, float *logits) {
+    qat_i8_dims d = {N, Y->in_h, Y->in_w, Y->in_c};
+    qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+    qat_i8_pool_params pp = {Y->pool_mult, Y->zx, Y->zy, Y->lo, Y->hi};
+    for (int n = 0; n < N; n++) qat_i8_avgpool_ref(y, x, &d, &p, &pp, n);
+}
+
 typedef void (*sim_fn)(qat_ctx *ctx, const qat_q8_layer *Y, const uint8_t *a, const uint8_t *b,
                        int N, uint8_t *y, float *logits);
 static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
@@ -176,6 +192,8 @@ static const sim_fn sim_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_QUANT] = sim_quant,
     [QAT_Q8_FCONV] = sim_fconv,
     [QAT_Q8_FLINEAR] = sim_flinear,
+    [QAT_Q8_MAXPOOL] = sim_maxpool,
+    [QAT_Q8_AVGPOOL2D] = sim_avgpool2d,
 };
 
 qat_tensor *qat_qsim_forward(const qat_q8_model *m, qat_ctx *ctx, const qat_tensor *x,

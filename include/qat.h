@@ -163,6 +163,9 @@ typedef struct {
     const char *model;       /* preset name or spec path */
     const char *out_dir;     /* checkpoints and metrics.jsonl */
     const char *resume;      /* checkpoint to continue from, or NULL */
+    const char *init;        /* FP32 fine-tuning from this checkpoint's weights, spec, normalisation
+                              * and class names, with a fresh optimizer and schedule (an imported
+                              * model has no optimizer state to resume); NULL: none */
     int epochs, batch, threads;
     int64_t max_steps;       /* stop after this many steps in this run (0 = no limit) */
     float lr, weight_decay, momentum, label_smoothing, width;

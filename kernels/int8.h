@@ -151,12 +151,19 @@ qat_status qat_i8_conv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
  * a pair side by side, channels in blocks of 32 split into even and odd channels:
  * [npairs][Cp/32][2 (even, odd)][16][2 (tap 2p, 2p+1)], Cp = C rounded up to 32 (see
  * qat_i8_dw_pair_index), plus bias_eff[c] = bias[c] - zx*sum_t w[c][t] in channel order.
- * KH*KW <= 128. The scratch buffer holds one row of zx bytes (read by out-of-image taps). */
+ * For vpdpbusd (the VNNI512 path, kernels/int8_dw_vnni512.c) the same weights also as s8 byte
+ * quads: each kernel row's taps in groups of 4 along the row (nq = ceil(KW/4) quads, missing
+ * taps 0), 16 channels per 64 bytes: wq[(((i * nq + q) * (Cp/16) + c/16) * 16 + c%16) * 4 + b]
+ * = w[c][i][4q + b]. KH*KW <= 128.
+ * Scratch (qat_i8_dwconv_get_buffer_size): one row of zx bytes (read by out-of-image taps), then
+ * on a CPU with AVX512-VNNI one slot per thread of input rows rearranged into quads (see
+ * int8_dw_vnni512.c); with a buffer of only the zx row the VNNI512 path uses the AVX-512 kernel. */
 typedef struct {
-    int C, Cp, kh, kw, npairs;
+    int C, Cp, kh, kw, npairs, nq;
     int32_t zx;
     int32_t *bias_eff; /* (Cp) */
     int16_t *w;        /* [npairs][Cp/32][2][16][2] */
+    int8_t *wq;        /* [kh][nq][Cp/16][16][4] */
 } qat_i8_dw_weights;
 
 /* Offset in qat_i8_dw_weights.w of the weight pair (tap 2p, tap 2p+1) of channel c. The
@@ -242,6 +249,22 @@ qat_status qat_i8_lut(uint8_t *y, const uint8_t *x, int64_t n, const uint8_t *ta
 qat_status qat_i8_channel_mul(uint8_t *y, const uint8_t *x, const uint8_t *g, const qat_i8_dims *in,
                               const qat_i8_mul_params *p);
 
+/* ---- 9. windowed pools (kernels/int8_pool.c) -------------------------------------------------------
+ * x (N, H, W, C) u8 -> y (N, OH, OW, C) u8 over kh x kw windows (OH = (H + 2 pad - kh) / stride + 1),
+ * 2 pad <= kh, kw (every window holds a real pixel). qat_i8_maxpool: the largest code of the window,
+ * padded taps skipped (-inf), clamped to [lo, hi] (the output has the input's qparams).
+ * qat_i8_avgpool: y = qat_requantize(sum over the window of (x - zx), p->mult, zy, lo, hi), padded
+ * taps adding 0 (they count in the divisor: mult = qat_i8_avgpool_mult(sx, sy, kh * kw)). One scalar
+ * path; the _ref functions do image n. */
+qat_status qat_i8_maxpool(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                          int32_t lo, int32_t hi);
+qat_status qat_i8_avgpool(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                          const qat_i8_pool_params *p);
+void qat_i8_maxpool_ref(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                        int32_t lo, int32_t hi, int n);
+void qat_i8_avgpool_ref(uint8_t *y, const uint8_t *x, const qat_i8_dims *in, const qat_i8_conv_params *cp,
+                        const qat_i8_pool_params *p, int n);
+
 /* ---- 8. float layers inside an INT8 model (kernels/int8_float.c) --------------------------------
  * A per-layer qconfig can leave a layer in float: the runtime dequantizes into it, runs it in
  * f32 and quantizes out of it, and the integer-exact simulation calls these same functions, so
@@ -307,6 +330,7 @@ typedef struct {
     const float *mult;
     int32_t zy, lo, hi;
     const uint8_t *zx_row; /* Cp bytes of zx (read by taps outside the image) */
+    uint8_t *slot;         /* this thread's quad rows (VNNI512 kernel only), 64-byte aligned */
 } qat_i8_dw_job;
 
 /* Rows [m0, m1) of the GEMM. */
@@ -343,6 +367,20 @@ void qat_i8_gemm_rows_vnni512(const qat_i8_gemm_job *j, int m0, int m1);
 void qat_i8_dw_rows_ref(const qat_i8_dw_job *j, int r0, int r1);
 void qat_i8_dw_rows_avx2(const qat_i8_dw_job *j, int r0, int r1);
 void qat_i8_dw_rows_avx512(const qat_i8_dw_job *j, int r0, int r1);
+void qat_i8_dw_rows_vnni512(const qat_i8_dw_job *j, int r0, int r1);
+
+/* Geometry of the VNNI512 depthwise kernel (strides 1 and 2; other strides run the AVX-512
+ * kernel): an input row as "quad row" positions, position i holding for every channel the bytes
+ * of padded columns s*i .. s*i+3, as many positions as the taps read (OW + (nq-1)*4/s); C16 =
+ * C rounded up to 16; a thread's slot holds KH quad rows plus one row of zx. */
+static inline int qat_i8_dw_vnni_stride(int stride) { return stride == 1 || stride == 2; }
+static inline int qat_i8_dw_quad_cols(int ow, int stride, int nq) { return ow + (nq - 1) * 4 / stride; }
+static inline size_t qat_i8_dw_quad_row_bytes(int ow, int stride, int nq, int C) {
+    return (size_t)qat_i8_dw_quad_cols(ow, stride, nq) * (size_t)((C + 15) / 16 * 16) * 4;
+}
+static inline size_t qat_i8_dw_slot_bytes(int ow, int stride, int kh, int kw, int C) {
+    return (size_t)(kh + 1) * qat_i8_dw_quad_row_bytes(ow, stride, (kw + 3) / 4, C);
+}
 
 void qat_i8_add_range_ref(uint8_t *y, const uint8_t *a, const uint8_t *b, int64_t i0, int64_t i1,
                           const qat_i8_add_params *p);
@@ -359,6 +397,14 @@ void qat_i8_pool_images_avx512(uint8_t *y, const uint8_t *x, const qat_i8_dims *
                                const qat_i8_pool_params *p, int n0, int n1);
 
 #define QAT_I8_DW_MAX_TAPS 128
+
+/* Below this much work (multiply-adds, or element operations weighed as such) a kernel runs on
+ * the calling thread. A fork/join gains a few microseconds on idle cores, but beside busy
+ * processes each join can wait a scheduler time slice for a descheduled team member (issue 19:
+ * the FP32 path fell 40x at batch 1). 2^20 (about 10-30 us on one core) keeps every layer of a
+ * batch-1 mbv2-tiny / mbv3-tiny forward on one thread, as kernels/gemm.c and dwconv_simd.h do
+ * for FP32. Used by kernels/int8_ref.c, int8_se.c, int8_float.c and int8_onednn.c. */
+#define QAT_I8_PAR_MIN_WORK (1 << 20)
 
 /* Input pointers of the KH*KW taps of output pixel (n, oh, ow), in (kh, kw) order, plus one more
  * when the count is odd (it pairs with a zero weight). Taps outside the image point at zx_row,

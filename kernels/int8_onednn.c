@@ -32,6 +32,7 @@
 #include <dnnl.h>
 #include <dnnl_debug.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,8 +120,27 @@ typedef struct {
     int32_t zx, zy;
     dnnl_slot slot[DNNL_SLOTS];
     unsigned long tick;
+    int64_t macs; /* multiply-adds per image: whether a batch is small (see one_thread_begin) */
     char impl[64]; /* oneDNN implementation of the batch-1 primitive */
 } dnnl_layer;
+
+/* A batch of less than QAT_I8_PAR_MIN_WORK multiply-adds runs on the calling thread, as the
+ * native kernels do (kernels/int8.h): oneDNN's primitives fix their thread count when they are
+ * created (from omp_get_max_threads()) and open a parallel region per run however small, so
+ * nthreads-var is 1 both while the batch's primitive is made and while it runs. nthreads-var
+ * is per thread in OpenMP: setting and restoring it touches no other thread. Returns the value
+ * to restore (0: nothing changed). */
+static int one_thread_begin(const dnnl_layer *L, int n) {
+    if (L->macs * n >= QAT_I8_PAR_MIN_WORK || omp_in_parallel()) return 0;
+    int saved = omp_get_max_threads();
+    if (saved <= 1) return 0;
+    omp_set_num_threads(1);
+    return saved;
+}
+
+static void one_thread_end(int saved) {
+    if (saved) omp_set_num_threads(saved);
+}
 
 static dnnl_memory_desc_t scalar_s32_md(void) {
     dnnl_memory_desc_t md;
@@ -234,7 +254,8 @@ static qat_status layer_run(dnnl_layer *L, void *y, const void *x, int n) {
     const char *what = L->what;
     qat_status st = QAT_OK;
     dnnl_slot *s;
-    if ((st = layer_slot(L, n, &s))) return st;
+    const int saved = one_thread_begin(L, n);
+    if ((st = layer_slot(L, n, &s))) goto out;
     DNNL_TRY(dnnl_memory_set_data_handle(s->src, (void *)x));
     DNNL_TRY(dnnl_memory_set_data_handle(s->dst, y));
     dnnl_exec_arg_t args[6];
@@ -248,6 +269,7 @@ static qat_status layer_run(dnnl_layer *L, void *y, const void *x, int n) {
     DNNL_TRY(dnnl_primitive_execute(s->prim, L->stream, na, args));
     DNNL_TRY(dnnl_stream_wait(L->stream));
 out:
+    one_thread_end(saved);
     return st;
 }
 
@@ -448,7 +470,10 @@ qat_status qat_i8_dnnl_conv_create(qat_i8_dnnl_conv **out, const qat_i8_dnnl_con
     if ((st = conv_bias(d, c->fold_zx, &bias))) goto out;
     if ((st = layer_init(&c->L, bias, d->cout, c->fold_zx ? 0 : d->zx, d->zy))) goto out;
     /* the batch-1 primitive now: whether oneDNN takes this layer is known at create */
+    c->L.macs = (int64_t)oh * ow * d->cout * K;
+    int saved = one_thread_begin(&c->L, 1);
     st = layer_slot(&c->L, 1, &slot);
+    one_thread_end(saved);
 out:
     free(bias);
     if (st) {
@@ -558,7 +583,10 @@ qat_status qat_i8_dnnl_linear_create(qat_i8_dnnl_linear **out, const qat_i8_dnnl
         bias[o] = (int32_t)(-(int64_t)d->zx * colsum(d->weight + (size_t)o * d->in, d->in));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&l->L.wei_user_md, 2, wd, dnnl_s8, dnnl_oi));
     if ((st = layer_init(&l->L, bias, d->out, 0, 0))) goto out;
+    l->L.macs = (int64_t)d->in * d->out;
+    int saved = one_thread_begin(&l->L, 1);
     st = layer_slot(&l->L, 1, &slot);
+    one_thread_end(saved);
 out:
     free(bias);
     if (st) {

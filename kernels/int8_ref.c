@@ -16,7 +16,8 @@ typedef struct {
     qat_i8_pool_fn pool;
 } i8_kernels;
 
-/* VNNI only helps the GEMM; the other kernels of a VNNI variant are those of its register width. */
+/* VNNI helps the GEMM and, on zmm, the depthwise conv; the other kernels of a VNNI variant are
+ * those of its register width. */
 static const i8_kernels i8_table[QAT_I8_PATH_COUNT] = {
     [QAT_I8_REF] = {qat_i8_gemm_rows_ref, qat_i8_dw_rows_ref, qat_i8_add_range_ref,
                     qat_i8_pool_images_ref},
@@ -26,7 +27,7 @@ static const i8_kernels i8_table[QAT_I8_PATH_COUNT] = {
                        qat_i8_pool_images_avx512},
     [QAT_I8_AVXVNNI] = {qat_i8_gemm_rows_avxvnni, qat_i8_dw_rows_avx2, qat_i8_add_range_avx2,
                         qat_i8_pool_images_avx2},
-    [QAT_I8_VNNI512] = {qat_i8_gemm_rows_vnni512, qat_i8_dw_rows_avx512, qat_i8_add_range_avx512,
+    [QAT_I8_VNNI512] = {qat_i8_gemm_rows_vnni512, qat_i8_dw_rows_vnni512, qat_i8_add_range_avx512,
                         qat_i8_pool_images_avx512},
 };
 
@@ -72,12 +73,12 @@ qat_i8_path qat_i8_active_path(void) {
 
 static const i8_kernels *i8_active(void) { return &i8_table[qat_i8_active_path()]; }
 
-/* Threads for `work` multiply-adds split into `units` independent pieces: below ~256k MACs the
- * fork/join costs more than it saves. */
+/* Threads for `work` multiply-adds split into `units` independent pieces: one below
+ * QAT_I8_PAR_MIN_WORK (see kernels/int8.h). */
 static int i8_threads(int64_t work, int64_t units) {
     int nt = qat_get_threads();
     if (nt < 1) nt = 1;
-    if (work < (1 << 18)) nt = 1;
+    if (work < QAT_I8_PAR_MIN_WORK) nt = 1;
     if (nt > units) nt = (int)(units > 0 ? units : 1);
     return nt;
 }
@@ -408,10 +409,12 @@ qat_status qat_i8_conv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
 
 /* ---- depthwise conv -------------------------------------------------------------------------- */
 
+/* Layout: bias_eff (Cp) s32, the s16 pairs, then the s8 quads; each part a multiple of 64 bytes
+ * (Cp is a multiple of 32), so a 64-byte aligned buffer aligns all three. */
 size_t qat_i8_dw_packed_size(int C, int kh, int kw) {
     if (C < 1 || C > I8_MAX_N || kh < 1 || kw < 1 || kh * kw > QAT_I8_DW_MAX_TAPS) return 0;
-    size_t cp = round_up((size_t)C, 32), np = (size_t)(kh * kw + 1) / 2;
-    return cp * sizeof(int32_t) + np * cp * 2 * sizeof(int16_t);
+    size_t cp = round_up((size_t)C, 32), np = (size_t)(kh * kw + 1) / 2, nq = (size_t)(kw + 3) / 4;
+    return cp * sizeof(int32_t) + np * cp * 2 * sizeof(int16_t) + (size_t)kh * nq * cp * 4;
 }
 
 qat_status qat_i8_dw_pack(qat_i8_dw_weights *pw, void *buf, size_t buf_size, const int8_t *w,
@@ -429,10 +432,13 @@ qat_status qat_i8_dw_pack(qat_i8_dw_weights *pw, void *buf, size_t buf_size, con
     pw->kh = kh;
     pw->kw = kw;
     pw->npairs = (T + 1) / 2;
+    pw->nq = (kw + 3) / 4;
     pw->zx = zx;
     pw->bias_eff = (int32_t *)buf;
     pw->w = (int16_t *)(pw->bias_eff + cp);
+    pw->wq = (int8_t *)(pw->w + (size_t)pw->npairs * cp * 2);
     memset(pw->w, 0, (size_t)pw->npairs * cp * 2 * sizeof(int16_t));
+    memset(pw->wq, 0, (size_t)kh * pw->nq * cp * 4);
     for (int c = 0; c < cp; c++) {
         int64_t cs = 0, mag = 0;
         if (c < C)
@@ -441,6 +447,8 @@ qat_status qat_i8_dw_pack(qat_i8_dw_weights *pw, void *buf, size_t buf_size, con
                 cs += v;
                 mag += v < 0 ? -v : v;
                 pw->w[qat_i8_dw_pair_index(cp, t / 2, c) + t % 2] = v;
+                int i = t / kw, q = t % kw / 4, b = t % kw % 4;
+                pw->wq[(((size_t)(i * pw->nq + q) * (cp / 16) + c / 16) * 16 + c % 16) * 4 + b] = v;
             }
         int64_t b = c < C && bias ? bias[c] : 0;
         if ((b < 0 ? -b : b) + 255 * mag > INT32_MAX)
@@ -450,10 +458,19 @@ qat_status qat_i8_dw_pack(qat_i8_dw_weights *pw, void *buf, size_t buf_size, con
     return QAT_OK;
 }
 
+/* The zx row, rounded to 64 bytes so that the VNNI512 slots after it stay 64-byte aligned. */
+static size_t dw_zx_bytes(int C) { return round_up((size_t)C, 64); }
+
 size_t qat_i8_dwconv_get_buffer_size(const qat_i8_dims *in, const qat_i8_conv_params *p) {
     int oh, ow;
     if (check_conv_geometry(in, p, &oh, &ow, "dwconv_get_buffer_size")) return 0;
-    return round_up((size_t)in->c, 32);
+    if (!qat_i8_path_available(QAT_I8_VNNI512) || !qat_i8_dw_vnni_stride(p->stride))
+        return round_up((size_t)in->c, 32);
+    /* one slot per thread (at most one per output row), plus 64 bytes to align the slots */
+    int slots = qat_get_threads();
+    if (slots < 1) slots = 1;
+    if (in->n > 0 && (int64_t)slots > (int64_t)in->n * oh) slots = in->n * oh;
+    return dw_zx_bytes(in->c) + 64 + (size_t)slots * qat_i8_dw_slot_bytes(ow, p->stride, p->kh, p->kw, in->c);
 }
 
 void qat_i8_dw_rows_ref(const qat_i8_dw_job *j, int r0, int r1) {
@@ -493,7 +510,7 @@ qat_status qat_i8_dwconv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
                         w->C, w->kh, w->kw, in->c, p->kh, p->kw);
     if (in->n == 0) return QAT_OK;
     if (!x || !y) return qat_fail(QAT_ERR_ARG, FILE_TAG ": dwconv: NULL x or y");
-    size_t need = qat_i8_dwconv_get_buffer_size(in, p);
+    size_t need = round_up((size_t)in->c, 32); /* the zx row: every path's minimum */
     if (!buf || buf_size < need)
         return qat_fail(QAT_ERR_ARG, FILE_TAG ": dwconv: scratch of %zu bytes, need %zu", buf_size, need);
     memset(buf, w->zx, need);
@@ -502,14 +519,32 @@ qat_status qat_i8_dwconv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
     qat_i8_dw_fn fn = i8_active()->dw;
     int rows = in->n * oh;
     /* A depthwise MAC costs ~4 GEMM MACs of time (no VNNI, widening, an epilogue per 9 taps), and
-     * i8_threads' cut-off is meant as time: at batch 1 the 28x28 layers then get both threads. */
-    int nt = i8_threads((int64_t)rows * ow * in->c * p->kh * p->kw * 4, rows);
+     * i8_threads' cut-off is meant as time; vpdpbusd on byte quads about halves that. */
+    if (fn == qat_i8_dw_rows_vnni512 && !qat_i8_dw_vnni_stride(p->stride)) fn = qat_i8_dw_rows_avx512;
+    int vnni = fn == qat_i8_dw_rows_vnni512;
+    int nt = i8_threads((int64_t)rows * ow * in->c * p->kh * p->kw * (vnni ? 2 : 4), rows);
+    /* VNNI512: each thread needs a slot of quad rows after the zx row; a buffer planned for
+     * fewer threads runs fewer, one without slots the AVX-512 kernel */
+    uint8_t *slots = NULL;
+    const size_t slot = qat_i8_dw_slot_bytes(ow, p->stride, p->kh, p->kw, in->c);
+    if (vnni) {
+        uintptr_t s0 = round_up((uintptr_t)buf + dw_zx_bytes(in->c), 64);
+        size_t have = (uintptr_t)buf + buf_size > s0 ? ((uintptr_t)buf + buf_size - s0) / slot : 0;
+        if (have < 1) {
+            fn = qat_i8_dw_rows_avx512;
+        } else {
+            slots = (uint8_t *)s0;
+            if ((size_t)nt > have) nt = (int)have;
+        }
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         /* contiguous slices of output rows, one per thread */
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int r0 = (int)((int64_t)rows * t / T), r1 = (int)((int64_t)rows * (t + 1) / T);
-        if (r1 > r0) fn(&j, r0, r1);
+        qat_i8_dw_job jt = j;
+        if (slots) jt.slot = slots + (size_t)t * slot;
+        if (r1 > r0) fn(&jt, r0, r1);
     }
     return QAT_OK;
 }

@@ -37,6 +37,10 @@ FI __m128i requant16(__m512i acc, __m512 mult, __m512 flo, __m512 fhi, __m512i z
     return v;
 }
 
+/* The rest is the GEMM's; kernels that only requantize (int8_dw_vnni512.c) define
+ * QAT_I8_SIMD512_REQUANT_ONLY before including this file. */
+#ifndef QAT_I8_SIMD512_REQUANT_ONLY
+
 /* Epilogue constants, copied out of the job once per call: stores through uint8_t pointers may
  * alias anything, so reading them from *j after each store would reload and rebroadcast them. */
 typedef struct {
@@ -91,4 +95,5 @@ FI void rows_nb(const qat_i8_gemm_job *j, const epilogue *e, int m0, int m1, int
     if (m < m1) tile(j, e, m, nb0, 1, NB);
 }
 
+#endif /* QAT_I8_SIMD512_REQUANT_ONLY */
 #endif

@@ -89,5 +89,8 @@ static inline float qat_hardsigmoid_f(float x) { return qat_relu6_shift3(x) * (1
 static inline float qat_hardswish_f(float x) {
     return x * qat_relu6_shift3(x) * (1.0f / 6.0f);
 }
+/* sigmoid(x) = 1 / (1 + exp(-x)) with the scalar expf: the autograd op and the INT8 table
+ * (layers/act.c) both call this, so the table holds what the fake-quant graph computes. */
+static inline float qat_sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 #endif

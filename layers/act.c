@@ -1,4 +1,4 @@
-/* Layer kind act: an activation on its own — hardswish and hardsigmoid, whose INT8 form is a
+/* Layer kind act: an activation on its own — hardswish, hardsigmoid and sigmoid, whose INT8 form is a
  * table rather than a clamp. A conv with act=hardswish in a spec becomes conv_bn_act (no
  * activation) followed by this record, because the INT8 model requantizes the conv's output
  * before the activation (PyTorch's quantized hardswish does the same). Fake-quant: its output
@@ -24,6 +24,7 @@ static float act_value(qat_act act, float x) {
     case QAT_ACT_RELU6: return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
     case QAT_ACT_HARDSWISH: return qat_hardswish_f(x);
     case QAT_ACT_HARDSIGMOID: return qat_hardsigmoid_f(x);
+    case QAT_ACT_SIGMOID: return qat_sigmoid_f(x);
     default: return x;
     }
 }
@@ -38,11 +39,7 @@ void qat_act_table(uint8_t table[256], qat_act act, float sx, int32_t zx, float 
 static qat_status act_convert(const qat_layer *L, const qat_qconvert *c, qat_q8_layer *Y) {
     Y->kind = QAT_Q8_LUT;
     qat_convert_output(Y, c, QAT_ACT_NONE);
-    Y->act = L->act == QAT_ACT_HARDSWISH     ? QAT_Q8_ACT_HARDSWISH
-           : L->act == QAT_ACT_HARDSIGMOID ? QAT_Q8_ACT_HARDSIGMOID
-           : L->act == QAT_ACT_RELU        ? QAT_Q8_ACT_RELU
-           : L->act == QAT_ACT_RELU6       ? QAT_Q8_ACT_RELU6
-                                           : QAT_Q8_ACT_NONE;
+    Y->act = qat_q8_act_of(L->act);
     if (!(Y->table = malloc(256))) return qat_fail(QAT_ERR_NOMEM, "convert: out of memory");
     qat_act_table(Y->table, L->act, Y->sx, Y->zx, Y->sy, Y->zy, c->act_qmin, c->act_qmax);
     return QAT_OK;

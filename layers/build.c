@@ -113,7 +113,7 @@ static qat_status add_conv(builder *b, int stage, int line, const char *name, qa
     L->groups = depthwise ? b->c : 1;
     /* hardswish / hardsigmoid: a record of their own after the conv (layers/act.c), named as
      * torchvision's Conv2dNormActivation names its activation (index 2 after conv, BN) */
-    const int table_act = act == QAT_ACT_HARDSWISH || act == QAT_ACT_HARDSIGMOID;
+    const int table_act = qat_act_is_table(act);
     L->act = table_act ? QAT_ACT_NONE : act;
     L->out_c = cout;
     qat_status s = finish(b, L, line);
@@ -294,7 +294,8 @@ static qat_status add_node(builder *b, int si, int *rec, char *vec, int in_h, in
     b->h = P ? P->out_h : in_h, b->w = P ? P->out_w : in_w, b->c = P ? P->out_c : in_c;
     /* (N, C) rather than (N, H, W, C): pool and linear outputs; dropout passes its input's on */
     const int vector = st->in[0] >= 0 && vec[st->in[0]];
-    vec[si] = st->op == QAT_NODE_AVGPOOL || st->op == QAT_NODE_LINEAR || (st->op == QAT_NODE_DROPOUT && vector);
+    vec[si] = st->op == QAT_NODE_AVGPOOL || st->op == QAT_NODE_LINEAR || st->op == QAT_NODE_FC ||
+              ((st->op == QAT_NODE_DROPOUT || st->op == QAT_NODE_ACT) && vector);
     qat_layer *L;
     qat_status s;
     switch (st->op) {
@@ -315,7 +316,7 @@ static qat_status add_node(builder *b, int si, int *rec, char *vec, int in_h, in
                 : src < 0 ? QAT_CONV_STEM : st->k == 1 ? QAT_CONV_PW : QAT_CONV_NONE;
         L->k = st->k, L->stride = st->s, L->pad = st->pad, L->groups = st->g;
         L->conv_bias = !st->bn;
-        const int table_act = st->act == QAT_ACT_HARDSWISH || st->act == QAT_ACT_HARDSIGMOID;
+        const int table_act = qat_act_is_table(st->act);
         L->act = table_act ? QAT_ACT_NONE : st->act;
         L->out_c = st->c;
         if ((s = finish(b, L, line)) || !table_act) break;
@@ -339,20 +340,48 @@ static qat_status add_node(builder *b, int si, int *rec, char *vec, int in_h, in
         s = finish(b, L, line);
         break;
     }
+    case QAT_NODE_MUL: {
+        /* squeeze-and-excite's rescale: the feature map times a per-channel gate (N, C) */
+        const int src2 = st->in[1] < 0 ? -1 : rec[st->in[1]];
+        const int c2 = src2 < 0 ? in_c : b->layers[src2].out_c;
+        if (vector || st->in[1] < 0 || !vec[st->in[1]] || c2 != b->c)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: mul takes a (H, W, C) map and a (C) "
+                              "gate of its %d channels, got %s and %s of %d", st->node, b->c,
+                              vector ? "a vector" : "a map", st->in[1] >= 0 && vec[st->in[1]] ? "a vector" : "a map", c2);
+        NEW_LAYER(L, b, QAT_LAYER_CHANNEL_MUL, si);
+        L->nin = 2, L->in[0] = src, L->in[1] = src2;
+        snprintf(L->name, sizeof L->name, "%s", st->node);
+        s = finish(b, L, line);
+        break;
+    }
     case QAT_NODE_ACT:
     case QAT_NODE_AVGPOOL:
     case QAT_NODE_DROPOUT:
-    case QAT_NODE_LINEAR: {
+    case QAT_NODE_LINEAR:
+    case QAT_NODE_MAXPOOL:
+    case QAT_NODE_AVGPOOL2D:
+    case QAT_NODE_FC: {
         static const qat_layer_kind kinds[] = {[QAT_NODE_ACT] = QAT_LAYER_ACT,
                                                [QAT_NODE_AVGPOOL] = QAT_LAYER_GLOBAL_AVGPOOL,
                                                [QAT_NODE_DROPOUT] = QAT_LAYER_DROPOUT,
-                                               [QAT_NODE_LINEAR] = QAT_LAYER_LINEAR};
-        if (st->op == QAT_NODE_LINEAR && !vector)
-            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: linear needs a vector input, got "
-                              "%dx%dx%d (pool it first)", st->node, b->h, b->w, b->c);
-        if ((st->op == QAT_NODE_AVGPOOL || st->op == QAT_NODE_ACT) && vector)
+                                               [QAT_NODE_LINEAR] = QAT_LAYER_LINEAR,
+                                               [QAT_NODE_MAXPOOL] = QAT_LAYER_MAXPOOL,
+                                               [QAT_NODE_AVGPOOL2D] = QAT_LAYER_AVGPOOL,
+                                               [QAT_NODE_FC] = QAT_LAYER_FC};
+        const int needs_vector = st->op == QAT_NODE_LINEAR || st->op == QAT_NODE_FC;
+        if (needs_vector && !vector)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: %s needs a vector input, got "
+                              "%dx%dx%d (pool it first)", st->node, qat_node_op_names[st->op], b->h, b->w, b->c);
+        if (!needs_vector && st->op != QAT_NODE_DROPOUT && st->op != QAT_NODE_ACT && vector)
             return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: %s needs a (H, W, C) input", st->node,
                               qat_node_op_names[st->op]);
+        if ((st->op == QAT_NODE_MAXPOOL || st->op == QAT_NODE_AVGPOOL2D) &&
+            (b->h + 2 * st->pad < st->k || b->w + 2 * st->pad < st->k))
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: window %d does not fit a %dx%d input "
+                              "padded by %d", st->node, st->k, b->h, b->w, st->pad);
+        if (st->op == QAT_NODE_FC && st->act != QAT_ACT_NONE && st->act != QAT_ACT_RELU && st->act != QAT_ACT_RELU6)
+            return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: fc takes act=none, relu or relu6 (write "
+                              "an act line after it for %s)", st->node, qat_act_names[st->act]);
         if (st->op == QAT_NODE_LINEAR && si == b->spec->nstages - 1 && st->c != nclasses)
             return build_fail(b, QAT_ERR_SHAPE, line, "layer %s: %d outputs, but the data has %d classes",
                               st->node, st->c, nclasses);
@@ -361,7 +390,8 @@ static qat_status add_node(builder *b, int si, int *rec, char *vec, int in_h, in
         snprintf(L->name, sizeof L->name, "%s", st->node);
         L->act = st->act;
         L->dropout = st->p;
-        if (st->op == QAT_NODE_LINEAR) L->out_c = st->c;
+        L->k = st->k, L->stride = st->s, L->pad = st->pad;
+        if (needs_vector) L->out_c = st->c;
         s = finish(b, L, line);
         break;
     }

@@ -11,4 +11,6 @@ const qat_layer_desc *const qat_layer_kinds[QAT_LAYER_KIND_COUNT] = {
     [QAT_LAYER_ACT] = &qat_layer_act,
     [QAT_LAYER_FC] = &qat_layer_fc,
     [QAT_LAYER_CHANNEL_MUL] = &qat_layer_channel_mul,
+    [QAT_LAYER_MAXPOOL] = &qat_layer_maxpool,
+    [QAT_LAYER_AVGPOOL] = &qat_layer_avgpool,
 };

@@ -109,6 +109,7 @@ qat_tensor *qat_activation(qat_ctx *ctx, qat_tensor *x, qat_act act) {
     case QAT_ACT_RELU6: return qat_relu6(ctx, x);
     case QAT_ACT_HARDSWISH: return qat_hardswish(ctx, x);
     case QAT_ACT_HARDSIGMOID: return qat_hardsigmoid(ctx, x);
+    case QAT_ACT_SIGMOID: return qat_sigmoid(ctx, x);
     default: return x;
     }
 }
@@ -161,6 +162,7 @@ qat_q8_act qat_q8_act_of(qat_act act) {
     case QAT_ACT_RELU6: return QAT_Q8_ACT_RELU6;
     case QAT_ACT_HARDSWISH: return QAT_Q8_ACT_HARDSWISH;
     case QAT_ACT_HARDSIGMOID: return QAT_Q8_ACT_HARDSIGMOID;
+    case QAT_ACT_SIGMOID: return QAT_Q8_ACT_SIGMOID;
     default: return QAT_Q8_ACT_NONE;
     }
 }

@@ -35,6 +35,8 @@ typedef enum {
     QAT_LAYER_ACT,             /* an activation on its own (hardswish, hardsigmoid): INT8 table */
     QAT_LAYER_FC,              /* (N, C) -> (N, C') with bias + ReLU or none: squeeze-excite's 1x1 convs */
     QAT_LAYER_CHANNEL_MUL,     /* (N, H, W, C) times a per-channel gate (N, C): squeeze-excite */
+    QAT_LAYER_MAXPOOL,         /* max over k x k windows (the general form's maxpool) */
+    QAT_LAYER_AVGPOOL,         /* mean over k x k windows, zero padding counted (avgpool2d) */
     QAT_LAYER_KIND_COUNT
 } qat_layer_kind;
 
@@ -66,7 +68,8 @@ typedef struct {
     int out_h, out_w, out_c;       /* per-image output shape (1x1xC after pooling) */
     /* attributes */
     qat_conv_role role;            /* conv */
-    int k, stride, pad, groups;    /* conv: square kernel, OH = (H + 2 pad - k) / stride + 1 */
+    int k, stride, pad, groups;    /* conv, maxpool, avgpool: square kernel / window,
+                                    * OH = (H + 2 pad - k) / stride + 1 */
     int conv_bias;                 /* conv: a bias and no BN (the general form's bn=0, e.g. an
                                     * imported conv that had its BN folded in) */
     qat_act act;                   /* conv: the activation after BN; act, fc: the activation */
@@ -225,7 +228,8 @@ extern const qat_layer_desc *const qat_layer_kinds[QAT_LAYER_KIND_COUNT];
 
 /* The descriptors, one per file. */
 extern const qat_layer_desc qat_layer_conv_bn_act, qat_layer_add, qat_layer_global_avgpool,
-    qat_layer_dropout, qat_layer_linear, qat_layer_act, qat_layer_fc, qat_layer_channel_mul;
+    qat_layer_dropout, qat_layer_linear, qat_layer_act, qat_layer_fc, qat_layer_channel_mul,
+    qat_layer_maxpool, qat_layer_avgpool;
 
 /* The op a layer is, for reports: its conv role ("dw", "project", ...) or its kind's name. */
 const char *qat_layer_op_name(const qat_layer *L);

@@ -16,13 +16,13 @@
 #include <string.h>
 
 const char *const qat_act_names[QAT_ACT_COUNT] = {"none", "relu", "relu6", "hardswish",
-                                                    "hardsigmoid"};
+                                                    "hardsigmoid", "sigmoid"};
 _Static_assert(sizeof qat_act_names / sizeof qat_act_names[0] == QAT_ACT_COUNT, "act names");
 
 static const char *const pool_names[QAT_POOL_COUNT] = {"avg"};
 
-const char *const qat_node_op_names[QAT_NODE_OP_COUNT] = {"conv", "act", "add", "avgpool",
-                                                          "dropout", "linear"};
+const char *const qat_node_op_names[QAT_NODE_OP_COUNT] = {"conv", "act", "add", "avgpool", "dropout",
+                                                          "linear", "maxpool", "avgpool2d", "fc", "mul"};
 _Static_assert(sizeof qat_node_op_names / sizeof qat_node_op_names[0] == QAT_NODE_OP_COUNT, "ops");
 
 int qat_make_divisible(double v, int divisor) {
@@ -82,12 +82,19 @@ static const key_desc node_act_keys[] = {{"act", KEY_ACT, STAGE(act), REQUIRED, 
 static const key_desc node_no_keys[] = {{0}};
 static const key_desc node_dropout_keys[] = {{"p", KEY_FLOAT, STAGE(p), 0.0, 0.0, 0.99, 0}, {0}};
 static const key_desc node_linear_keys[] = {KEY_C, KEY_WBITS, KEY_QUANT, {0}};
+/* pooling windows: pad at most k/2 (PyTorch's rule: every window holds a real pixel) */
+static const key_desc node_pool_keys[] = {{"k", KEY_INT, STAGE(k), REQUIRED, 1, 15, 0}, KEY_S,
+                                          {"pad", KEY_INT, STAGE(pad), 0, 0, 7, 0}, {0}};
+static const key_desc node_fc_keys[] = {KEY_C, {"act", KEY_ACT, STAGE(act), QAT_ACT_NONE, 0, 0, 0},
+                                        KEY_WBITS, KEY_QUANT, {0}};
 static const key_desc *const node_keys[QAT_NODE_OP_COUNT] = {
     [QAT_NODE_CONV] = node_conv_keys,       [QAT_NODE_ACT] = node_act_keys,
     [QAT_NODE_ADD] = node_no_keys,          [QAT_NODE_AVGPOOL] = node_no_keys,
     [QAT_NODE_DROPOUT] = node_dropout_keys, [QAT_NODE_LINEAR] = node_linear_keys,
+    [QAT_NODE_MAXPOOL] = node_pool_keys,    [QAT_NODE_AVGPOOL2D] = node_pool_keys,
+    [QAT_NODE_FC] = node_fc_keys,           [QAT_NODE_MUL] = node_no_keys,
 };
-static const int node_arity[QAT_NODE_OP_COUNT] = {1, 1, 2, 1, 1, 1};
+static const int node_arity[QAT_NODE_OP_COUNT] = {1, 1, 2, 1, 1, 1, 1, 1, 1, 2};
 
 /* Stage lines: "<word> <kind> key=value ...". */
 typedef struct {
@@ -108,7 +115,7 @@ static const stage_line stage_lines[QAT_STAGE_KIND_COUNT] = {
 /* Layer records a stage expands to, at most (layers/build.c builds exactly these or fewer). */
 static int stage_max_layers(const qat_spec_stage *st) {
     /* hardswish / hardsigmoid after a conv is a record of its own (layers/act.c) */
-    const int a = st->act == QAT_ACT_HARDSWISH || st->act == QAT_ACT_HARDSIGMOID ? 2 : 1;
+    const int a = qat_act_is_table(st->act) ? 2 : 1;
     switch (st->kind) {
     case QAT_STAGE_IR: return st->n * ((st->t > 1 ? 2 : 1) * a + 2); /* expand, dw, project, add */
     case QAT_STAGE_DS: return st->n * 2 * a;                         /* dw, pw */
@@ -310,8 +317,8 @@ static qat_status parse_node(parser *p, char **tok, int ntok) {
     int op = 0;
     while (op < QAT_NODE_OP_COUNT && strcmp(tok[2], qat_node_op_names[op])) op++;
     if (op == QAT_NODE_OP_COUNT)
-        return perr(p, "layer %s: unknown op " TOK " (conv, act, add, avgpool, dropout, linear)", name,
-                    tok[2]);
+        return perr(p, "layer %s: unknown op " TOK " (conv, act, add, avgpool, dropout, linear, maxpool, "
+                    "avgpool2d, fc, mul)", name, tok[2]);
     qat_spec_stage st;
     memset(&st, 0, sizeof st);
     st.kind = QAT_STAGE_NODE;
@@ -349,7 +356,9 @@ static qat_status parse_node(parser *p, char **tok, int ntok) {
     if (e) return e;
     if (st.pad < 0) st.pad = st.k / 2;
     if (st.wbits == 1) return perr(p, "%s: wbits=1: weights take 2 to 8 bits (0: the qconfig's)", what);
-    if (op != QAT_NODE_CONV && op != QAT_NODE_LINEAR) st.quant = 1;
+    if ((op == QAT_NODE_MAXPOOL || op == QAT_NODE_AVGPOOL2D) && 2 * st.pad > st.k)
+        return perr(p, "%s: pad=%d is more than half the window k=%d", what, st.pad, st.k);
+    if (op != QAT_NODE_CONV && op != QAT_NODE_LINEAR && op != QAT_NODE_FC) st.quant = 1;
     if ((e = add_stage(p, &st))) return e;
     s->graph = 1;
     return QAT_OK;

@@ -27,10 +27,17 @@ typedef enum {
     QAT_ACT_RELU6,
     QAT_ACT_HARDSWISH,
     QAT_ACT_HARDSIGMOID,
+    QAT_ACT_SIGMOID,
     QAT_ACT_COUNT
 } qat_act;
 
-extern const char *const qat_act_names[QAT_ACT_COUNT]; /* "none", "relu", "relu6", "hardswish", "hardsigmoid" */
+extern const char *const qat_act_names[QAT_ACT_COUNT]; /* "none", "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid" */
+
+/* An activation whose INT8 form is a lookup table (a record of its own after a conv, layers/act.c)
+ * rather than a clamp. */
+static inline int qat_act_is_table(qat_act a) {
+    return a == QAT_ACT_HARDSWISH || a == QAT_ACT_HARDSIGMOID || a == QAT_ACT_SIGMOID;
+}
 
 /* One stage line of the spec, with every key resolved (defaults filled in). */
 typedef enum {
@@ -51,6 +58,10 @@ typedef enum {
     QAT_NODE_AVGPOOL,  /* global average pool: (N, H, W, C) -> (N, C) */
     QAT_NODE_DROPOUT,
     QAT_NODE_LINEAR,   /* (N, C) -> (N, c) with bias; the last layer (the classes) */
+    QAT_NODE_MAXPOOL,  /* max over k x k windows, stride s, padding pad (-inf) */
+    QAT_NODE_AVGPOOL2D,/* mean over k x k windows, stride s, zero padding pad counted */
+    QAT_NODE_FC,       /* (N, C) -> (N, c) with bias + act (none, relu): a 1x1 conv on a pooled vector */
+    QAT_NODE_MUL,      /* (N, H, W, C) times a per-channel gate (N, C): squeeze-and-excite */
     QAT_NODE_OP_COUNT
 } qat_node_op;
 

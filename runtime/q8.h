@@ -33,6 +33,11 @@
  *   MUL:      a = value `input` (N, H, W, C), g = value `skip` (N, 1, 1, C):
  *             y = qat_requantize((a - zx) * (g[c] - zb), mult[c], zy, lo, hi)
  *             mult[c] = qat_requant_mult(sx, sb, sy) (the same for every c)
+ *   MAXPOOL:  y = clamp(max over the k x k window of x, lo, hi), padded taps skipped (-inf);
+ *             sy, zy equal sx, zx (the max of codes is a code of the same grid); 2 pad <= k
+ *   AVGPOOL2D: y = qat_requantize(sum over the k x k window of (x - zx), pool_mult, zy, lo, hi),
+ *             padded taps adding 0 (counted in the divisor: pool_mult =
+ *             qat_i8_avgpool_mult(sx, sy, k*k)); 2 pad <= k
  *
  * Float layers (a per-layer qconfig leaves a layer in float; format version 3). Their values
  * are f32 (NHWC, 4 bytes an element); an f32 value has no qparams (its producer's sy, zy, lo,
@@ -76,6 +81,8 @@ typedef enum {
     QAT_Q8_QUANT,   /* f32 -> u8: out of a float layer */
     QAT_Q8_FCONV,   /* a conv (dense or depthwise) in float, f32 -> f32 */
     QAT_Q8_FLINEAR, /* the classifier in float, f32 -> float logits */
+    QAT_Q8_MAXPOOL,   /* max of the codes over k x k windows (format version 5) */
+    QAT_Q8_AVGPOOL2D, /* mean over k x k windows, requantized (format version 5) */
     QAT_Q8_KIND_COUNT
 } qat_q8_kind;
 
@@ -87,6 +94,7 @@ typedef enum {
     QAT_Q8_ACT_RELU6,
     QAT_Q8_ACT_HARDSWISH,
     QAT_Q8_ACT_HARDSIGMOID,
+    QAT_Q8_ACT_SIGMOID, /* a LUT's only (format version 5) */
     QAT_Q8_ACT_COUNT
 } qat_q8_act;
 

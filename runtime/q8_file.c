@@ -23,12 +23,13 @@ static const char Q8_MAGIC[8] = {'Q', 'A', 'T', 'I', 'N', 'T', '8', '\0'};
  * "table" section. Save writes version 1 (7 sections, no table) when the model uses none of
  * these, so older readers still take such models and their files stay byte for byte the same;
  * load takes both. */
-#define Q8_VERSION 4
+#define Q8_VERSION 5
 /* Version 3 added the float layers (kinds DEQUANT, QUANT, FCONV, FLINEAR and the "fweight"
  * section), written likewise only by models that have one. Version 4 packs low-bit weights:
  * a layer with wbits 2 stores four weights a byte, wbits 3 or 4 two a byte (the W4A8 model
  * shrinks by almost half); written only when a layer has wbits <= 4, so 8-bit models keep their
- * older version and bytes. */
+ * older version and bytes. Version 5 added the windowed pools (kinds MAXPOOL, AVGPOOL2D) and the
+ * sigmoid table's activation code, written likewise only by models that have one. */
 
 /* Bits one weight of array a of layer L takes in a file of `version`. */
 static int stored_bits(const qat_q8_layer *L, int a, uint32_t version) {
@@ -48,7 +49,7 @@ static int version_arrays(uint32_t v) {
     return v < 2 ? QAT_Q8_ARR_TABLE : v < 3 ? QAT_Q8_ARR_FWEIGHT : QAT_Q8_ARR_COUNT;
 }
 static uint32_t version_kinds(uint32_t v) {
-    return v < 2 ? QAT_Q8_LUT : v < 3 ? QAT_Q8_DEQUANT : QAT_Q8_KIND_COUNT;
+    return v < 2 ? QAT_Q8_LUT : v < 3 ? QAT_Q8_DEQUANT : v < 5 ? QAT_Q8_MAXPOOL : QAT_Q8_KIND_COUNT;
 }
 
 /* ---- little-endian records, field by field ------------------------------------------------- */
@@ -186,7 +187,7 @@ static qat_status read_layer(reader *r, qat_q8_layer *L, int i, const char *what
     /* Range-check the enums before storing them in enum-typed fields. */
     const int name_ok = qat_q8_text_ok(L->name, sizeof L->name);
     const uint32_t nkinds = version_kinds(version);
-    const uint32_t nacts = version < 2 ? QAT_Q8_ACT_HARDSWISH : QAT_Q8_ACT_COUNT;
+    const uint32_t nacts = version < 2 ? QAT_Q8_ACT_HARDSWISH : version < 5 ? QAT_Q8_ACT_SIGMOID : QAT_Q8_ACT_COUNT;
     if (kind >= nkinds)
         return qat_q8_layer_fail(QAT_ERR_FORMAT, what, i, L, name_ok, "unknown kind %u", kind);
     if (act >= nacts)
@@ -282,7 +283,8 @@ qat_status qat_q8_save(const qat_q8_model *m, const char *path) {
     uint32_t version = 1; /* the oldest that holds the model */
     for (int i = 0; i < m->nlayers; i++) {
         const qat_q8_layer *L = &m->layers[i];
-        const uint32_t v = L->weight && L->wbits <= 4 ? 4
+        const uint32_t v = L->kind >= QAT_Q8_MAXPOOL || L->act >= QAT_Q8_ACT_SIGMOID ? 5
+                         : L->weight && L->wbits <= 4 ? 4
                          : L->kind >= QAT_Q8_DEQUANT || L->fweight ? 3
                          : L->kind >= QAT_Q8_LUT || L->act >= QAT_Q8_ACT_HARDSWISH || L->table ? 2 : 1;
         version = v > version ? v : version;

@@ -216,6 +216,43 @@ static qat_status flinear_check(const qat_q8_model *m, const char *what, int i) 
     return check_no_wbits(what, i, L);
 }
 
+/* ---- windowed pools (format version 5) ---------------------------------------------------------- */
+
+/* k x k windows, 2 pad <= k (every window holds a real pixel), OH/OW as stated, C kept. */
+static qat_status check_pool_geometry(const char *what, int i, const qat_q8_layer *L) {
+    if (L->k < 1 || L->k > 64 || L->stride < 1 || L->stride > Q8_MAX_DIM || L->pad < 0 || 2 * L->pad > L->k)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1, "window %d / stride %d / pad %d (need k 1..64, "
+                                 "stride >= 1, 0 <= 2 pad <= k)", L->k, L->stride, L->pad);
+    const int64_t hh = (int64_t)L->in_h + 2 * (int64_t)L->pad - L->k;
+    const int64_t ww = (int64_t)L->in_w + 2 * (int64_t)L->pad - L->k;
+    if (hh < 0 || ww < 0 || hh / L->stride + 1 != L->out_h || ww / L->stride + 1 != L->out_w ||
+        L->out_c != L->in_c)
+        return qat_q8_layer_fail(QAT_ERR_SHAPE, what, i, L, 1,
+                                 "output %dx%dx%d does not follow from window %d stride %d pad %d on %dx%dx%d",
+                                 L->out_h, L->out_w, L->out_c, L->k, L->stride, L->pad, L->in_h, L->in_w, L->in_c);
+    return QAT_OK;
+}
+
+static qat_status maxpool_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st = check_pool_geometry(what, i, L);
+    if (st) return st;
+    if (L->sy != L->sx || L->zy != L->zx)
+        return qat_q8_layer_fail(QAT_ERR_MISMATCH, what, i, L, 1, "maxpool output qparams (%g, %d) != its input's "
+                                 "(%g, %d)", (double)L->sy, L->zy, (double)L->sx, L->zx);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
+static qat_status avgpool2d_check(const qat_q8_model *m, const char *what, int i) {
+    const qat_q8_layer *L = &m->layers[i];
+    qat_status st = check_pool_geometry(what, i, L);
+    if (st) return st;
+    if (!qat_q8_pos_finite(L->pool_mult))
+        return qat_q8_layer_fail(QAT_ERR_NUMERIC, what, i, L, 1,
+                                 "pool multiplier %g is not finite and > 0", (double)L->pool_mult);
+    return qat_q8_check_output_qparams(what, i, L);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
@@ -241,4 +278,6 @@ const qat_q8_kind_desc qat_q8_kinds[QAT_Q8_KIND_COUNT] = {
                         .arrays_allow = ARR(FWEIGHT) | ARR(FBIAS), .float_output = 1,
                         .check = flinear_check, .weights_per_channel = linear_weights_per_channel,
                         .macs = linear_macs, .float_input = 1},
+    [QAT_Q8_MAXPOOL] = {.name = "maxpool", .check = maxpool_check},
+    [QAT_Q8_AVGPOOL2D] = {.name = "avgpool2d", .check = avgpool2d_check},
 };

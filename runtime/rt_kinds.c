@@ -138,7 +138,8 @@ static qat_status linear_run(qat_rt_node *l, int n, const uint8_t *x, const uint
 
 static qat_status lut_prepare(qat_rt_node *l, const qat_q8_layer *L) {
     snprintf(l->kind_text, sizeof l->kind_text, "lut %s", L->act == QAT_Q8_ACT_HARDSWISH ? "hswish"
-                                                        : L->act == QAT_Q8_ACT_HARDSIGMOID ? "hsigmoid" : "");
+                                                        : L->act == QAT_Q8_ACT_HARDSIGMOID ? "hsigmoid"
+                                                        : L->act == QAT_Q8_ACT_SIGMOID ? "sigmoid" : "");
     if (!(l->pack = aligned_alloc_zero(256))) return qat_fail(QAT_ERR_NOMEM, "layer '%s': out of memory", L->name);
     memcpy(l->pack, L->table, 256);
     return QAT_OK;
@@ -231,6 +232,34 @@ static qat_status flinear_run(qat_rt_node *l, int n, const uint8_t *x, const uin
     return qat_f32_linear(logits, (const float *)x, n, l->in_c, l->out_c, l->pack, l->fbias);
 }
 
+/* ---- windowed pools (kernels/int8.h, section 9) ----------------------------------------------- */
+
+static qat_status maxpool_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "maxpool%dx%d/s%d", L->k, L->k, L->stride);
+    l->cp = (qat_i8_conv_params){L->k, L->k, L->stride, L->pad};
+    l->qlo = L->lo, l->qhi = L->hi;
+    return QAT_OK;
+}
+
+static qat_status maxpool_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2, uint8_t *y,
+                              float *logits, void *scratch, size_t scratch_size) {
+    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+    return qat_i8_maxpool(y, x, &d, &l->cp, l->qlo, l->qhi);
+}
+
+static qat_status avgpool2d_prepare(qat_rt_node *l, const qat_q8_layer *L) {
+    snprintf(l->kind_text, sizeof l->kind_text, "avgpool%dx%d/s%d", L->k, L->k, L->stride);
+    l->cp = (qat_i8_conv_params){L->k, L->k, L->stride, L->pad};
+    l->pp = (qat_i8_pool_params){L->pool_mult, L->zx, L->zy, L->lo, L->hi};
+    return QAT_OK;
+}
+
+static qat_status avgpool2d_run(qat_rt_node *l, int n, const uint8_t *x, const uint8_t *x2,
+                                uint8_t *y, float *logits, void *scratch, size_t scratch_size) {
+    qat_i8_dims d = {n, l->in_h, l->in_w, l->in_c};
+    return qat_i8_avgpool(y, x, &d, &l->cp, &l->pp);
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
@@ -247,4 +276,7 @@ const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT] = {
     [QAT_Q8_QUANT] = {quant_prepare, NULL, quant_run, NULL},
     [QAT_Q8_FCONV] = {fconv_prepare, NULL, fconv_run, NULL},
     [QAT_Q8_FLINEAR] = {flinear_prepare, NULL, flinear_run, NULL},
+    /* windowed pools: scalar kernels on every backend (kernels/int8_pool.c) */
+    [QAT_Q8_MAXPOOL] = {maxpool_prepare, NULL, maxpool_run, NULL},
+    [QAT_Q8_AVGPOOL2D] = {avgpool2d_prepare, NULL, avgpool2d_run, NULL},
 };

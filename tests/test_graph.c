@@ -177,6 +177,18 @@ static void test_graph_errors(void) {
     expect_error("layer a conv c=4 k=15 pad=0\nlayer p avgpool\nlayer fc linear c=3\n", 3, "kernel 15 does not fit");
     expect_error("layer input conv c=4\n", 3, "g.spec:1: layer 'input': a name is");
     expect_error("layer a conv c=4 bn=2\n", 3, "g.spec:1: layer a: bn=2 out of range");
+    /* the pools, fc and mul of imported models */
+    expect_error("layer a conv c=4\nlayer m maxpool k=3 pad=2\n", 3, "g.spec:2: layer m: pad=2 is more than half the window k=3");
+    expect_error("layer a conv c=4\nlayer m avgpool2d s=2\n", 3, "g.spec:2: layer m: missing required key k=");
+    expect_error("layer a conv c=4 s=2 pad=0\nlayer m maxpool k=7\nlayer p avgpool\nlayer fc linear c=3\n", 3,
+                 "g.spec:2: layer m: window 7 does not fit a 5x5 input padded by 0");
+    expect_error("layer a conv c=4\nlayer f fc c=4\nlayer fc linear c=3\n", 3, "g.spec:2: layer f: fc needs a vector input");
+    expect_error("layer a conv c=4\nlayer p avgpool\nlayer f fc c=4 act=hardswish\nlayer fc linear c=3\n", 3,
+                 "g.spec:3: layer f: fc takes act=none, relu or relu6");
+    expect_error("layer a conv c=4\nlayer p avgpool\nlayer f fc c=5\nlayer m mul in=a,f\nlayer q avgpool\n"
+                 "layer fc linear c=3\n", 3, "g.spec:4: layer m: mul takes a (H, W, C) map and a (C) gate of its 4 channels");
+    expect_error("layer a conv c=4\nlayer m mul in=a,a\nlayer p avgpool\nlayer fc linear c=3\n", 3,
+                 "g.spec:2: layer m: mul takes a (H, W, C) map");
 }
 
 void register_graph_tests(void) {

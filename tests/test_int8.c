@@ -441,7 +441,7 @@ static void test_dwconv(void) {
             for (size_t c = 0; c < sizeof chans / sizeof *chans; c++)
                 for (int s = 0; s < 3; s++, idx++)
                     check_dw(2, sizes[s], sizes[s], chans[c], k, stride, idx % 2 ? 128 : rnd_int(0, 255));
-    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger, threads split the rows */
+    check_dw(1, 14, 9, 40, 3, 1, 0); /* larger */
 }
 
 /* The AVX-512 depthwise paths: C <= 16 packs two pixels per vector and steps 4 pixels (row
@@ -469,6 +469,58 @@ static void test_dwconv_paths(void) {
      * back to tap arrays */
     check_dw_pad(1, 3, 600, 16, 3, 1, 1, 3);
     check_dw_pad(1, 4, 90, 101, 3, 2, 1, 251);
+    /* the VNNI512 kernel: quads per kernel row (k 4: one full quad, 7: two, 9: three, 1: a quad
+     * of one tap) and its run-time quad count; a shape that splits over threads; stride 3 */
+    check_dw_pad(2, 9, 11, 21, 4, 1, 1, 99);
+    check_dw_pad(1, 10, 13, 35, 7, 2, 3, 200);
+    check_dw_pad(1, 11, 9, 17, 9, 1, 4, 1);
+    check_dw_pad(2, 5, 7, 19, 1, 2, 0, 60);
+    check_dw_pad(2, 28, 28, 40, 3, 1, 1, 130); /* 1.1 M MACs */
+    check_dw_pad(1, 10, 11, 20, 3, 3, 1, 50);  /* stride 3: the AVX-512 kernel on that path */
+}
+
+/* The scratch decides the VNNI512 kernel's threads (one slot of quad rows each) and a buffer of
+ * only the zx row makes that path run the AVX-512 kernel: all give the same bytes. */
+static void test_dwconv_scratch(void) {
+    const int n = 2, h = 13, wd = 11, C = 37, k = 3;
+    qat_i8_dims in = {n, h, wd, C}, out;
+    qat_i8_conv_params p = {k, k, 1, 1};
+    CU_ASSERT_EQUAL_FATAL(qat_i8_conv_out_dims(&in, &p, C, &out), QAT_OK);
+    uint8_t *x = xmalloc((size_t)n * h * wd * C);
+    int8_t *w = xmalloc((size_t)C * k * k);
+    int32_t bias[37];
+    float mult[37];
+    fill_u8(x, (size_t)n * h * wd * C);
+    fill_s8(w, (size_t)C * k * k);
+    for (int c = 0; c < C; c++) bias[c] = rnd_int(-3000, 3000);
+    fill_mult(mult, C, 3.0 * 128.0 * 74.0);
+    size_t psz = qat_i8_dw_packed_size(C, k, k), ny = (size_t)out.n * out.h * out.w * C;
+    void *pbuf = xmalloc(psz);
+    qat_i8_dw_weights pw;
+    CU_ASSERT_EQUAL_FATAL(qat_i8_dw_pack(&pw, pbuf, psz, w, bias, C, k, k, 140), QAT_OK);
+    qat_i8_requant rq = {mult, 120, 120, 255};
+    uint8_t *exp = xmalloc(ny), *got = xmalloc(ny);
+    size_t full = qat_i8_dwconv_get_buffer_size(&in, &p);
+    uint8_t *scratch = xmalloc(full);
+    qat_i8_path keep = qat_i8_set_path(QAT_I8_REF);
+    CU_ASSERT_EQUAL(qat_i8_dwconv(exp, x, &in, &p, &pw, &rq, scratch, full), QAT_OK);
+    qat_i8_set_path(keep);
+    size_t zxrow = (C + 31) / 32 * 32;
+    CU_ASSERT(full >= zxrow);
+    CU_ASSERT_EQUAL(qat_i8_dwconv(got, x, &in, &p, &pw, &rq, scratch, zxrow - 1), QAT_ERR_ARG);
+    if (qat_i8_path_available(QAT_I8_VNNI512)) {
+        size_t slot = qat_i8_dw_slot_bytes(out.w, 1, k, k, C);
+        CU_ASSERT(full > zxrow + slot); /* the zx row, alignment, a slot per thread */
+        const size_t sizes[] = {zxrow, zxrow + slot - 1, full - slot, full};
+        use_path(QAT_I8_VNNI512);
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            memset(got, 0xA5, ny);
+            CU_ASSERT_EQUAL(qat_i8_dwconv(got, x, &in, &p, &pw, &rq, scratch, sizes[i]), QAT_OK);
+            same_u8("dwconv with a smaller scratch", QAT_I8_VNNI512, got, exp, ny);
+        }
+        qat_i8_set_path(QAT_I8_AUTO);
+    }
+    free(x); free(w); free(pbuf); free(exp); free(got); free(scratch);
 }
 
 /* ---- add --------------------------------------------------------------------------------------- */
@@ -505,7 +557,7 @@ static void check_add(int64_t n, const qat_i8_add_params *ap, int in_place) {
 }
 
 static void test_add(void) {
-    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001};
+    static const int64_t ns[] = {1, 7, 16, 33, 1000, 70001, 150001}; /* the last splits over threads */
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
         float sy = 0.05f + rnd_unit() * 0.1f;
         qat_i8_add_params ap = {.sa = 0.02f + rnd_unit() * 0.1f, .sb = 0.02f + rnd_unit() * 0.1f,
@@ -619,7 +671,7 @@ static void test_errors(void) {
  * loop called directly, against table[x[i]] computed here: lengths around the 64-byte step, the
  * 4096-byte thread chunks and one that splits over threads, in place (y == x) too. */
 static void test_lut(void) {
-    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 600003};
+    static const int64_t ns[] = {0, 1, 63, 64, 65, 127, 4097, 70001, 1100003};
     uint8_t table[256];
     fill_u8(table, 256);
     for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
@@ -651,6 +703,64 @@ static void test_lut(void) {
     if (!qat_cpu_has_avx512_vbmi()) printf("\n  note: no AVX512-VBMI here, the lookup table's SIMD loop untested\n");
 }
 
+/* ---- windowed max / average pool (kernels/int8_pool.c) against a naive loop ------------------- */
+
+/* One k x k pool (stride s, pad p) on random codes, odd shapes: max (padded taps skipped) and
+ * the average of (x - zx) with padded taps adding 0, each against the direct formula. Threads: 2
+ * images above the threshold too. */
+static void check_pool2d(int n, int h, int w, int C, int k, int s, int p, int zx, int zy, int lo, int hi) {
+    qat_i8_dims in = {n, h, w, C};
+    qat_i8_conv_params cp = {k, k, s, p};
+    const int OH = (h + 2 * p - k) / s + 1, OW = (w + 2 * p - k) / s + 1;
+    const size_t nin = (size_t)n * h * w * C, nout = (size_t)n * OH * OW * C;
+    qat_i8_pool_params pp = {qat_i8_avgpool_mult(0.03f, 0.02f, k * k), zx, zy, lo, hi};
+    uint8_t *x = xmalloc(nin), *emax = xmalloc(nout), *eavg = xmalloc(nout), *got = xmalloc(nout);
+    fill_u8(x, nin);
+    for (int b = 0; b < n; b++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int c = 0; c < C; c++) {
+                    int mx = -1;
+                    int64_t sum = 0;
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++) {
+                            int ih = oh * s - p + i, iw = ow * s - p + j;
+                            if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                            int v = x[(((size_t)b * h + ih) * w + iw) * C + c];
+                            mx = v > mx ? v : mx;
+                            sum += v - zx;
+                        }
+                    size_t o = (((size_t)b * OH + oh) * OW + ow) * C + c;
+                    emax[o] = (uint8_t)(mx < lo ? lo : mx > hi ? hi : mx);
+                    float r = nearbyintf((float)sum * pp.mult) + (float)zy;
+                    eavg[o] = (uint8_t)(r < lo ? lo : r > hi ? hi : r);
+                }
+    char what[96];
+    snprintf(what, sizeof what, "maxpool %dx%dx%dx%d k%d s%d p%d", n, h, w, C, k, s, p);
+    memset(got, 0xA5, nout);
+    CU_ASSERT_EQUAL(qat_i8_maxpool(got, x, &in, &cp, lo, hi), QAT_OK);
+    same_u8(what, QAT_I8_REF, got, emax, nout);
+    snprintf(what, sizeof what, "avgpool2d %dx%dx%dx%d k%d s%d p%d zx=%d", n, h, w, C, k, s, p, zx);
+    memset(got, 0xA5, nout);
+    CU_ASSERT_EQUAL(qat_i8_avgpool(got, x, &in, &cp, &pp), QAT_OK);
+    same_u8(what, QAT_I8_REF, got, eavg, nout);
+    free(x); free(emax); free(eavg); free(got);
+}
+
+static void test_pool2d(void) {
+    check_pool2d(3, 7, 9, 5, 3, 2, 1, 128, 7, 0, 255);
+    check_pool2d(2, 5, 5, 33, 2, 2, 0, 0, 0, 3, 250);
+    check_pool2d(1, 6, 11, 16, 5, 1, 2, 200, 100, 0, 255);
+    check_pool2d(2, 1, 1, 7, 1, 1, 0, 9, 9, 0, 255);
+    check_pool2d(2, 64, 64, 17, 3, 1, 1, 77, 30, 10, 240); /* above the thread threshold */
+    /* bad geometry: one error, no write */
+    qat_i8_dims in = {1, 4, 4, 1};
+    qat_i8_conv_params cp = {3, 3, 1, 2};
+    uint8_t x[16] = {0}, y[64];
+    CU_ASSERT(qat_i8_maxpool(y, x, &in, &cp, 0, 255) == QAT_ERR_ARG);
+    CU_ASSERT(strstr(qat_last_error(), "maxpool: bad geometry") != NULL);
+}
+
 void register_int8_tests(void) {
     test_add_suite("int8", "path selection", test_paths, "argument checks", test_errors,
                    "gemm odd shapes, all variants bit-exact", test_gemm_shapes,
@@ -660,7 +770,9 @@ void register_int8_tests(void) {
                    "dense conv vs zx-padded naive conv", test_conv_dense,
                    "depthwise conv", test_dwconv,
                    "depthwise conv: C <= 16, interior/border, pad, tails", test_dwconv_paths,
+                   "depthwise conv: scratch sizes and the VNNI512 fallback", test_dwconv_scratch,
                    "add", test_add,
                    "global average pool", test_avgpool,
+                   "k x k max / average pool vs naive, odd shapes", test_pool2d,
                    "activation lookup table, VBMI and scalar", test_lut, NULL);
 }

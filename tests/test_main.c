@@ -7,7 +7,8 @@
 
 #define AREAS(X) \
     X(core) X(kernels) X(conv) X(ops) X(datasets) X(optim) X(checkpoint) X(layers) X(train) \
-    X(fakequant) X(qat) X(int8) X(onednn) X(export) X(qint) X(runtime) X(plot) X(quantize) X(cli) X(cli_usage) X(rgb) X(faults) X(onnx) X(graph) X(onnx_import)
+    X(fakequant) X(qat) X(int8) X(onednn) X(export) X(qint) X(runtime) X(plot) X(quantize) X(cli) X(cli_usage) X(rgb) X(faults) X(onnx) X(graph) X(onnx_import) X(onnx_import_ops) \
+    X(import_train) X(import_fuzz)
 #define DECLARE(a) void register_##a##_tests(void) __attribute__((weak));
 AREAS(DECLARE)
 

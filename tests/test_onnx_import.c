@@ -8,6 +8,7 @@
 #include "onnx.h"
 #include "onnx/onnx.pb-c.h"
 #include "onnx_import.h"
+#include "test_onnx_import.h"
 #include "test_util.h"
 #include <math.h>
 #include <stdio.h>
@@ -18,17 +19,17 @@
 
 static char dir[64];
 
-static int setup(void) {
+int it_setup(void) {
     snprintf(dir, sizeof dir, "/tmp/qat_import_XXXXXX");
     return mkdtemp(dir) ? 0 : 1;
 }
-static int teardown(void) {
+int it_teardown(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) != 0;
 }
 
-static const char *tpath(const char *name) {
+const char *it_path(const char *name) {
     static char p[8][160];
     static int k;
     k = (k + 1) % 8;
@@ -37,7 +38,7 @@ static const char *tpath(const char *name) {
 }
 
 /* n values N(0, scale) (deterministic by seed). */
-static float *randn(int64_t n, float scale, uint64_t seed) {
+float *it_randn(int64_t n, float scale, uint64_t seed) {
     float *v = malloc((size_t)n * sizeof(float));
     qat_rng r;
     qat_rng_seed(&r, seed);
@@ -45,16 +46,16 @@ static float *randn(int64_t n, float scale, uint64_t seed) {
     return v;
 }
 
-static void init_randn(onnx_b *b, const char *name, int ndim, const int64_t *dims, float scale, uint64_t seed) {
+void it_init_randn(onnx_b *b, const char *name, int ndim, const int64_t *dims, float scale, uint64_t seed) {
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) n *= dims[d];
-    float *v = randn(n, scale, seed);
+    float *v = it_randn(n, scale, seed);
     onnx_b_init(b, name, ONNX_F32, ndim, dims, v);
     free(v);
 }
 
-static void init_pos(onnx_b *b, const char *name, int n, uint64_t seed) { /* BN variances: 0.2 .. 1.2 */
-    float *v = randn(n, 1, seed);
+void it_init_pos(onnx_b *b, const char *name, int n, uint64_t seed) { /* BN variances: 0.2 .. 1.2 */
+    float *v = it_randn(n, 1, seed);
     for (int i = 0; i < n; i++) v[i] = 0.2f + fabsf(v[i]) * 0.5f;
     onnx_b_init(b, name, ONNX_F32, 1, (int64_t[]){n}, v);
     free(v);
@@ -70,37 +71,37 @@ static void write_graph_a(const char *path, int opset) {
     onnx_b *b = onnx_b_create();
     onnx_b_input(b, "pixels", ONNX_F32, 4, (int64_t[]){-1, 2, 9, 9});
     onnx_b_output(b, "logits", ONNX_F32, 2, (int64_t[]){-1, 3});
-    init_randn(b, "c0.weight", 4, (int64_t[]){8, 2, 3, 3}, 0.4f, 1);
-    init_randn(b, "c0.bias", 1, (int64_t[]){8}, 0.2f, 2);
+    it_init_randn(b, "c0.weight", 4, (int64_t[]){8, 2, 3, 3}, 0.4f, 1);
+    it_init_randn(b, "c0.bias", 1, (int64_t[]){8}, 0.2f, 2);
     onnx_node *n = onnx_b_node(b, "Conv", "conv0", 3, (const char *[]){"pixels", "c0.weight", "c0.bias"}, "y0");
     onnx_b_attr_ints(b, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
     onnx_b_attr_ints(b, n, "kernel_shape", 2, (int64_t[]){3, 3});
     onnx_b_node(b, "Relu", "relu0", 1, (const char *[]){"y0"}, "r0");
-    init_randn(b, "onnx::Conv_1", 4, (int64_t[]){8, 1, 3, 3}, 0.5f, 3);
+    it_init_randn(b, "onnx::Conv_1", 4, (int64_t[]){8, 1, 3, 3}, 0.5f, 3);
     n = onnx_b_node(b, "Conv", "dw", 2, (const char *[]){"r0", "onnx::Conv_1"}, "y1");
     onnx_b_attr_ints(b, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
     onnx_b_attr_int(b, n, "group", 8);
-    init_randn(b, "bn1.s", 1, (int64_t[]){8}, 1, 4);
-    init_randn(b, "bn1.b", 1, (int64_t[]){8}, 0.3f, 5);
-    init_randn(b, "bn1.m", 1, (int64_t[]){8}, 0.3f, 6);
-    init_pos(b, "bn1.v", 8, 7);
+    it_init_randn(b, "bn1.s", 1, (int64_t[]){8}, 1, 4);
+    it_init_randn(b, "bn1.b", 1, (int64_t[]){8}, 0.3f, 5);
+    it_init_randn(b, "bn1.m", 1, (int64_t[]){8}, 0.3f, 6);
+    it_init_pos(b, "bn1.v", 8, 7);
     n = onnx_b_node(b, "BatchNormalization", "bn1", 5, (const char *[]){"y1", "bn1.s", "bn1.b", "bn1.m", "bn1.v"}, "z1");
     onnx_b_attr_float(b, n, "epsilon", 1e-3f);
     float lo = 0, hi = 6;
     onnx_b_init(b, "zero", ONNX_F32, 0, NULL, &lo);
     onnx_b_init(b, "six", ONNX_F32, 0, NULL, &hi);
     onnx_b_node(b, "Clip", "clip1", 3, (const char *[]){"z1", "zero", "six"}, "r1");
-    init_randn(b, "c2.weight", 4, (int64_t[]){8, 8, 1, 1}, 0.4f, 8);
-    init_randn(b, "c2.bias", 1, (int64_t[]){8}, 0.2f, 9);
+    it_init_randn(b, "c2.weight", 4, (int64_t[]){8, 8, 1, 1}, 0.4f, 8);
+    it_init_randn(b, "c2.bias", 1, (int64_t[]){8}, 0.2f, 9);
     onnx_b_node(b, "Conv", "pw", 3, (const char *[]){"r1", "c2.weight", "c2.bias"}, "y2");
-    init_randn(b, "bn2.s", 1, (int64_t[]){8}, 1, 10);
-    init_randn(b, "bn2.b", 1, (int64_t[]){8}, 0.3f, 11);
-    init_randn(b, "bn2.m", 1, (int64_t[]){8}, 0.3f, 12);
-    init_pos(b, "bn2.v", 8, 13);
+    it_init_randn(b, "bn2.s", 1, (int64_t[]){8}, 1, 10);
+    it_init_randn(b, "bn2.b", 1, (int64_t[]){8}, 0.3f, 11);
+    it_init_randn(b, "bn2.m", 1, (int64_t[]){8}, 0.3f, 12);
+    it_init_pos(b, "bn2.v", 8, 13);
     onnx_b_node(b, "BatchNormalization", "bn2", 5, (const char *[]){"y2", "bn2.s", "bn2.b", "bn2.m", "bn2.v"}, "z2");
     onnx_b_node(b, "Add", "res", 2, (const char *[]){"z2", "r0"}, "s");
-    init_randn(b, "c3.weight", 4, (int64_t[]){12, 8, 3, 3}, 0.3f, 14);
-    init_randn(b, "c3.bias", 1, (int64_t[]){12}, 0.2f, 15);
+    it_init_randn(b, "c3.weight", 4, (int64_t[]){12, 8, 3, 3}, 0.3f, 14);
+    it_init_randn(b, "c3.bias", 1, (int64_t[]){12}, 0.2f, 15);
     n = onnx_b_node(b, "Conv", "c3", 3, (const char *[]){"s", "c3.weight", "c3.bias"}, "y3");
     onnx_b_attr_ints(b, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
     onnx_b_attr_ints(b, n, "strides", 2, (int64_t[]){2, 2});
@@ -120,8 +121,8 @@ static void write_graph_a(const char *path, int opset) {
     onnx_b_attr_int(b, n, "axis", 0);
     onnx_b_node(b, "Reshape", "reshape", 2, (const char *[]){"p", "newshape"}, "f");
     onnx_b_node(b, "Dropout", "drop", 1, (const char *[]){"f"}, "f2");
-    init_randn(b, "fc.w", 2, (int64_t[]){12, 3}, 0.5f, 16);
-    init_randn(b, "fc.b", 1, (int64_t[]){3}, 0.1f, 17);
+    it_init_randn(b, "fc.w", 2, (int64_t[]){12, 3}, 0.5f, 16);
+    it_init_randn(b, "fc.b", 1, (int64_t[]){3}, 0.1f, 17);
     onnx_b_node(b, "MatMul", "mm", 2, (const char *[]){"f2", "fc.w"}, "mmo");
     onnx_b_node(b, "Add", "mmadd", 2, (const char *[]){"mmo", "fc.b"}, "logits");
     CU_ASSERT_FATAL(onnx_b_write(b, "a", opset, path, NULL) == QAT_OK);
@@ -134,7 +135,7 @@ static void write_graph_b(const char *path) {
     onnx_b *b = onnx_b_create();
     onnx_b_input(b, "pixels", ONNX_F32, 4, (int64_t[]){-1, 1, 8, 8});
     onnx_b_output(b, "logits", ONNX_F32, 2, (int64_t[]){-1, 4});
-    init_randn(b, "w", 4, (int64_t[]){6, 1, 3, 3}, 0.5f, 21);
+    it_init_randn(b, "w", 4, (int64_t[]){6, 1, 3, 3}, 0.5f, 21);
     onnx_node *n = onnx_b_node(b, "Conv", "conv", 2, (const char *[]){"pixels", "w"}, "c");
     onnx_b_attr_ints(b, n, "pads", 4, (int64_t[]){0, 0, 0, 0});
     n = onnx_b_node(b, "Constant", "lo", 0, NULL, "lo");
@@ -145,8 +146,8 @@ static void write_graph_b(const char *path) {
     n = onnx_b_node(b, "ReduceMean", "mean", 1, (const char *[]){"r"}, "p");
     onnx_b_attr_ints(b, n, "axes", 2, (int64_t[]){2, 3});
     onnx_b_node(b, "Flatten", "flat", 1, (const char *[]){"p"}, "f");
-    init_randn(b, "gw", 2, (int64_t[]){4, 6}, 0.5f, 22);
-    init_randn(b, "gb", 1, (int64_t[]){4}, 0.1f, 23);
+    it_init_randn(b, "gw", 2, (int64_t[]){4, 6}, 0.5f, 22);
+    it_init_randn(b, "gb", 1, (int64_t[]){4}, 0.1f, 23);
     n = onnx_b_node(b, "Gemm", "gemm", 3, (const char *[]){"f", "gw", "gb"}, "logits");
     onnx_b_attr_int(b, n, "transB", 1);
     CU_ASSERT_FATAL(onnx_b_write(b, "b", 11, path, NULL) == QAT_OK);
@@ -170,6 +171,29 @@ static void rewrite(const char *path, const char *out, void (*edit)(Onnx__ModelP
     free(buf);
 }
 
+/* test_onnx_set_string_attr: node g_node's attribute g_attr becomes the string g_val (the writer
+ * has no string attributes). */
+static const char *g_node, *g_attr, *g_val;
+static void ed_string_attr(Onnx__ModelProto *m) {
+    for (size_t i = 0; i < m->graph->n_node; i++) {
+        Onnx__NodeProto *n = m->graph->node[i];
+        if (strcmp(n->name, g_node)) continue;
+        for (size_t j = 0; j < n->n_attribute; j++) {
+            Onnx__AttributeProto *a = n->attribute[j];
+            if (strcmp(a->name, g_attr)) continue;
+            a->has_i = 0;
+            a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING, a->has_type = 1;
+            a->s.len = strlen(g_val);
+            a->s.data = (uint8_t *)strdup(g_val); /* free_unpacked frees it */
+            a->has_s = 1;
+        }
+    }
+}
+void test_onnx_set_string_attr(const char *path, const char *node, const char *attr, const char *value) {
+    g_node = node, g_attr = attr, g_val = value;
+    rewrite(path, path, ed_string_attr);
+}
+
 /* Float initializers moved from raw_data to the typed float_data field. The unpacked message
  * owns raw_data's buffer, so the floats are copied into it and float_data points there. */
 static void to_typed(Onnx__ModelProto *m) {
@@ -184,8 +208,8 @@ static void to_typed(Onnx__ModelProto *m) {
 }
 
 /* ORT's logits of n NCHW inputs, or 0 when it did not run. */
-static int ort_logits(const char *model, const float *x, int n, int c, int h, int w, float *out, int classes) {
-    const char *in = tpath("in.f32"), *op = tpath("out.f32");
+int it_ort_logits(const char *model, const float *x, int n, int c, int h, int w, float *out, int classes) {
+    const char *in = it_path("in.f32"), *op = it_path("out.f32");
     test_spit(in, x, (size_t)n * c * h * w * sizeof(float));
     unlink(op);
     char cmd[800];
@@ -204,15 +228,15 @@ static int ort_logits(const char *model, const float *x, int n, int c, int h, in
 }
 
 /* Imports path, runs n random images through qat (NHWC) and ORT (NCHW): max |diff| <= tol. */
-static void check_against_ort(const char *path, int c, int h, int w, int classes, double tol) {
+double it_check_against_ort(const char *path, int c, int h, int w, int classes, double tol) {
     qat_model *m;
     qat_status st = qat_onnx_import(path, &m);
     if (st) printf("\n  import failed: %s\n", qat_last_error());
     CU_ASSERT_FATAL(st == QAT_OK);
     CU_ASSERT(m->in_c == c && m->in_h == h && m->in_w == w && m->nclasses == classes);
     const int n = 6;
-    float *x = randn((int64_t)n * c * h * w, 1, 99), *ref = malloc((size_t)n * classes * sizeof(float));
-    CU_ASSERT_FATAL(ort_logits(path, x, n, c, h, w, ref, classes));
+    float *x = it_randn((int64_t)n * c * h * w, 1, 99), *ref = malloc((size_t)n * classes * sizeof(float));
+    CU_ASSERT_FATAL(it_ort_logits(path, x, n, c, h, w, ref, classes));
     qat_ctx ctx;
     qat_ctx_init(&ctx, 1 << 22);
     ctx.training = 0, ctx.grad_enabled = 0;
@@ -235,14 +259,15 @@ static void check_against_ort(const char *path, int c, int h, int w, int classes
     qat_ctx_free(&ctx);
     free(x), free(ref);
     qat_model_free(m);
+    return worst / fmax(1, scale);
 }
 
 static void test_graph_a_matches_ort(void) {
-    const char *p13 = tpath("a14.onnx"), *p17 = tpath("a17.onnx");
+    const char *p13 = it_path("a14.onnx"), *p17 = it_path("a17.onnx");
     write_graph_a(p13, 14);
-    check_against_ort(p13, 2, 9, 9, 3, 1e-5);
+    it_check_against_ort(p13, 2, 9, 9, 3, 1e-5);
     write_graph_a(p17, 17);
-    check_against_ort(p17, 2, 9, 9, 3, 1e-5);
+    it_check_against_ort(p17, 2, 9, 9, 3, 1e-5);
     /* what folded where: BN into the convs, the activations into them, MatMul + Add one linear */
     qat_model *m;
     CU_ASSERT_FATAL(qat_onnx_import(p13, &m) == QAT_OK);
@@ -258,16 +283,16 @@ static void test_graph_a_matches_ort(void) {
 }
 
 static void test_graph_b_typed_fields(void) {
-    const char *p = tpath("b.onnx"), *pt = tpath("b_typed.onnx");
+    const char *p = it_path("b.onnx"), *pt = it_path("b_typed.onnx");
     write_graph_b(p);
-    check_against_ort(p, 1, 8, 8, 4, 1e-5);
+    it_check_against_ort(p, 1, 8, 8, 4, 1e-5);
     rewrite(p, pt, to_typed);
-    check_against_ort(pt, 1, 8, 8, 4, 1e-5);
+    it_check_against_ort(pt, 1, 8, 8, 4, 1e-5);
 }
 
 /* ---- bad input ---------------------------------------------------------------------------- */
 
-static void expect_fail(const char *path, const char *want) {
+void it_expect_fail(const char *path, const char *want) {
     qat_model *m = NULL;
     qat_status st = qat_onnx_import(path, &m);
     const char *e = qat_last_error();
@@ -310,29 +335,29 @@ static void ed_cycle(Onnx__ModelProto *m) {
 }
 
 static void test_bad_inputs(void) {
-    const char *a = tpath("a.onnx");
+    const char *a = it_path("a.onnx");
     write_graph_a(a, 14);
     const char *p;
-    rewrite(a, p = tpath("opset10.onnx"), ed_opset10);
-    expect_fail(p, "opset 10 is not supported (11 to 17");
+    rewrite(a, p = it_path("opset10.onnx"), ed_opset10);
+    it_expect_fail(p, "opset 10 is not supported (11 to 17");
     (void)0;
-    rewrite(a, p = tpath("elu.onnx"), ed_maxpool);
-    expect_fail(p, "node 'relu0' (Elu): unsupported op (supported: Conv, BatchNormalization, Relu, Clip");
-    rewrite(a, p = tpath("external.onnx"), ed_external);
-    expect_fail(p, "tensor 'c2.weight': its data is in an external file");
-    rewrite(a, p = tpath("short.onnx"), ed_short);
-    expect_fail(p, "tensor 'c3.bias': raw_data has 44 bytes, its shape needs 48");
-    rewrite(a, p = tpath("dangling.onnx"), ed_dangling);
-    expect_fail(p, "node 'res' (Add): input 'ghost' is not produced by any node, initializer or graph input");
-    rewrite(a, p = tpath("cycle.onnx"), ed_cycle);
-    expect_fail(p, "(the graph has a cycle)");
-    expect_fail(tpath("missing.onnx"), "cannot open");
+    rewrite(a, p = it_path("elu.onnx"), ed_maxpool);
+    it_expect_fail(p, "node 'relu0' (Elu): unsupported op (supported: Conv, BatchNormalization, Relu, Clip");
+    rewrite(a, p = it_path("external.onnx"), ed_external);
+    it_expect_fail(p, "tensor 'c2.weight': its data is in an external file");
+    rewrite(a, p = it_path("short.onnx"), ed_short);
+    it_expect_fail(p, "tensor 'c3.bias': raw_data has 44 bytes, its shape needs 48");
+    rewrite(a, p = it_path("dangling.onnx"), ed_dangling);
+    it_expect_fail(p, "node 'res' (Add): input 'ghost' is not produced by any node, initializer or graph input");
+    rewrite(a, p = it_path("cycle.onnx"), ed_cycle);
+    it_expect_fail(p, "(the graph has a cycle)");
+    it_expect_fail(it_path("missing.onnx"), "cannot open");
     /* truncated: every prefix length in steps; bit flips at many places: an error line naming the
      * file or a model, never a crash (the fuzz target goes further) */
     long len;
     unsigned char *buf = test_slurp(a, &len);
     CU_ASSERT_FATAL(buf && len > 100);
-    const char *q = tpath("mut.onnx");
+    const char *q = it_path("mut.onnx");
     int failed = 0, imported = 0;
     for (long cut = 1; cut < len; cut += len / 97 + 1) {
         test_spit(q, buf, (size_t)cut);
@@ -360,7 +385,7 @@ static void test_bad_inputs(void) {
 }
 
 void register_onnx_import_tests(void) {
-    CU_pSuite s = CU_add_suite("onnx_import", setup, teardown);
+    CU_pSuite s = CU_add_suite("onnx_import", it_setup, it_teardown);
     CU_add_test(s, "every op vs ONNX Runtime (opsets 14, 17)", test_graph_a_matches_ort);
     CU_add_test(s, "opset 11, Constant nodes, typed float_data vs ONNX Runtime", test_graph_b_typed_fields);
     CU_add_test(s, "bad input: one line naming file, node, problem", test_bad_inputs);

@@ -417,6 +417,27 @@ static void test_hardsigmoid(void) {
     test_leaf_free(k);
 }
 
+static qat_tensor *build_sigmoid(qat_ctx *ctx, qat_tensor **in, void *u) { return qat_sigmoid(ctx, in[0]); }
+
+/* sigmoid against a double reference (on both sides of 0 and in both tails, above the thread
+ * threshold too), its gradient by central differences */
+static void test_sigmoid(void) {
+    qat_tensor *x = leaf4(2, 3, 4, 5, 6.0f, 47), *big = leaf4(4, 16, 16, 20, 8.0f, 48);
+    qat_ctx ctx;
+    qat_ctx_init(&ctx, ARENA_BYTES);
+    for (int t = 0; t < 2; t++) {
+        qat_tensor *in = t ? big : x, *y = qat_sigmoid(&ctx, in);
+        float *e = malloc((size_t)in->numel * sizeof(float));
+        for (int64_t i = 0; i < in->numel; i++) e[i] = (float)(1.0 / (1.0 + exp(-(double)in->data[i])));
+        test_compare("sigmoid forward", y->data, e, in->numel, 1e-6);
+        free(e);
+    }
+    qat_ctx_free(&ctx);
+    qat_tensor *in[1] = {x};
+    gradcheck2("sigmoid", build_sigmoid, 1, in, NULL, 1, 1e-3f, 2e-3);
+    test_leaf_free(x), test_leaf_free(big);
+}
+
 static qat_tensor *build_cmul(qat_ctx *ctx, qat_tensor **in, void *u) {
     return qat_channel_mul(ctx, in[0], in[1]);
 }
@@ -825,6 +846,7 @@ static void test_backward_accumulates(void) {
     OP("relu6", build_relu6, 1, NULL);
     OP("hardswish", build_hswish, 1, NULL);
     OP("hardsigmoid", build_hsig, 1, NULL);
+    OP("sigmoid", build_sigmoid, 1, NULL);
     OP("add", build_add, 2, NULL);
     OP("mul", build_mul, 2, NULL);
     OP("gap", build_gap, 1, NULL);
@@ -1080,6 +1102,7 @@ void register_ops_tests(void) {
                    "batchnorm gradcheck", test_bn_gradcheck,
                    "relu / relu6 / hardswish", test_activations,
                    "hardsigmoid", test_hardsigmoid,
+                   "sigmoid", test_sigmoid,
                    "channel_mul (squeeze-excite)", test_channel_mul,
                    "element-wise ops above thread threshold", test_activations_large,
                    "add / mul", test_add_mul,

@@ -47,6 +47,25 @@ static const char *graph_spec =
     "layer gap avgpool\n"
     "layer fc linear c=3\n";
 
+/* The general form's windowed pools (maxpool sharing its input's qparams, avgpool2d counting its
+ * padding), sigmoid (a LUT, also after a conv), and squeeze-and-excite written out (avgpool, fc,
+ * fc, act, mul): what `qat import` makes of MaxPool, AveragePool, Pad, Sigmoid and Mul. */
+static const char *pool_spec =
+    "name pools\n"
+    "layer c0 conv in=input c=8 k=3 bn=0 act=relu\n"
+    "layer mp maxpool k=3 s=2 pad=1\n"
+    "layer c1 conv c=8 k=3 g=8 bn=1 act=relu6\n"
+    "layer se.pool avgpool\n"
+    "layer se.fc1 fc c=4 act=relu\n"
+    "layer se.fc2 fc c=8\n"
+    "layer se.gate act act=sigmoid\n"
+    "layer se.mul mul in=c1,se.gate\n"
+    "layer ap avgpool2d k=3 s=2 pad=1\n"
+    "layer c2 conv c=12 k=1 bn=0 act=sigmoid\n"
+    "layer mp2 maxpool k=2 s=1\n"
+    "layer gap avgpool\n"
+    "layer fc linear c=3\n";
+
 /* A calibrated PTQ qmodel of a random tiny model, observers frozen; the layers matching the
  * comma-separated patterns of float_list (NULL: none) left in float. */
 static qat_qmodel *calibrated_mixed(const char *spec_text, const char *qconfig, const char *float_list,
@@ -117,6 +136,13 @@ static int kernel_matches(const qat_q8_layer *Y, int N, const uint8_t *a, const 
     } else if (Y->kind == QAT_Q8_AVGPOOL) {
         qat_i8_pool_params p = {Y->pool_mult, Y->zx, Y->zy, Y->lo, Y->hi};
         st = qat_i8_global_avgpool(y, a, &in, &p);
+    } else if (Y->kind == QAT_Q8_MAXPOOL) {
+        qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+        st = qat_i8_maxpool(y, a, &in, &p, Y->lo, Y->hi);
+    } else if (Y->kind == QAT_Q8_AVGPOOL2D) {
+        qat_i8_conv_params p = {Y->k, Y->k, Y->stride, Y->pad};
+        qat_i8_pool_params pp = {Y->pool_mult, Y->zx, Y->zy, Y->lo, Y->hi};
+        st = qat_i8_avgpool(y, a, &in, &p, &pp);
     } else {
         size_t sz = qat_i8_gemm_packed_size(Y->out_c, Y->in_c);
         pk = aligned_alloc(64, (sz + 63) / 64 * 64);
@@ -160,7 +186,7 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
             const qat_q8_layer *Y = &im->layers[li];
             /* float layers and their edges run the runtime's own functions in the simulation
              * too: they are compared through the runtime below */
-            if (Y->kind >= QAT_Q8_DEQUANT) continue;
+            if (Y->kind >= QAT_Q8_DEQUANT && Y->kind <= QAT_Q8_FLINEAR) continue;
             const uint8_t *a = Y->input < 0 ? in : codes[Y->input];
             const uint8_t *b = qat_q8_kinds[Y->kind].second_input ? (Y->skip < 0 ? in : codes[Y->skip]) : NULL;
             CU_ASSERT(kernel_matches(Y, x->shape[0], a, b, codes[li], logits->data));
@@ -219,7 +245,8 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
     int version = 1;
     for (int li = 0; li < im->nlayers; li++) {
         const int k = im->layers[li].kind;
-        const int v = im->layers[li].weight && im->layers[li].wbits <= 4 ? 4 /* packed weights */
+        const int v = k >= QAT_Q8_MAXPOOL || im->layers[li].act == QAT_Q8_ACT_SIGMOID ? 5 /* windowed pools, sigmoid */
+                    : im->layers[li].weight && im->layers[li].wbits <= 4 ? 4 /* packed weights */
                     : k >= QAT_Q8_DEQUANT ? 3 : k >= QAT_Q8_LUT ? 2 : 1;
         version = v > version ? v : version;
     }
@@ -260,6 +287,11 @@ static void check_model_against_kernels(const char *spec_text, const char *qconf
 }
 
 static void test_sim_equals_kernels(void) { check_model_against_kernels(tiny_spec, "x86", 50); }
+
+static void test_pools_sigmoid_se(void) {
+    check_model_against_kernels(pool_spec, "x86", 40);
+    check_model_against_kernels(pool_spec, "w4a8", 40);
+}
 
 /* Float layers between INT8 ones (a per-layer qconfig): the stem (its input dequantized), a
  * whole block (f32 values inside it, its project quantized for the residual add), one
@@ -516,6 +548,8 @@ void register_qint_tests(void) {
                    "simulation equals the int8 kernels (per-tensor)", test_sim_equals_kernels_per_tensor,
                    "MobileNetV3 (hardswish, SE, 5x5 dw): simulation equals kernels, runtime, oneDNN",
                    test_sim_equals_kernels_v3,
+                   "windowed pools, sigmoid, fc + mul (general form): simulation equals kernels, runtime, .q8 v5",
+                   test_pools_sigmoid_se,
                    "wide layer takes the integer path", test_wide_layer_integer_path,
                    "AVX2 requantization equals the reference", test_requant_rows_simd,
                    "models without an INT8 form are refused", test_refusals,

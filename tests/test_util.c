@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 qat_tensor *test_leaf(int ndim, const int *shape, float scale, uint64_t seed) {
     qat_tensor *t = calloc(1, sizeof *t);
@@ -279,4 +280,28 @@ int test_count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
     return n;
+}
+
+int test_ort_logits(const char *dir, const char *model, const float *x, int n, int c, int h, int w, float *out,
+                    int classes) {
+    char in[400], op[400], cmd[1400];
+    snprintf(in, sizeof in, "%s/ort_in.f32", dir);
+    snprintf(op, sizeof op, "%s/ort_out.f32", dir);
+    test_spit(in, x, (size_t)n * c * h * w * sizeof(float));
+    unlink(op);
+    snprintf(cmd, sizeof cmd, "node tests/onnx/ort_run.js '%s' '%s' %d %d %d %d '%s'", model, in, n, c, h, w, op);
+    int st = system(cmd);
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+        printf("\n  ONNX Runtime did not run %s (exit %d; install it with 'sh scripts/deps.sh')\n", model,
+               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return 0;
+    }
+    long len;
+    unsigned char *b = test_slurp(op, &len);
+    int ok = b && len == (long)((size_t)n * classes * sizeof(float));
+    if (ok) memcpy(out, b, (size_t)len);
+    else printf("\n  ONNX Runtime wrote %ld bytes of logits for %s, expected %zu\n", len, model,
+                (size_t)n * classes * sizeof(float));
+    free(b);
+    return ok;
 }

@@ -61,6 +61,11 @@ void test_spit(const char *path, const void *b, size_t len);
 /* splitmix64 step on *state, upper 32 bits: the tests' small deterministic generator. */
 uint32_t test_splitmix32(uint64_t *state);
 
+/* ONNX Runtime's logits (n * classes floats into out) of n NCHW float inputs x fed to model's
+ * "pixels" (tests/onnx/ort_run.js, files in dir); 0 with a line printed when it did not run. */
+int test_ort_logits(const char *dir, const char *model, const float *x, int n, int c, int h, int w, float *out,
+                    int classes);
+
 /* Registers a CUnit suite with the given tests (NULL-terminated pairs of name, fn). */
 void test_add_suite(const char *name, ...);
 

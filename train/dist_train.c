@@ -35,6 +35,7 @@ qat_status qat_dist_check_options(const qat_train_opts *o, const qat_qat_opts *q
         {"--seed", hash_bytes(&o->seed, sizeof o->seed)},
         {"--max-steps", hash_bytes(&o->max_steps, sizeof o->max_steps)},
         {"--resume", hash_str(o->resume)},
+        {"--init", hash_str(o->init)},
         {"--local-bn", (uint64_t)o->local_bn},
         {"--qconfig", hash_str(qo ? qo->qconfig : o->qconfig)},
         {"--ckpt", hash_str(qo ? qo->ckpt : NULL)},

@@ -106,12 +106,13 @@ static qat_status append_step(const char *dir, const char *phase, int epoch, int
     return QAT_OK;
 }
 
-/* --resume rebuilds the model from the spec stored in the checkpoint; a --model (or --width)
- * given as well must describe the same network, else the user meant another run. */
-static qat_status check_same_model(const qat_train_opts *o, const qat_run *r) {
+/* --resume and --init rebuild the model from the spec stored in the checkpoint at path; a
+ * --model (or --width) given as well must describe the same network, else the user meant another
+ * run. */
+static qat_status check_same_model(const qat_train_opts *o, const char *path, const qat_run *r) {
     if (!o->model && !(o->width > 0)) return QAT_OK;
-    qat_spec *s;
-    qat_status st = qat_spec_load(o->model ? o->model : qat_spec_name(r->spec), &s);
+    qat_spec *s = r->spec; /* --width alone: the checkpoint's own spec (an imported one has no file) */
+    qat_status st = o->model ? qat_spec_load(o->model, &s) : QAT_OK;
     if (st) return st;
     qat_model *m = NULL;
     if (!(st = qat_model_create(s, o->width, r->model->in_h, r->model->in_w, r->model->in_c,
@@ -120,12 +121,13 @@ static qat_status check_same_model(const qat_train_opts *o, const qat_run *r) {
                    !strcmp(qat_spec_text(s), qat_spec_text(r->spec));
         if (!same)
             st = qat_fail(QAT_ERR_MISMATCH, "%s: the checkpoint is a %s (%lld parameters); --model %s%s "
-                          "describes another network (drop --model/--width to resume it)",
-                          o->resume, qat_spec_name(r->spec), (long long)r->model->nparams,
-                          o->model ? o->model : qat_spec_name(r->spec), o->width > 0 ? " --width" : "");
+                          "describes another network (drop --model/--width to %s it)",
+                          path, qat_spec_name(r->spec), (long long)r->model->nparams,
+                          o->model ? o->model : qat_spec_name(r->spec), o->width > 0 ? " --width" : "",
+                          path == o->resume ? "resume" : "start from");
     }
     qat_model_free(m);
-    qat_spec_free(s);
+    if (s != r->spec) qat_spec_free(s);
     return st;
 }
 
@@ -175,6 +177,35 @@ static qat_status check_shape(const char *path, const qat_model *m, const qat_da
                         "%s: checkpoint expects %dx%dx%d images and %d classes, %s has %dx%dx%d and %d",
                         path, m->in_h, m->in_w, m->in_c, m->nclasses, d->source, d->h, d->w, d->c,
                         d->nclasses);
+    return QAT_OK;
+}
+
+/* `qat train --init CKPT`: FP32 fine-tuning from a checkpoint's weights. An imported model (qat
+ * import) has no optimizer state, so --resume refuses it; here the network, its BN statistics, the
+ * input normalisation and the class names come from the checkpoint, and the optimizer, schedule,
+ * counters and seed start afresh from the options, as in a new run. A PTQ/QAT checkpoint gives its
+ * FP32 weights (as qat qat --ckpt does). */
+static qat_status new_init_run(const qat_train_opts *o, const qat_dataset *train, int steps_per_epoch,
+                               qat_run *r) {
+    qat_status st = qat_checkpoint_load(o->init, r);
+    if (st) return st;
+    if ((st = check_shape(o->init, r->model, train)) || (st = check_same_model(o, o->init, r))) return st;
+    if (r->has_opt) qat_optim_free(&r->opt);
+    if (r->has_qopt) qat_optim_free(&r->qopt);
+    r->has_opt = r->has_qopt = 0;
+    qat_qmodel_free(r->qmodel);
+    r->qmodel = NULL;
+    qat_model *m = r->model;
+    qat_model_set_bn_update(m, 1); /* a frozen QAT checkpoint had switched the updates off */
+    r->step = 0, r->epoch = 0, r->best_acc = 0;
+    r->seed = o->seed;
+    qat_rng_seed(&r->rng, o->seed ^ 0x5eed5eedull);
+    if ((st = qat_optim_init(&r->opt, o->opt, m->nparams, m->segs, m->nsegs))) return st;
+    r->has_opt = 1;
+    r->opt.momentum = o->momentum;
+    r->opt.weight_decay = o->weight_decay;
+    qat_sched_default(&r->sched, o->sched, o->lr, (int64_t)o->epochs * steps_per_epoch);
+    r->sched.warmup_steps = (int64_t)(o->warmup_epochs * steps_per_epoch);
     return QAT_OK;
 }
 
@@ -454,6 +485,11 @@ static qat_status check_opts(const qat_train_opts *o, const qat_qat_opts *qo) {
         return qat_fail(QAT_ERR_ARG, "%s: --epochs, --batch and --lr must be positive", cmd);
     qat_qconfig cfg;
     qat_status st;
+    if (o->init && o->resume)
+        return qat_fail(QAT_ERR_ARG, "%s: --init starts a new run from a checkpoint, --resume continues "
+                        "one: give one of them", cmd);
+    if (o->init && qo)
+        return qat_fail(QAT_ERR_ARG, "qat: --init is train's; qat starts from --ckpt");
     if (qo) {
         if (!qo->ckpt && !o->resume)
             return qat_fail(QAT_ERR_ARG, "qat: an FP32 checkpoint (--ckpt) is required");
@@ -474,7 +510,14 @@ static qat_status check_opts(const qat_train_opts *o, const qat_qat_opts *qo) {
                                      "and --bn-reestimate set up the QAT phase: give --qat-from-epoch "
                                      "K too (or use qat qat)");
     }
-    if (!o->resume) { /* a bad spec file: before the data is read */
+    if (o->init) { /* the checkpoint and a conflicting --model/--width: before the data is read */
+        qat_run r;
+        if (!(st = qat_checkpoint_load(o->init, &r))) {
+            st = check_same_model(o, o->init, &r);
+            qat_run_free(&r);
+        }
+        if (st) return st;
+    } else if (!o->resume) { /* a bad spec file: before the data is read */
         qat_spec *spec;
         if ((st = qat_spec_load(o->model ? o->model : "mbv2-tiny", &spec))) return st;
         qat_spec_free(spec);
@@ -530,7 +573,7 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
     if (o->resume) {
         if ((st = qat_checkpoint_load(o->resume, &run))) goto done;
         if ((st = check_shape(o->resume, run.model, train))) goto done;
-        if ((st = check_same_model(o, &run))) goto done;
+        if ((st = check_same_model(o, o->resume, &run))) goto done;
         if (!qo != !run.qmodel && !(o->qat_from_epoch > 0 && run.qmodel)) {
             st = qat_fail(QAT_ERR_ARG, qo ? "%s: not a QAT checkpoint (resume it with qat train)"
                                           : "%s: a PTQ/QAT checkpoint (resume it with qat qat)",
@@ -541,8 +584,9 @@ static qat_status train_loop(const qat_train_opts *given, const qat_qat_opts *qo
             st = qat_fail(QAT_ERR_ARG, "%s: checkpoint has no optimizer state to resume", o->resume);
             goto done;
         }
-    } else if ((st = qo ? new_qat_run(qo, train, steps_per_epoch, &run)
-                        : new_run(o, train, steps_per_epoch, &run))) {
+    } else if ((st = qo        ? new_qat_run(qo, train, steps_per_epoch, &run)
+                     : o->init ? new_init_run(o, train, steps_per_epoch, &run)
+                               : new_run(o, train, steps_per_epoch, &run))) {
         goto done;
     }
     if ((st = qat_pipeline_init(&run.pipeline, o, run.qmodel ? "qat" : phase, train, test, &run,
