@@ -13,34 +13,15 @@
 static char tmpdir[256], data_dir[300], spec_path[300];
 static int have_cli;
 
-static const char *tiny_spec =
-    "name tiny\n"
-    "stem conv k=3 c=8 s=1 act=relu6\n"
-    "block ir t=2 c=8 n=1 s=1\n"
-    "head conv k=1 c=16 act=relu6\n"
-    "pool avg\n"
-    "classifier\n";
 
 static int setup(void) {
     have_cli = access("./qat", X_OK) == 0;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/qat_cli_usage_XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
-    snprintf(data_dir, sizeof data_dir, "%s/data", tmpdir);
-    mkdir(data_dir, 0777);
-    test_write_bars_idx(data_dir, "train", 96, 12, 1);
-    test_write_bars_idx(data_dir, "t10k", 32, 12, 2);
-    snprintf(spec_path, sizeof spec_path, "%s/tiny.spec", tmpdir);
-    FILE *f = fopen(spec_path, "w");
-    if (!f) return 1;
-    fputs(tiny_spec, f);
-    fclose(f);
+    if (test_cli_fixture("/tmp/qat_cli_usage_XXXXXX", tmpdir, data_dir, spec_path)) return 1;
     return 0;
 }
 
 static int teardown(void) {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) != 0;
+    return test_rm_tree(tmpdir);
 }
 
 static double now(void) {

@@ -17,9 +17,7 @@ static int setup(void) {
     return mkdtemp(dir) ? 0 : 1;
 }
 static int teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) != 0;
+    return test_rm_tree(dir);
 }
 
 static const float w[16] = {0.1f, -0.2f, 0.3f, 0.05f, -0.4f, 0.2f, 0.1f, 0.7f, -0.1f, 0.3f, 0.2f, -0.6f, 0.4f, 0.1f, -0.3f, 0.2f};

@@ -21,9 +21,7 @@ static int setup(void) {
     return mkdtemp(dir) ? 0 : 1;
 }
 static int teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) != 0;
+    return test_rm_tree(dir);
 }
 
 static const char *tpath(const char *name) {

@@ -24,9 +24,7 @@ int it_setup(void) {
     return mkdtemp(dir) ? 0 : 1;
 }
 int it_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) != 0;
+    return test_rm_tree(dir);
 }
 
 const char *it_path(const char *name) {

@@ -127,9 +127,7 @@ static int setup(void) {
 }
 
 static int teardown(void) {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) != 0;
+    return test_rm_tree(tmpdir);
 }
 
 /* "./qat ARGS", stdout and stderr into *out and *err; the exit status. */

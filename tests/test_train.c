@@ -44,9 +44,7 @@ static int setup(void) {
 }
 
 static int teardown(void) {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) != 0;
+    return test_rm_tree(tmpdir);
 }
 
 static void base_opts(qat_train_opts *o, const char *out) {

@@ -282,6 +282,33 @@ int test_count_lines(const char *s) {
     return n;
 }
 
+int test_rm_tree(const char *dir) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) != 0;
+}
+
+int test_cli_fixture(const char *template_, char *tmpdir, char *data_dir, char *spec_path) {
+    static const char *tiny_spec = "name tiny\n"
+                                   "stem conv k=3 c=8 s=1 act=relu6\n"
+                                   "block ir t=2 c=8 n=1 s=1\n"
+                                   "head conv k=1 c=16 act=relu6\n"
+                                   "pool avg\n"
+                                   "classifier\n";
+    snprintf(tmpdir, 256, "%s", template_);
+    if (!mkdtemp(tmpdir)) return 1;
+    snprintf(data_dir, 300, "%s/data", tmpdir);
+    mkdir(data_dir, 0777);
+    test_write_bars_idx(data_dir, "train", 96, 12, 1);
+    test_write_bars_idx(data_dir, "t10k", 32, 12, 2);
+    snprintf(spec_path, 300, "%s/tiny.spec", tmpdir);
+    FILE *f = fopen(spec_path, "w");
+    if (!f) return 1;
+    fputs(tiny_spec, f);
+    fclose(f);
+    return 0;
+}
+
 int test_ort_logits(const char *dir, const char *model, const float *x, int n, int c, int h, int w, float *out,
                     int classes) {
     char in[400], op[400], cmd[1400];

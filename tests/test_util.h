@@ -56,6 +56,12 @@ unsigned char *test_slurp(const char *path, long *len);
 int test_run_qat(const char *dir, const char *env, const char *args, char **out, char **err);
 /* Number of '\n' in s. */
 int test_count_lines(const char *s);
+/* rm -rf DIR (a test's mkdtemp directory); 0 when it worked. */
+int test_rm_tree(const char *dir);
+/* The CLI tests' fixture: a mkdtemp directory from TEMPLATE ("/tmp/qat_x_XXXXXX") in tmpdir
+ * (256 bytes), a 3-class bars IDX set (96 train, 32 test, 12x12) in data_dir and a tiny
+ * mbv2-style spec file in spec_path (300 bytes each); 0 when it worked. */
+int test_cli_fixture(const char *template_, char *tmpdir, char *data_dir, char *spec_path);
 /* Writes len bytes to path (asserts it worked). */
 void test_spit(const char *path, const void *b, size_t len);
 /* splitmix64 step on *state, upper 32 bits: the tests' small deterministic generator. */
