@@ -32,7 +32,9 @@
  * depthwise weights (C, KH, KW); linear weights (out, in). All zero points (zx, zy, za, zb) are
  * in [0, 255] and clamp bounds satisfy 0 <= lo <= hi <= 255.
  *
- * Threads: kernels use OpenMP with qat_get_threads() threads over independent output rows.
+ * Threads: kernels use OpenMP with qat_kernel_threads() threads over independent output rows:
+ * qat_get_threads(), or 1 when called inside a parallel region (the runtime runs each thread's
+ * share of a batch through the whole network that way, runtime/rt.c).
  * Not re-entrant only in the path selection (qat_i8_set_path is a process-wide setting).
  */
 #ifndef QAT_INT8_H
@@ -42,6 +44,10 @@
 #include "qmath.h"
 #include <stddef.h>
 #include <stdint.h>
+
+/* Threads a kernel's parallel region uses: qat_get_threads(), or 1 inside a parallel region
+ * (kernels/cpu.c; also declared in kernels.h for the FP32 kernels). */
+int qat_kernel_threads(void);
 
 #ifdef __cplusplus
 extern "C" {
@@ -134,7 +140,7 @@ qat_status qat_i8_gemm_f32(float *y, int64_t ldy, const uint8_t *x, int64_t ldx,
  * multiplied; a 1x1 stride-1 pad-0 conv skips the unfolding (buffer size 0).
  * Scratch: one image's unfolding (OH*OW rows of K rounded up to 4 bytes) is the minimum; each
  * further such slot lets one more image be processed in parallel (small images are run one per
- * thread). qat_i8_conv_get_buffer_size returns one slot per qat_get_threads() thread (at most
+ * thread). qat_i8_conv_get_buffer_size returns one slot per qat_kernel_threads() thread (at most
  * in->n); a buffer planned once at load stays valid if the thread count changes later. */
 qat_status qat_i8_conv_out_dims(const qat_i8_dims *in, const qat_i8_conv_params *p, int cout,
                                 qat_i8_dims *out);

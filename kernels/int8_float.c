@@ -12,7 +12,7 @@
 
 /* Threads for `work` multiply-adds over `units` independent parts: small layers stay on one. */
 static int float_threads(int64_t work, int64_t units) {
-    int nt = qat_get_threads();
+    int nt = qat_kernel_threads();
     if (nt < 1) nt = 1;
     if (work < QAT_I8_PAR_MIN_WORK) nt = 1;
     if (nt > units) nt = (int)(units > 0 ? units : 1);

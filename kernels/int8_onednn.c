@@ -101,8 +101,19 @@ typedef struct {
     dnnl_primitive_t prim;
     dnnl_memory_t src, dst; /* data handles set at each run */
     dnnl_memory_t wei;      /* layer->wei_main or owned (own_wei) */
+    dnnl_memory_t scratch;  /* the primitive's own scratchpad (user mode) or NULL */
     int own_wei;
 } dnnl_slot;
+
+/* What one lane (a thread running its share of a batch, see int8_onednn.h) owns: its primitives
+ * and stream. Primitives get a scratchpad of their own (scratchpad mode "user"): with the
+ * library's shared scratchpad a primitive must run on the thread that created it, and an
+ * OpenMP team does not promise that lane t is the same system thread at every run. */
+typedef struct {
+    dnnl_stream_t stream;
+    dnnl_slot slot[DNNL_SLOTS];
+    unsigned long tick;
+} dnnl_lane;
 
 /* Builds the primitive descriptor for batch n (conv or inner product). */
 typedef qat_status (*pd_builder)(const void *layer, int n, dnnl_primitive_desc_t *pd);
@@ -113,13 +124,12 @@ typedef struct {
     dnnl_stream_t stream;
     dnnl_memory_desc_t wei_user_md; /* the caller's layout, over wei_user */
     int8_t *wei_user;
-    dnnl_memory_t wei_main; /* reordered once for the first primitive's layout */
+    dnnl_memory_t wei_main; /* reordered once for the first primitive's layout (by lane 0) */
     dnnl_memory_t bias;     /* s32 (cout) or NULL */
     int32_t *bias_data;
     dnnl_memory_t zx_mem, zy_mem; /* runtime zero points or NULL */
     int32_t zx, zy;
-    dnnl_slot slot[DNNL_SLOTS];
-    unsigned long tick;
+    dnnl_lane *lane[QAT_I8_DNNL_LANES]; /* made by each lane on its first run */
     int64_t macs; /* multiply-adds per image: whether a batch is small (see one_thread_begin) */
     char impl[64]; /* oneDNN implementation of the batch-1 primitive */
 } dnnl_layer;
@@ -154,22 +164,30 @@ static void slot_clear(dnnl_slot *s) {
     if (s->src) dnnl_memory_destroy(s->src);
     if (s->dst) dnnl_memory_destroy(s->dst);
     if (s->own_wei && s->wei) dnnl_memory_destroy(s->wei);
+    if (s->scratch) dnnl_memory_destroy(s->scratch);
     memset(s, 0, sizeof *s);
 }
 
+static void lane_free(dnnl_lane *ln) {
+    if (!ln) return;
+    for (int i = 0; i < DNNL_SLOTS; i++) slot_clear(&ln->slot[i]);
+    if (ln->stream) dnnl_stream_destroy(ln->stream);
+    free(ln);
+}
+
 static void layer_clear(dnnl_layer *L) {
-    for (int i = 0; i < DNNL_SLOTS; i++) slot_clear(&L->slot[i]);
+    for (int i = 0; i < QAT_I8_DNNL_LANES; i++) lane_free(L->lane[i]);
     if (L->wei_main) dnnl_memory_destroy(L->wei_main);
     if (L->bias) dnnl_memory_destroy(L->bias);
     if (L->zx_mem) dnnl_memory_destroy(L->zx_mem);
     if (L->zy_mem) dnnl_memory_destroy(L->zy_mem);
-    if (L->stream) dnnl_stream_destroy(L->stream);
     free(L->wei_user);
     free(L->bias_data);
 }
 
 /* Weights in the layout `md` wants, reordered from the caller's copy. */
-static qat_status reorder_weights(dnnl_layer *L, const dnnl_memory_desc_t *md, dnnl_memory_t *out) {
+static qat_status reorder_weights(dnnl_layer *L, dnnl_stream_t stream, const dnnl_memory_desc_t *md,
+                                  dnnl_memory_t *out) {
     const char *what = L->what;
     qat_status st = QAT_OK;
     dnnl_memory_t user = NULL, wei = NULL;
@@ -180,8 +198,8 @@ static qat_status reorder_weights(dnnl_layer *L, const dnnl_memory_desc_t *md, d
     DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &L->wei_user_md, engine, md, engine, NULL));
     DNNL_TRY(dnnl_primitive_create(&r, rpd));
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, wei}};
-    DNNL_TRY(dnnl_primitive_execute(r, L->stream, 2, args));
-    DNNL_TRY(dnnl_stream_wait(L->stream));
+    DNNL_TRY(dnnl_primitive_execute(r, stream, 2, args));
+    DNNL_TRY(dnnl_stream_wait(stream));
     *out = wei;
     wei = NULL;
 out:
@@ -192,8 +210,10 @@ out:
     return st;
 }
 
-/* Fills slot s with the primitive for batch n. */
-static qat_status slot_make(dnnl_layer *L, dnnl_slot *s, int n) {
+/* Fills slot s of lane ln with the primitive for batch n. The weights in the first primitive's
+ * layout (wei_main) are made at create, by lane 0 on the creating thread, before any lane runs:
+ * lanes only read them. */
+static qat_status slot_make(dnnl_layer *L, dnnl_lane *ln, dnnl_slot *s, int n) {
     const char *what = L->what;
     dnnl_primitive_desc_t pd = NULL;
     qat_status st = L->build(L, n, &pd);
@@ -206,7 +226,7 @@ static qat_status slot_make(dnnl_layer *L, dnnl_slot *s, int n) {
         goto out;
     }
     if (!L->wei_main) {
-        st = reorder_weights(L, wmd, &L->wei_main);
+        st = reorder_weights(L, ln->stream, wmd, &L->wei_main);
         if (st) goto out;
         const char *impl = "";
         if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success)
@@ -217,12 +237,15 @@ static qat_status slot_make(dnnl_layer *L, dnnl_slot *s, int n) {
     if (dnnl_memory_desc_equal(wmd, main_md)) {
         s->wei = L->wei_main;
     } else { /* this batch size wants another weights layout */
-        st = reorder_weights(L, wmd, &s->wei);
+        st = reorder_weights(L, ln->stream, wmd, &s->wei);
         if (st) goto out;
         s->own_wei = 1;
     }
     DNNL_TRY(dnnl_memory_create(&s->src, smd, engine, DNNL_MEMORY_NONE));
     DNNL_TRY(dnnl_memory_create(&s->dst, dmd, engine, DNNL_MEMORY_NONE));
+    const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (pmd && dnnl_memory_desc_get_size(pmd) > 0)
+        DNNL_TRY(dnnl_memory_create(&s->scratch, pmd, engine, DNNL_MEMORY_ALLOCATE));
     DNNL_TRY(dnnl_primitive_create(&s->prim, pd));
     s->n = n;
 out:
@@ -231,34 +254,56 @@ out:
     return st;
 }
 
-static qat_status layer_slot(dnnl_layer *L, int n, dnnl_slot **out) {
+/* Lane `lane` of L, made on first use (only that lane's thread touches its pointer). */
+static qat_status layer_lane(dnnl_layer *L, int lane, dnnl_lane **out) {
+    const char *what = L->what;
+    qat_status st = QAT_OK;
+    if (lane < 0 || lane >= QAT_I8_DNNL_LANES)
+        return qat_fail(QAT_ERR_ARG, FILE_TAG ": %s: lane %d outside 0..%d", what, lane,
+                        QAT_I8_DNNL_LANES - 1);
+    dnnl_lane *ln = NULL; /* a new lane until it is stored */
+    if (!L->lane[lane]) {
+        if (!(ln = calloc(1, sizeof *ln))) return qat_fail(QAT_ERR_NOMEM, FILE_TAG ": %s: lane", what);
+        DNNL_TRY(dnnl_stream_create(&ln->stream, engine, dnnl_stream_default_flags));
+        L->lane[lane] = ln;
+        ln = NULL;
+    }
+    *out = L->lane[lane];
+out:
+    lane_free(ln);
+    return st;
+}
+
+static qat_status layer_slot(dnnl_layer *L, int lane, int n, dnnl_slot **out) {
+    dnnl_lane *ln = NULL;
+    qat_status st = layer_lane(L, lane, &ln);
+    if (st) return st;
     dnnl_slot *victim = NULL; /* an empty slot, else the least recently used */
     for (int i = 0; i < DNNL_SLOTS; i++) {
-        dnnl_slot *s = &L->slot[i];
+        dnnl_slot *s = &ln->slot[i];
         if (s->n == n) {
-            s->last_use = ++L->tick;
+            s->last_use = ++ln->tick;
             *out = s;
             return QAT_OK;
         }
         if (!victim || (victim->n && (!s->n || s->last_use < victim->last_use))) victim = s;
     }
     slot_clear(victim);
-    qat_status st = slot_make(L, victim, n);
-    if (st) return st;
-    victim->last_use = ++L->tick;
+    if ((st = slot_make(L, ln, victim, n))) return st;
+    victim->last_use = ++ln->tick;
     *out = victim;
     return QAT_OK;
 }
 
-static qat_status layer_run(dnnl_layer *L, void *y, const void *x, int n) {
+static qat_status layer_run(dnnl_layer *L, void *y, const void *x, int n, int lane) {
     const char *what = L->what;
     qat_status st = QAT_OK;
     dnnl_slot *s;
     const int saved = one_thread_begin(L, n);
-    if ((st = layer_slot(L, n, &s))) goto out;
+    if ((st = layer_slot(L, lane, n, &s))) goto out;
     DNNL_TRY(dnnl_memory_set_data_handle(s->src, (void *)x));
     DNNL_TRY(dnnl_memory_set_data_handle(s->dst, y));
-    dnnl_exec_arg_t args[6];
+    dnnl_exec_arg_t args[7];
     int na = 0;
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
@@ -266,19 +311,19 @@ static qat_status layer_run(dnnl_layer *L, void *y, const void *x, int n) {
     if (L->bias) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, L->bias};
     if (L->zx_mem) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, L->zx_mem};
     if (L->zy_mem) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, L->zy_mem};
-    DNNL_TRY(dnnl_primitive_execute(s->prim, L->stream, na, args));
-    DNNL_TRY(dnnl_stream_wait(L->stream));
+    if (s->scratch) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch};
+    DNNL_TRY(dnnl_primitive_execute(s->prim, L->lane[lane]->stream, na, args));
+    DNNL_TRY(dnnl_stream_wait(L->lane[lane]->stream));
 out:
     one_thread_end(saved);
     return st;
 }
 
-/* Stream, s32 bias memory (bias may be NULL: none) and runtime zero-point memories (a zero point
- * of 0 is left out, which lets oneDNN pick kernels without zero-point support). */
+/* s32 bias memory (bias may be NULL: none) and runtime zero-point memories (a zero point of 0 is
+ * left out, which lets oneDNN pick kernels without zero-point support). */
 static qat_status layer_init(dnnl_layer *L, const int32_t *bias, int nbias, int32_t zx, int32_t zy) {
     const char *what = L->what;
     qat_status st = QAT_OK;
-    DNNL_TRY(dnnl_stream_create(&L->stream, engine, dnnl_stream_default_flags));
     L->zx = zx;
     L->zy = zy;
     dnnl_memory_desc_t zmd = scalar_s32_md();
@@ -357,6 +402,7 @@ static qat_status conv_build(const void *layer, int n, dnnl_primitive_desc_t *pd
                                                 &smd, &wmd, c->L.bias ? &bmd : NULL, &dmd, strides,
                                                 pad, pad));
     DNNL_TRY(dnnl_primitive_attr_create(&attr));
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, d->cout, 1 << 1, c->mult));
     const int32_t runtime = DNNL_RUNTIME_S32_VAL;
     if (c->L.zx_mem) DNNL_TRY(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &runtime));
@@ -472,7 +518,7 @@ qat_status qat_i8_dnnl_conv_create(qat_i8_dnnl_conv **out, const qat_i8_dnnl_con
     /* the batch-1 primitive now: whether oneDNN takes this layer is known at create */
     c->L.macs = (int64_t)oh * ow * d->cout * K;
     int saved = one_thread_begin(&c->L, 1);
-    st = layer_slot(&c->L, 1, &slot);
+    st = layer_slot(&c->L, 0, 1, &slot);
     one_thread_end(saved);
 out:
     free(bias);
@@ -484,11 +530,15 @@ out:
     return QAT_OK;
 }
 
-qat_status qat_i8_dnnl_conv_run(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n) {
+qat_status qat_i8_dnnl_conv_run_lane(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n, int lane) {
     if (!c || n < 0) return qat_fail(QAT_ERR_ARG, FILE_TAG ": dnnl_conv_run: NULL layer or n = %d", n);
     if (n == 0) return QAT_OK;
     if (!x || !y) return qat_fail(QAT_ERR_ARG, FILE_TAG ": dnnl_conv_run: NULL x or y");
-    return layer_run(&c->L, y, x, n);
+    return layer_run(&c->L, y, x, n, lane);
+}
+
+qat_status qat_i8_dnnl_conv_run(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n) {
+    return qat_i8_dnnl_conv_run_lane(c, y, x, n, 0);
 }
 
 const char *qat_i8_dnnl_conv_impl(const qat_i8_dnnl_conv *c) { return c ? c->L.impl : ""; }
@@ -528,6 +578,7 @@ static qat_status linear_build(const void *layer, int n, dnnl_primitive_desc_t *
     DNNL_TRY(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &smd, &wmd,
                                                   l->L.bias ? &bmd : NULL, &dmd));
     DNNL_TRY(dnnl_primitive_attr_create(&attr));
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1, l->deq_scale));
     dnnl_status_t s = dnnl_primitive_desc_create(pd, &ipd, attr, engine, NULL);
     if (s == dnnl_unimplemented)
@@ -585,7 +636,7 @@ qat_status qat_i8_dnnl_linear_create(qat_i8_dnnl_linear **out, const qat_i8_dnnl
     if ((st = layer_init(&l->L, bias, d->out, 0, 0))) goto out;
     l->L.macs = (int64_t)d->in * d->out;
     int saved = one_thread_begin(&l->L, 1);
-    st = layer_slot(&l->L, 1, &slot);
+    st = layer_slot(&l->L, 0, 1, &slot);
     one_thread_end(saved);
 out:
     free(bias);
@@ -597,17 +648,22 @@ out:
     return QAT_OK;
 }
 
-qat_status qat_i8_dnnl_linear_run(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n) {
+qat_status qat_i8_dnnl_linear_run_lane(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n,
+                                       int lane) {
     if (!l || n < 0) return qat_fail(QAT_ERR_ARG, FILE_TAG ": dnnl_linear_run: NULL layer or n = %d", n);
     if (n == 0) return QAT_OK;
     if (!x || !y) return qat_fail(QAT_ERR_ARG, FILE_TAG ": dnnl_linear_run: NULL x or y");
-    qat_status st = layer_run(&l->L, y, x, n);
+    qat_status st = layer_run(&l->L, y, x, n, lane);
     if (st || !l->fbias) return st;
     for (int m = 0; m < n; m++) {
         float *ym = y + (size_t)m * l->out;
         for (int o = 0; o < l->out; o++) ym[o] = ym[o] + l->fbias[o];
     }
     return QAT_OK;
+}
+
+qat_status qat_i8_dnnl_linear_run(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n) {
+    return qat_i8_dnnl_linear_run_lane(l, y, x, n, 0);
 }
 
 const char *qat_i8_dnnl_linear_impl(const qat_i8_dnnl_linear *l) { return l ? l->L.impl : ""; }

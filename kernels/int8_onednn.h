@@ -22,13 +22,19 @@
  * How the exact configuration was found: the comment at the top of int8_onednn.c.
  *
  * Threads: oneDNN runs on OpenMP with omp_get_max_threads() threads, which qat_set_threads sets.
- * A layer object caches primitives per batch size (at most 4, least recently used replaced): one
- * object must not be run from two threads at once; distinct objects may.
+ * A layer object caches primitives per batch size (at most 4 per lane, least recently used
+ * replaced). Lanes let one object run on several threads at once: the _run_lane calls of
+ * distinct lanes (0 .. QAT_I8_DNNL_LANES - 1) may run concurrently, each with its own primitives
+ * and stream, as the runtime does when it splits a batch between threads (runtime/rt.c); the
+ * calls of one lane must not overlap. The plain _run calls are lane 0.
  */
 #ifndef QAT_INT8_ONEDNN_H
 #define QAT_INT8_ONEDNN_H
 
 #include "int8.h"
+
+/* Threads that may run one layer object at once (lanes), see "Threads" above. */
+#define QAT_I8_DNNL_LANES 64
 
 /* 1 if oneDNN can serve as an exact backend on this machine (CPU engine, VNNI). */
 int qat_i8_dnnl_available(void);
@@ -46,6 +52,7 @@ typedef struct qat_i8_dnnl_conv qat_i8_dnnl_conv;
 qat_status qat_i8_dnnl_conv_create(qat_i8_dnnl_conv **out, const qat_i8_dnnl_conv_desc *d);
 /* x (n, h, w, cin) u8 -> y (n, oh, ow, cout) u8. */
 qat_status qat_i8_dnnl_conv_run(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n);
+qat_status qat_i8_dnnl_conv_run_lane(qat_i8_dnnl_conv *c, uint8_t *y, const uint8_t *x, int n, int lane);
 void qat_i8_dnnl_conv_free(qat_i8_dnnl_conv *c);
 /* oneDNN's name of the implementation chosen at create (batch 1), e.g. "brgconv_1x1:avx512_core_vnni". */
 const char *qat_i8_dnnl_conv_impl(const qat_i8_dnnl_conv *c);
@@ -62,6 +69,8 @@ typedef struct qat_i8_dnnl_linear qat_i8_dnnl_linear;
 qat_status qat_i8_dnnl_linear_create(qat_i8_dnnl_linear **out, const qat_i8_dnnl_linear_desc *d);
 /* x (n, in) u8 -> y (n, out) float. */
 qat_status qat_i8_dnnl_linear_run(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n);
+qat_status qat_i8_dnnl_linear_run_lane(qat_i8_dnnl_linear *l, float *y, const uint8_t *x, int n,
+                                       int lane);
 void qat_i8_dnnl_linear_free(qat_i8_dnnl_linear *l);
 const char *qat_i8_dnnl_linear_impl(const qat_i8_dnnl_linear *l);
 

@@ -12,7 +12,7 @@ static int valid_zp(int32_t z) { return z >= 0 && z <= 255; }
 
 /* Threads for `elems` output elements over n images (small layers run on one thread). */
 static int pool_threads(int64_t elems, int n) {
-    int nt = qat_get_threads();
+    int nt = qat_kernel_threads();
     if (nt < 1) nt = 1;
     if (elems < (1 << 16)) nt = 1;
     if (nt > n) nt = n > 0 ? n : 1;

@@ -76,7 +76,7 @@ static const i8_kernels *i8_active(void) { return &i8_table[qat_i8_active_path()
 /* Threads for `work` multiply-adds split into `units` independent pieces: one below
  * QAT_I8_PAR_MIN_WORK (see kernels/int8.h). */
 static int i8_threads(int64_t work, int64_t units) {
-    int nt = qat_get_threads();
+    int nt = qat_kernel_threads();
     if (nt < 1) nt = 1;
     if (work < QAT_I8_PAR_MIN_WORK) nt = 1;
     if (nt > units) nt = (int)(units > 0 ? units : 1);
@@ -284,7 +284,7 @@ static size_t conv_image_bytes(const qat_i8_dims *in, const qat_i8_conv_params *
 size_t qat_i8_conv_get_buffer_size(const qat_i8_dims *in, const qat_i8_conv_params *p) {
     int oh, ow;
     if (check_conv_geometry(in, p, &oh, &ow, "conv_get_buffer_size") || conv_is_pointwise(p)) return 0;
-    int slots = qat_get_threads();
+    int slots = qat_kernel_threads();
     if (slots < 1) slots = 1;
     if (in->n > 0 && slots > in->n) slots = in->n;
     return (size_t)slots * conv_image_bytes(in, p, oh, ow);
@@ -385,7 +385,7 @@ qat_status qat_i8_conv(uint8_t *y, const uint8_t *x, const qat_i8_dims *in,
     int64_t ldb = (int64_t)round_up((size_t)K, 4);
     const size_t img_in = (size_t)in->h * in->w * in->c, img_out = (size_t)pix * w->N;
     int slots = (int)(buf_size / per < (size_t)in->n ? buf_size / per : (size_t)in->n);
-    int nt = qat_get_threads();
+    int nt = qat_kernel_threads();
     if (nt > slots) nt = slots;
     if (nt > 1 && pix * w->Np * w->Kp < (1 << 21)) {
         /* Small images (the stem): one image per thread, each unfolded into its own slot of the
@@ -467,7 +467,7 @@ size_t qat_i8_dwconv_get_buffer_size(const qat_i8_dims *in, const qat_i8_conv_pa
     if (!qat_i8_path_available(QAT_I8_VNNI512) || !qat_i8_dw_vnni_stride(p->stride))
         return round_up((size_t)in->c, 32);
     /* one slot per thread (at most one per output row), plus 64 bytes to align the slots */
-    int slots = qat_get_threads();
+    int slots = qat_kernel_threads();
     if (slots < 1) slots = 1;
     if (in->n > 0 && (int64_t)slots > (int64_t)in->n * oh) slots = in->n * oh;
     return dw_zx_bytes(in->c) + 64 + (size_t)slots * qat_i8_dw_slot_bytes(ow, p->stride, p->kh, p->kw, in->c);

@@ -12,7 +12,7 @@ static int valid_zp(int32_t z) { return z >= 0 && z <= 255; }
 /* Threads for `work` element-operations over `units` independent parts (as kernels/int8_ref.c:
  * small layers run on one thread, the fork costs more than they do). */
 static int se_threads(int64_t work, int64_t units) {
-    int nt = qat_get_threads();
+    int nt = qat_kernel_threads();
     if (nt < 1) nt = 1;
     if (work < QAT_I8_PAR_MIN_WORK) nt = 1;
     if (nt > units) nt = (int)(units > 0 ? units : 1);

@@ -8,7 +8,16 @@
  * values once its last reader has run (see plan_offsets). Offsets are planned per image
  * and scaled by the batch size (every value's size is linear in it, so disjoint per-image
  * intervals stay disjoint), which lets any batch size run on one plan; a batch larger than the
- * arena only grows the arena. The logits go straight into the caller's array. */
+ * arena only grows the arena. The logits go straight into the caller's array.
+ *
+ * Threads: a batch of several images is split between the threads ("lanes"), and each lane runs
+ * its images through the whole network, one parallel region per batch: the kernels inside run
+ * on one thread each (qat_kernel_threads) and oneDNN layers on the lane's own primitives. Split
+ * per layer instead, every layer ended in a join that waited for the slowest thread: 64 of them
+ * per MobileNetV2 forward, and under load each one waited for a thread the system had put off.
+ * Images are independent and every kernel's bytes do not depend on how many images it is given,
+ * so the logits do not depend on the thread count. Batch 1 (and tiny batches) keep the per-layer
+ * split inside the kernels, which those open only for large layers. */
 #include "rt_internal.h"
 #include <omp.h>
 #include <stdio.h>
@@ -34,8 +43,11 @@ struct qat_rt {
     int planned_n;
     uint8_t *arena;
     size_t arena_size;
-    void *scratch;
-    size_t scratch_size;
+    void *scratch;                /* lanes x lane_scratch bytes (lane_scratch 64-byte aligned) */
+    size_t scratch_size, lane_scratch;
+    int scratch_n, scratch_threads; /* the last batch and thread count ensure_batch sized it for */
+    size_t in_img_bytes;          /* the quantized input per image */
+    int64_t macs_per_img;
     char (*class_names)[QAT_Q8_CLASS_NAME_MAX]; /* NULL: the model has none */
 };
 
@@ -180,83 +192,192 @@ static size_t scratch_need(const qat_rt *rt, int n) {
     return need;
 }
 
-/* Makes the arena and scratch big enough for batch n (they only grow). */
-static qat_status ensure_batch(qat_rt *rt, int n) {
-    if (n <= rt->planned_n) return QAT_OK;
-    if ((size_t)n > SIZE_MAX / 2 / rt->peak_per_img)
-        return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
-    size_t need = rt->peak_per_img * (size_t)n, sneed = scratch_need(rt, n);
-    uint8_t *a = aligned_alloc_zero(need);
-    void *s = aligned_alloc_zero(sneed);
-    if (!a || !s) {
-        free(a), free(s);
-        return qat_fail(QAT_ERR_NOMEM, "runtime: cannot allocate %zu bytes of activations for batch %d",
-                        need + sneed, n);
-    }
-    free(rt->arena);
+/* Lanes (threads, each running its share of the images through the whole network) for a batch
+ * of n: one for batch 1, for a batch whose work is below the kernels' own threshold for a
+ * second thread, or when already inside a parallel region (the caller's threads are the lanes). */
+int64_t qat_rt_lane_min_work = QAT_I8_PAR_MIN_WORK;
+
+static int lanes_for(const qat_rt *rt, int n) {
+    int t = qat_kernel_threads();
+    if (t > n) t = n;
+    if (t > QAT_I8_DNNL_LANES) t = QAT_I8_DNNL_LANES;
+    if (t < 2 || rt->macs_per_img * n < qat_rt_lane_min_work) return 1;
+    return t;
+}
+
+/* Scratch for `lanes` lanes sharing a batch of n: each lane's share, 64-byte aligned. Grows
+ * only; the thread count may change between runs (qat_set_threads). */
+static qat_status ensure_scratch(qat_rt *rt, int n, int lanes) {
+    size_t per = align_up(scratch_need(rt, (n + lanes - 1) / lanes)); /* parts are no larger */
+    if (per > SIZE_MAX / 2 / (size_t)lanes) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
+    if (per * (size_t)lanes <= rt->scratch_size && per <= rt->lane_scratch) return QAT_OK;
+    size_t need = per * (size_t)lanes;
+    if (need < rt->scratch_size) need = rt->scratch_size;
+    void *s = aligned_alloc_zero(need);
+    if (!s) return qat_fail(QAT_ERR_NOMEM, "runtime: cannot allocate %zu bytes of scratch for batch %d", need, n);
     free(rt->scratch);
-    rt->arena = a, rt->arena_size = need;
-    rt->scratch = s, rt->scratch_size = sneed;
-    rt->planned_n = n;
+    rt->scratch = s, rt->scratch_size = need;
+    rt->lane_scratch = per;
     return QAT_OK;
+}
+
+/* Makes the arena and scratch big enough for batch n (they only grow). With lanes, each part of
+ * the batch runs in a region of its own laid out by the same plan for the largest part: the
+ * lanes do not run in step, so one lane must not write where the plan reuses memory another
+ * lane still reads. */
+static qat_status ensure_batch(qat_rt *rt, int n) {
+    if (n == rt->scratch_n && qat_kernel_threads() == rt->scratch_threads) return QAT_OK;
+    const int lanes = lanes_for(rt, n);
+    const size_t imgs = lanes > 1 ? (size_t)lanes * (size_t)((n + lanes - 1) / lanes) : (size_t)n;
+    if (imgs > SIZE_MAX / 2 / rt->peak_per_img) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
+    if (imgs * rt->peak_per_img > rt->arena_size) {
+        size_t need = rt->peak_per_img * imgs;
+        uint8_t *a = aligned_alloc_zero(need);
+        if (!a)
+            return qat_fail(QAT_ERR_NOMEM, "runtime: cannot allocate %zu bytes of activations for batch %d",
+                            need, n);
+        free(rt->arena);
+        rt->arena = a, rt->arena_size = need;
+    }
+    if (n > rt->planned_n) rt->planned_n = n;
+    /* the split inside each layer (one lane) needs the whole batch's scratch */
+    qat_status st = ensure_scratch(rt, n, 1);
+    if (!st && lanes > 1) st = ensure_scratch(rt, n, lanes);
+    if (!st) rt->scratch_n = n, rt->scratch_threads = qat_kernel_threads();
+    return st;
 }
 
 /* ---- execution ------------------------------------------------------------------------------- */
 
-static uint8_t *value_ptr(qat_rt *rt, int v, int n) { return rt->arena + rt->off[v + 1] * (size_t)n; }
+/* Where the model input comes from: floats (qat_rt_run) or raw pixels (qat_rt_run_u8); neither
+ * when only timing layers. */
+typedef struct {
+    const float *x;
+    const uint8_t *px;
+} rt_input;
 
-static qat_status run_layer(qat_rt *rt, qat_rt_node *l, int n, float *logits) {
-    const uint8_t *x = value_ptr(rt, l->input, n);
-    const uint8_t *x2 = l->skip >= -1 ? value_ptr(rt, l->skip, n) : NULL;
-    uint8_t *y = l->out_bytes ? value_ptr(rt, (int)(l - rt->layers), n) : NULL;
-    if (l->use_dnnl)
-        return l->dlin ? qat_i8_dnnl_linear_run(l->dlin, logits, x, n)
-                       : qat_i8_dnnl_conv_run(l->dconv, y, x, n);
-    return qat_rt_kinds[l->kind].run(l, n, x, x2, y, logits, rt->scratch, rt->scratch_size);
+/* A run of images [a, a + cnt) of the batch through some layers: in a region of the arena laid
+ * out for `cap` images (value v at base + off[v + 1] * cap), on lane `lane` (its scratch share
+ * and oneDNN primitives). */
+typedef struct {
+    int a, cnt, cap, lane;
+    uint8_t *base;
+    void *scratch;
+    size_t scratch_size;
+} rt_part;
+
+static uint8_t *value_ptr(const qat_rt *rt, const rt_part *p, int v) {
+    return p->base + rt->off[v + 1] * (size_t)p->cap;
 }
 
-static qat_status run_layers(qat_rt *rt, int n, float *logits) {
-    /* The reference backend forces the scalar kernels for this run only (process-wide). */
-    qat_i8_path prev = rt->backend == QAT_RT_BACKEND_REF ? qat_i8_set_path(QAT_I8_REF) : QAT_I8_AUTO;
+/* The part's images, quantized into value -1 (the loader's normalisation and the input
+ * quantizer for pixels, by table). */
+static void quantize_input(const qat_rt *rt, const rt_part *p, const rt_input *in, int threads) {
+    uint8_t *q = value_ptr(rt, p, -1);
+    const size_t per = rt->in_img_bytes;
+    const int64_t cnt = (int64_t)p->cnt * (int64_t)per;
+    if (in->x) {
+        const float *x = in->x + (size_t)p->a * per;
+        const float inv = rt->inv_in_scale;
+#pragma omp parallel for num_threads(threads) if (threads > 1 && cnt > (1 << 16)) schedule(static)
+        for (int64_t i = 0; i < cnt; i++)
+            q[i] = (uint8_t)qat_quantize(x[i], inv, rt->in_zp, rt->in_qmin, rt->in_qmax);
+    } else {
+        const uint8_t *px = in->px + (size_t)p->a * per;
+        const int c = rt->in_c;
+        for (int64_t i = 0; i < cnt; i += c)
+            for (int k = 0; k < c; k++) q[i + k] = rt->lut[k][px[i + k]];
+    }
+}
+
+static qat_status run_layer(qat_rt *rt, qat_rt_node *l, const rt_part *p, float *logits) {
+    const uint8_t *x = value_ptr(rt, p, l->input);
+    const uint8_t *x2 = l->skip >= -1 ? value_ptr(rt, p, l->skip) : NULL;
+    uint8_t *y = l->out_bytes ? value_ptr(rt, p, (int)(l - rt->layers)) : NULL;
+    float *lg = l->out_bytes || !logits ? logits : logits + (size_t)p->a * l->out_c;
+    if (l->use_dnnl)
+        return l->dlin ? qat_i8_dnnl_linear_run_lane(l->dlin, lg, x, p->cnt, p->lane)
+                       : qat_i8_dnnl_conv_run_lane(l->dconv, y, x, p->cnt, p->lane);
+    return qat_rt_kinds[l->kind].run(l, p->cnt, x, x2, y, lg, p->scratch, p->scratch_size);
+}
+
+/* Layers [first, last) on part p (the input quantized first when `in` is given). With `timed`,
+ * each layer's time goes to last_ms. */
+static qat_status run_part(qat_rt *rt, int first, int last, const rt_part *p, const rt_input *in,
+                           int timed, float *logits) {
+    if (in) quantize_input(rt, p, in, qat_kernel_threads());
     qat_status st = QAT_OK;
-    for (int i = 0; i < rt->nlayers && !st; i++) {
+    for (int i = first; i < last && !st; i++) {
         qat_rt_node *l = &rt->layers[i];
         double t0 = omp_get_wtime();
-        st = run_layer(rt, l, n, logits);
-        l->last_ms = (omp_get_wtime() - t0) * 1e3;
+        st = run_layer(rt, l, p, logits);
+        if (timed) l->last_ms = (omp_get_wtime() - t0) * 1e3;
         if (st) st = qat_fail(st, "runtime: layer %d '%s': %s", i, l->name, qat_last_error());
+    }
+    return st;
+}
+
+/* Layers [first, last) on the batch of n, split between lanes when lanes_for says so: the batch
+ * is cut into one part per lane, which the lanes take as they become free (a thread that starts
+ * late finds its part taken), each in its own region of the arena. Lane-sized parts: more,
+ * smaller ones measured no better on MobileNetV2-1.0 at batch 64 (the kernels lose efficiency
+ * on fewer images). last_ms: the time of part 0, about what each lane spent on the layer. */
+static qat_status run_span(qat_rt *rt, int first, int last, int n, const rt_input *in, float *logits) {
+    /* The reference backend forces the scalar kernels for this run only (process-wide). */
+    qat_i8_path prev = rt->backend == QAT_RT_BACKEND_REF ? qat_i8_set_path(QAT_I8_REF) : QAT_I8_AUTO;
+    const int lanes = lanes_for(rt, n);
+    qat_status st = QAT_OK;
+    if (lanes == 1) {
+        rt_part p = {.a = 0, .cnt = n, .cap = n, .lane = 0, .base = rt->arena,
+                     .scratch = rt->scratch, .scratch_size = rt->scratch_size};
+        st = run_part(rt, first, last, &p, in, 1, logits);
+    } else {
+        const int cap = (n + lanes - 1) / lanes;
+        qat_status lst[QAT_I8_DNNL_LANES] = {0};
+        char msg[QAT_I8_DNNL_LANES][256];
+#pragma omp parallel num_threads(lanes)
+        {
+            const int t = omp_get_thread_num();
+            /* oneDNN sizes a primitive's threads by nthreads-var when it is made: one per lane
+             * (nthreads-var is per thread in OpenMP; restored below) */
+            const int saved = omp_get_max_threads();
+            omp_set_num_threads(1);
+            rt_part p = {.cap = cap, .lane = t,
+                         .base = rt->arena + (size_t)t * cap * rt->peak_per_img,
+                         .scratch = (uint8_t *)rt->scratch + (size_t)t * rt->lane_scratch,
+                         .scratch_size = rt->lane_scratch};
+#pragma omp for schedule(dynamic, 1)
+            for (int c = 0; c < lanes; c++) {
+                if (lst[t]) continue;
+                p.a = (int)((int64_t)n * c / lanes);
+                p.cnt = (int)((int64_t)n * (c + 1) / lanes) - p.a;
+                lst[t] = run_part(rt, first, last, &p, in, c == 0, logits);
+                if (lst[t]) snprintf(msg[t], sizeof msg[t], "%s", qat_last_error());
+            }
+            omp_set_num_threads(saved);
+        }
+        for (int t = 0; t < lanes && !st; t++)
+            if (lst[t]) st = qat_fail(lst[t], "%s", msg[t]);
     }
     if (rt->backend == QAT_RT_BACKEND_REF) qat_i8_set_path(prev);
     return st;
 }
 
-static qat_status check_run_args(qat_rt *rt, const void *x, int n, float *logits) {
-    if (!rt || !x || !logits) return qat_fail(QAT_ERR_ARG, "qat_rt_run: NULL argument");
+static qat_status run_batch(qat_rt *rt, const rt_input *in, int n, float *logits) {
+    if (!rt || !(in->x || in->px) || !logits) return qat_fail(QAT_ERR_ARG, "qat_rt_run: NULL argument");
     if (n <= 0) return qat_fail(QAT_ERR_ARG, "qat_rt_run: batch size %d (must be >= 1)", n);
-    return ensure_batch(rt, n);
+    qat_status st = ensure_batch(rt, n);
+    return st ? st : run_span(rt, 0, rt->nlayers, n, in, logits);
 }
 
 qat_status qat_rt_run(qat_rt *rt, const float *x, int n, float *logits) {
-    qat_status st = check_run_args(rt, x, n, logits);
-    if (st) return st;
-    uint8_t *q = value_ptr(rt, -1, n);
-    int64_t cnt = (int64_t)n * rt->in_h * rt->in_w * rt->in_c;
-    const float inv = rt->inv_in_scale;
-#pragma omp parallel for num_threads(qat_get_threads()) if (cnt > (1 << 16)) schedule(static)
-    for (int64_t i = 0; i < cnt; i++)
-        q[i] = (uint8_t)qat_quantize(x[i], inv, rt->in_zp, rt->in_qmin, rt->in_qmax);
-    return run_layers(rt, n, logits);
+    rt_input in = {.x = x};
+    return run_batch(rt, &in, n, logits);
 }
 
 qat_status qat_rt_run_u8(qat_rt *rt, const uint8_t *pixels, int n, float *logits) {
-    qat_status st = check_run_args(rt, pixels, n, logits);
-    if (st) return st;
-    uint8_t *q = value_ptr(rt, -1, n);
-    int64_t npix = (int64_t)n * rt->in_h * rt->in_w;
-    const int c = rt->in_c;
-    for (int64_t p = 0; p < npix; p++)
-        for (int k = 0; k < c; k++) q[p * c + k] = rt->lut[k][pixels[p * c + k]];
-    return run_layers(rt, n, logits);
+    rt_input in = {.px = pixels};
+    return run_batch(rt, &in, n, logits);
 }
 
 /* ---- backend choice -------------------------------------------------------------------------- */
@@ -275,10 +396,11 @@ static qat_status time_layer(qat_rt *rt, qat_rt_node *l, int use_dnnl, double *m
         return qat_fail(QAT_ERR_NOMEM, "out of memory");
     l->use_dnnl = use_dnnl;
     double t[AUTO_REPS];
-    qat_status st = run_layer(rt, l, n, logits); /* warm-up: first-touch, JIT, caches */
+    const int i = (int)(l - rt->layers);
+    qat_status st = run_span(rt, i, i + 1, n, NULL, logits); /* warm-up: first-touch, JIT, caches */
     for (int r = 0; r < AUTO_REPS && !st; r++) {
         double t0 = omp_get_wtime();
-        st = run_layer(rt, l, n, logits);
+        st = run_span(rt, i, i + 1, n, NULL, logits);
         t[r] = omp_get_wtime() - t0;
     }
     free(logits);
@@ -354,6 +476,7 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
         memcpy(rt->class_names, m->class_names, (size_t)m->nclasses * sizeof *rt->class_names);
     }
     build_input_lut(rt);
+    rt->in_img_bytes = (size_t)rt->in_h * rt->in_w * rt->in_c;
     for (int i = 0; i < m->nlayers && !st; i++) {
         st = prepare_layer(&rt->layers[i], &m->layers[i]);
         if (st) st = qat_fail(st, "model: layer %d '%s': %s", i, m->layers[i].name, qat_last_error());
@@ -361,6 +484,7 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
                  qat_rt_kinds[m->layers[i].kind].prepare_onednn)
             qat_rt_kinds[m->layers[i].kind].prepare_onednn(&rt->layers[i], &m->layers[i]);
     }
+    for (int i = 0; i < m->nlayers && !st; i++) rt->macs_per_img += rt->layers[i].macs;
     if (!st) st = plan_offsets(rt);
     if (!st) st = ensure_batch(rt, o.batch);
     if (!st) st = choose_backends(rt);

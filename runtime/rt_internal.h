@@ -65,4 +65,9 @@ typedef struct {
 
 extern const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT];
 
+/* Multiply-adds a batch needs before the runtime splits it between threads, each running its
+ * share of the images through the whole network (runtime/rt.c). QAT_I8_PAR_MIN_WORK; tests set
+ * 0 to run their small models that way, or INT64_MAX to keep the split inside each layer. */
+extern int64_t qat_rt_lane_min_work;
+
 #endif

@@ -194,7 +194,10 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
         qat_i8_set_path(saved);
     }
     /* the runtime on the converted model: every native path this CPU has (ref, AVX2, AVX-512,
-     * AVX-VNNI, AVX512-VNNI), oneDNN and auto give the simulation's logits bit for bit */
+     * AVX-VNNI, AVX512-VNNI), oneDNN and auto give the simulation's logits bit for bit, with the
+     * batch split between the threads (each runs its images through the whole network) */
+    const int64_t keep_lanes = qat_rt_lane_min_work;
+    qat_rt_lane_min_work = 0;
     float *yr = malloc((size_t)logits->numel * sizeof(float));
     for (int p = QAT_I8_REF; p < QAT_I8_PATH_COUNT; p++) {
         if (!qat_i8_path_available((qat_i8_path)p)) continue;
@@ -231,6 +234,7 @@ static void check_mixed_against_kernels(const char *spec_text, const char *qconf
         }
         qat_rt_free(rt);
     }
+    qat_rt_lane_min_work = keep_lanes;
     /* through a .q8 file: a model with LUT / MUL layers is format version 2 and loads back to the
      * same logits (tables and multipliers included) */
     char path[] = "/tmp/qat_test_qint_XXXXXX";

@@ -260,8 +260,12 @@ static int same_logits(const char *what, const float *got, const float *exp, siz
     return 1;
 }
 
-/* Runs m through a runtime of backend `be` at batch sizes 1 and 5, against the reference. */
-static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *what) {
+/* Runs m through a runtime of backend `be` at batch sizes 1, 5, 3 (and 7, 2 once the runtime
+ * exists), against the reference; with `lanes`, a batch is split between the threads, each
+ * running its images through the whole network (runtime/rt.c), else inside each layer. */
+static void check_backend_mode(const qat_q8_model *m, qat_rt_backend be, const char *what, int lanes) {
+    const int64_t keep = qat_rt_lane_min_work;
+    qat_rt_lane_min_work = lanes ? 0 : INT64_MAX;
     qat_rt_options o;
     qat_rt_options_default(&o);
     o.backend = be;
@@ -270,8 +274,8 @@ static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *
     int st = qat_rt_from_model(m, &o, &rt);
     if (st) printf("\n  %s: %s\n", what, qat_rt_last_error());
     CU_ASSERT_EQUAL_FATAL(st, 0);
-    const int sizes[] = {1, 5, 3};
-    for (int s = 0; s < 3; s++) {
+    const int sizes[] = {1, 5, 3, 7, 2};
+    for (int s = 0; s < 5; s++) {
         int n = sizes[s];
         float *x = random_input(m, n);
         float *got = xcalloc((size_t)n * m->nclasses, sizeof(float));
@@ -279,7 +283,7 @@ static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *
         ref_forward(m, x, n, exp);
         CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
         char label[96];
-        snprintf(label, sizeof label, "%s, batch %d", what, n);
+        snprintf(label, sizeof label, "%s, batch %d%s", what, n, lanes ? ", lanes" : "");
         same_logits(label, got, exp, (size_t)n * m->nclasses);
         free(x), free(got), free(exp);
     }
@@ -293,6 +297,12 @@ static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *
         CU_ASSERT(on >= 1);
     }
     qat_rt_free(rt);
+    qat_rt_lane_min_work = keep;
+}
+
+static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *what) {
+    check_backend_mode(m, be, what, 0);
+    check_backend_mode(m, be, what, 1);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------------- */
@@ -317,6 +327,26 @@ static void test_backends_match_reference(void) {
         check_backend(m, QAT_RT_BACKEND_ONEDNN, "onednn");
         qat_q8_free(m);
     }
+}
+
+/* The batch split between threads on 2, 3 and 5 threads (more lanes than cores, parts of 2 and 3
+ * images, a lane per image), every backend: the reference's logits, as on one thread. */
+static void test_lanes_match_reference(void) {
+    const int keep = qat_get_threads();
+    qat_q8_model *m = make_net(3);
+    const int threads[] = {2, 3, 5};
+    for (int t = 0; t < 3; t++) {
+        qat_set_threads(threads[t]);
+        char what[64];
+        snprintf(what, sizeof what, "%d threads, native", threads[t]);
+        check_backend_mode(m, QAT_RT_BACKEND_NATIVE, what, 1);
+        snprintf(what, sizeof what, "%d threads, onednn", threads[t]);
+        check_backend_mode(m, QAT_RT_BACKEND_ONEDNN, what, 1);
+        snprintf(what, sizeof what, "%d threads, auto", threads[t]);
+        check_backend_mode(m, QAT_RT_BACKEND_AUTO, what, 1);
+    }
+    qat_set_threads(keep);
+    qat_q8_free(m);
 }
 
 /* Raw pixels through the model's mean/std give exactly what the normalised floats give. */
@@ -466,7 +496,8 @@ static void test_peak_probe(void) {
 
 void register_runtime_tests(void) {
     test_add_suite("runtime", "backends and kernel variants match the reference",
-                   test_backends_match_reference, "run_u8 matches normalised floats",
+                   test_backends_match_reference, "batch split between threads matches the reference",
+                   test_lanes_match_reference, "run_u8 matches normalised floats",
                    test_run_u8_matches_float, "buffer plan reuses memory, re-plans",
                    test_buffer_plan, "bad arguments and models", test_bad_input,
                    "load a .q8 file", test_load_file, "vnni peak probe", test_peak_probe, NULL);
