@@ -1,5 +1,6 @@
 # qat build. Portable baseline x86-64 objects; SIMD kernels live in kernels/, in files whose name
-# says their ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c) and are compiled for it, then
+# says their ISA (*_avx2.c, *_avx512.c, *_vnni512.c, *_avxvnni.c, *_vbmi.c, *_vnnivbmi.c) and are
+# compiled for it, then
 # chosen at run time by CPU detection (kernels/cpu.c), so one binary runs on any x86-64.
 # Folders and what goes where: docs/architecture.md.
 #
@@ -41,6 +42,7 @@ ISA_AVX512  = -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 ISA_VNNI512 = $(ISA_AVX512) -mavx512vnni
 ISA_AVXVNNI = -mavx2 -mfma -mavxvnni
 ISA_VBMI    = $(ISA_AVX512) -mavx512vbmi
+ISA_VNNIVBMI = $(ISA_VNNI512) -mavx512vbmi
 
 LIB_SRCS := $(wildcard base/*.c autograd/*.c autograd/ops/*.c kernels/*.c fakequant/*.c layers/*.c \
                        models/*.c optim/*.c datasets/*.c runtime/*.c export/*.c train/*.c plot/*.c) \
@@ -85,6 +87,9 @@ $(BUILD)/%_avxvnni.o: %_avxvnni.c $(HDRS)
 $(BUILD)/%_vbmi.o: %_vbmi.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_VBMI) -c $< -o $@
+$(BUILD)/%_vnnivbmi.o: %_vnnivbmi.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ISA_VNNIVBMI) -c $< -o $@
 # The BatchNorm passes must round every multiply and add on its own, as the scalar reference
 # does (kernels/bn_avx512.c): no FMA contraction there.
 $(BUILD)/kernels/bn_avx512.o: ISA_AVX512 += -ffp-contract=off
@@ -177,6 +182,10 @@ $(BUILD)/onnx_logits: $(BUILD)/bench/onnx_logits.o $(BUILD)/libqat.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_int8: $(BUILD)/bench/bench_int8.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+
+# The INT8 depthwise kernel alone on the depthwise shapes of MobileNetV2-1.0 and mbv3-tiny.
+$(BUILD)/bench_dw: $(BUILD)/bench/bench_dw.o $(BUILD)/libqat_rt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 $(BUILD)/bench_host: $(BUILD)/bench/bench_host.o $(BUILD)/bench/host.o $(BUILD)/libqat_rt.a

@@ -80,12 +80,23 @@ void qat_dwconv_bwd_weight_ref(const qat_conv_geom *g, float *dwk, float *db, co
             }
 }
 
+/* 16 chunks where the pass is worth threads: a multiple of the common thread counts (2, 4, 8,
+ * 16), so static shares stay even, and each chunk's private sums are small next to its rows. */
+#define DW_WEIGHT_CHUNKS 16
+
+int qat_dw_weight_chunks(const qat_conv_geom *g) {
+    const int64_t R = (int64_t)g->n * g->oh;
+    const int64_t macs = R * g->ow * g->c * g->kh * g->kw;
+    if (macs < QAT_DW_PARALLEL_MIN_MACS || R < 2) return 1;
+    return R < DW_WEIGHT_CHUNKS ? (int)R : DW_WEIGHT_CHUNKS;
+}
+
 size_t qat_dwconv_bwd_weight_scratch(const qat_conv_geom *g) {
-    /* One private (KH*KW*C + C) accumulator per thread, each rounded to 16 floats so that
+    /* One private (KH*KW*C + C) accumulator per chunk, each rounded to 16 floats so that
      * threads never share a cache line. */
     size_t taps = ((size_t)g->kh * g->kw * g->c + 15) & ~(size_t)15;
     size_t bias = ((size_t)g->c + 15) & ~(size_t)15;
-    return (size_t)qat_kernel_threads() * (taps + bias);
+    return (size_t)qat_dw_weight_chunks(g) * (taps + bias);
 }
 
 void qat_dwconv_fwd(const qat_conv_geom *g, float *out, const float *x, const float *wk,

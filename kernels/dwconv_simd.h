@@ -31,14 +31,10 @@
 
 #define MAXK 8 /* kernels up to 8x8 run here; larger ones fall back to the reference */
 #define INLINE static inline __attribute__((always_inline))
-/* Below this many multiply-adds one thread: a fork/join beats one thread from about 2^15 on
- * idle cores, but beside busy processes every join can wait a scheduler slice for the other
- * thread (issue 19); 2^20 (about 30 us of work) keeps batch-1 layers on one thread. */
-#define PARALLEL_MIN_MACS (1 << 20)
 
 static int threads_for(int64_t macs, int64_t units) {
     int nt = qat_kernel_threads();
-    if (macs < PARALLEL_MIN_MACS) nt = 1;
+    if (macs < QAT_DW_PARALLEL_MIN_MACS) nt = 1;
     if (nt > units) nt = units > 0 ? (int)units : 1;
     return nt;
 }
@@ -349,22 +345,17 @@ void NAME(qat_dwconv_bwd_weight)(const qat_conv_geom *g, float *dwk, float *db, 
     const int C = g->c, T = g->kh * g->kw;
     const size_t taps = ((size_t)T * C + 15) & ~(size_t)15, slot = taps + (((size_t)C + 15) & ~(size_t)15);
     const int64_t R = (int64_t)g->n * g->oh;
-    /* The caller sized scratch with qat_dwconv_bwd_weight_scratch(), i.e. for
-     * qat_kernel_threads() slots; never use more than that. */
-    int nt = threads_for(R * g->ow * C * T, R);
-    int used = 1;
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), nteam = omp_get_num_threads();
-        if (t == 0) used = nteam;
+    const int nch = qat_dw_weight_chunks(g); /* scratch holds nch slots */
+    const int nt = threads_for(R * g->ow * C * T, nch);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < nch; k++) {
         int64_t lo, hi;
-        share(R, t, nteam, &lo, &hi);
-        float *pdw = scratch + (size_t)t * slot;
+        share(R, k, nch, &lo, &hi);
+        float *pdw = scratch + (size_t)k * slot;
         bwd_weight_range(g, pdw, pdw + taps, dy, x, lo, hi);
     }
-    /* Fixed order over thread slots: the result depends only on the thread count. */
-    for (int t = 0; t < used; t++) {
-        const float *pdw = scratch + (size_t)t * slot, *pdb = pdw + taps;
+    for (int k = 0; k < nch; k++) {
+        const float *pdw = scratch + (size_t)k * slot, *pdb = pdw + taps;
         for (size_t i = 0; i < (size_t)T * C; i++) dwk[i] += pdw[i];
         if (db)
             for (int c = 0; c < C; c++) db[c] += pdb[c];

@@ -149,22 +149,32 @@ void qat_bias_add(float *out, const float *bias, int64_t rows, int C) {
     }
 }
 
-size_t qat_bias_grad_scratch(int C) { return (size_t)qat_kernel_threads() * (size_t)C; }
+/* Chunks of rows for the bias gradient: a function of the shape only (see kernels.h). */
+#define BIAS_GRAD_PAR_ELEMS (1 << 16)
+#define BIAS_GRAD_CHUNKS 16
+
+static int64_t bias_grad_chunks(int64_t rows, int C) {
+    if (rows * C < BIAS_GRAD_PAR_ELEMS || rows < 2) return 1;
+    return rows < BIAS_GRAD_CHUNKS ? rows : BIAS_GRAD_CHUNKS;
+}
+
+size_t qat_bias_grad_scratch(int64_t rows, int C) {
+    return (size_t)bias_grad_chunks(rows, C) * (size_t)C;
+}
 
 void qat_bias_grad(float *db, const float *dy, int64_t rows, int C, float *scratch) {
-    int nt = qat_kernel_threads();
-    if (rows * C < (1 << 16)) nt = 1;
-    memset(scratch, 0, (size_t)nt * C * sizeof(float));
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), nteam = omp_get_num_threads();
-        int64_t lo = rows * t / nteam, hi = rows * (t + 1) / nteam;
-        float *acc = scratch + (size_t)t * C;
+    const int64_t nch = bias_grad_chunks(rows, C);
+    const int nt = nch > 1 ? qat_kernel_threads() : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < nch; k++) {
+        const int64_t lo = rows * k / nch, hi = rows * (k + 1) / nch;
+        float *acc = scratch + (size_t)k * C;
+        memset(acc, 0, (size_t)C * sizeof(float));
         for (int64_t r = lo; r < hi; r++) {
             const float *g = dy + r * C;
             for (int c = 0; c < C; c++) acc[c] += g[c];
         }
     }
-    for (int t = 0; t < nt; t++)
-        for (int c = 0; c < C; c++) db[c] += scratch[(size_t)t * C + c];
+    for (int64_t k = 0; k < nch; k++)
+        for (int c = 0; c < C; c++) db[c] += scratch[(size_t)k * C + c];
 }

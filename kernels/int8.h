@@ -374,6 +374,12 @@ void qat_i8_dw_rows_ref(const qat_i8_dw_job *j, int r0, int r1);
 void qat_i8_dw_rows_avx2(const qat_i8_dw_job *j, int r0, int r1);
 void qat_i8_dw_rows_avx512(const qat_i8_dw_job *j, int r0, int r1);
 void qat_i8_dw_rows_vnni512(const qat_i8_dw_job *j, int r0, int r1);
+/* The VNNI512 path's kernel for 3x3 and 5x5 at strides 1 and 2 on CPUs with AVX512-VBMI too
+ * (qat_i8_dw_rows_vnni512 hands those shapes to it; kernels/int8_dw_vnnivbmi.c), and the quad-row
+ * kernel that runs everything else there (also callable directly, for tests). */
+int qat_i8_dw_vbmi_fits(const qat_i8_conv_params *p);
+void qat_i8_dw_rows_vnnivbmi(const qat_i8_dw_job *j, int r0, int r1);
+void qat_i8_dw_rows_vnni512_quads(const qat_i8_dw_job *j, int r0, int r1);
 
 /* Geometry of the VNNI512 depthwise kernel (strides 1 and 2; other strides run the AVX-512
  * kernel): an input row as "quad row" positions, position i holding for every channel the bytes

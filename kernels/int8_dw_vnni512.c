@@ -1,5 +1,7 @@
 /* INT8 depthwise conv on vpdpbusd (the VNNI512 path; the AVX-512 kernel in int8_avx512.c and
- * the scalar qat_i8_dw_rows_ref compute the same bytes).
+ * the scalar qat_i8_dw_rows_ref compute the same bytes). On CPUs with AVX512-VBMI the 3x3 and
+ * 5x5 convs at strides 1 and 2 run the tile kernel of int8_dw_vnnivbmi.c instead, which builds
+ * the same quads in registers; this quad-row kernel runs the other shapes and CPUs.
  *
  * vpdpbusd adds to each int32 lane the 4 products of the lane's 4 u8 activations and 4 s8
  * weights, exactly (no saturation). With one channel per lane, the 4 bytes of a lane must be 4
@@ -159,6 +161,11 @@ static void out_row_5x5(const qat_i8_dw_job *j, const uint8_t *const *q, uint8_t
 static void out_row_any(const qat_i8_dw_job *j, const uint8_t *const *q, uint8_t *y) { out_row(j, q, y, 0); }
 
 void qat_i8_dw_rows_vnni512(const qat_i8_dw_job *j, int r0, int r1) {
+    if (qat_i8_dw_vbmi_fits(&j->p) && qat_cpu_has_avx512_vbmi()) qat_i8_dw_rows_vnnivbmi(j, r0, r1);
+    else qat_i8_dw_rows_vnni512_quads(j, r0, r1);
+}
+
+void qat_i8_dw_rows_vnni512_quads(const qat_i8_dw_job *j, int r0, int r1) {
     const int kh = j->p.kh, kw = j->p.kw, H = j->in.h, C = j->in.c;
     const size_t rb = qat_i8_dw_quad_row_bytes(j->ow, j->p.stride, j->w->nq, C);
     uint8_t *zxq = j->slot + (size_t)kh * rb; /* the row of zx after the KH ring rows */

@@ -77,9 +77,10 @@ void qat_scatter_strided_add(float *dx, const float *dxs, const qat_conv_geom *g
 
 /* out (rows, C) += bias (C) broadcast over rows. */
 void qat_bias_add(float *out, const float *bias, int64_t rows, int C);
-/* db (C) += column sums of dy (rows, C); fixed summation order (deterministic per thread
- * count). scratch: qat_bias_grad_scratch(C) floats. */
-size_t qat_bias_grad_scratch(int C);
+/* db (C) += column sums of dy (rows, C). The rows are summed in chunks that depend on the
+ * shape only, added in chunk order: bitwise the same on any thread count.
+ * scratch: qat_bias_grad_scratch(rows, C) floats. */
+size_t qat_bias_grad_scratch(int64_t rows, int C);
 void qat_bias_grad(float *db, const float *dy, int64_t rows, int C, float *scratch);
 
 /* ---- Depthwise convolution, NHWC (kernels/dwconv*.c) ------------------------------------ */
@@ -113,9 +114,16 @@ void qat_dwconv_bwd_data_avx512(const qat_conv_geom *g, float *dx, const float *
                                 const float *wk, int accumulate);
 
 /* dwk (KH, KW, C) += sum over n, oh, ow of x * dy at each tap; db (C) += sum of dy (db may be
- * NULL). Each thread sums its static share of the output rows privately in scratch, then the
- * shares are added in thread order: deterministic for a fixed thread count.
- * scratch: qat_dwconv_bwd_weight_scratch(g) floats (the _ref needs none and accepts NULL). */
+ * NULL). The output rows are cut into qat_dw_weight_chunks(g) chunks, which depend on the
+ * shape only; each chunk is summed privately in scratch and the chunks are added in order, so
+ * the result is bitwise the same on any thread count. scratch: qat_dwconv_bwd_weight_scratch(g) floats (the _ref needs
+ * none and accepts NULL). */
+int qat_dw_weight_chunks(const qat_conv_geom *g);
+/* Below this many multiply-adds a depthwise pass runs on one thread: a fork/join beats one
+ * thread from about 2^15 on idle cores, but beside busy processes every join can wait a
+ * scheduler slice for the other thread (issue 19); 2^20 (about 30 us of work) keeps batch-1
+ * layers on one thread. */
+#define QAT_DW_PARALLEL_MIN_MACS (1 << 20)
 size_t qat_dwconv_bwd_weight_scratch(const qat_conv_geom *g);
 void qat_dwconv_bwd_weight(const qat_conv_geom *g, float *dwk, float *db, const float *dy,
                            const float *x, float *scratch);

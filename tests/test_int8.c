@@ -372,6 +372,36 @@ static void test_conv_dense(void) {
 
 /* ---- depthwise ------------------------------------------------------------------------------ */
 
+/* The VNNI512 path's depthwise kernels called directly, on rows [0, rows/3) then the rest (a
+ * split as between threads): qat_i8_dwconv on that path runs the VBMI tile kernel where it fits
+ * and the CPU has VBMI, the quad-row kernel elsewhere, so each is tested here on every shape. */
+static void check_dw_vnni_kernels(const char *what, const uint8_t *x, const qat_i8_dims *in,
+                                  const qat_i8_conv_params *p, const qat_i8_dims *out,
+                                  const qat_i8_dw_weights *pw, const qat_i8_requant *rq,
+                                  const uint8_t *exp, uint8_t *got, size_t ny) {
+    if (!qat_i8_path_available(QAT_I8_VNNI512) || !qat_i8_dw_vnni_stride(p->stride)) return;
+    uint8_t *zx = xmalloc((size_t)pw->Cp);
+    memset(zx, pw->zx, (size_t)pw->Cp);
+    size_t sb = (qat_i8_dw_slot_bytes(out->w, p->stride, p->kh, p->kw, in->c) + 63) / 64 * 64;
+    void *slot = aligned_alloc(64, sb);
+    QAT_ASSERT(slot);
+    qat_i8_dw_job j = {.x = x, .y = got, .in = *in, .oh = out->h, .ow = out->w, .p = *p, .w = pw,
+                       .mult = rq->mult, .zy = rq->zy, .lo = rq->lo, .hi = rq->hi, .zx_row = zx, .slot = slot};
+    const int rows = in->n * out->h;
+    char name[200];
+    for (int kernel = 0; kernel < 2; kernel++) {
+        qat_i8_dw_fn fn = kernel ? qat_i8_dw_rows_vnnivbmi : qat_i8_dw_rows_vnni512_quads;
+        if (kernel && !(qat_i8_dw_vbmi_fits(p) && qat_cpu_has_avx512_vbmi())) continue;
+        snprintf(name, sizeof name, "%s, %s kernel", what, kernel ? "VBMI tile" : "quad-row");
+        memset(got, 0xA5, ny);
+        fn(&j, 0, rows / 3);
+        fn(&j, rows / 3, rows);
+        same_u8(name, QAT_I8_VNNI512, got, exp, ny);
+    }
+    free(zx);
+    free(slot);
+}
+
 static void check_dw_pad(int n, int h, int wd, int C, int k, int stride, int pad, int zx) {
     qat_i8_dims in = {n, h, wd, C}, out;
     qat_i8_conv_params p = {k, k, stride, pad};
@@ -426,6 +456,7 @@ static void check_dw_pad(int n, int h, int wd, int C, int k, int stride, int pad
         same_u8(what, paths[i], got, exp, ny);
     }
     qat_i8_set_path(QAT_I8_AUTO);
+    check_dw_vnni_kernels(what, x, &in, &p, &out, &pw, &rq, exp, got, ny);
     free(x); free(w); free(bias); free(mult); free(exp); free(got); free(pbuf); free(scratch);
 }
 
@@ -477,6 +508,27 @@ static void test_dwconv_paths(void) {
     check_dw_pad(2, 5, 7, 19, 1, 2, 0, 60);
     check_dw_pad(2, 28, 28, 40, 3, 1, 1, 130); /* 1.1 M MACs */
     check_dw_pad(1, 10, 11, 20, 3, 3, 1, 50);  /* stride 3: the AVX-512 kernel on that path */
+}
+
+/* The VBMI tile kernel (3x3 and 5x5, strides 1 and 2): bands of 4 output rows (a last one
+ * overlapping the band before, else 2 or 1 rows), tiles of 4 or 2 columns that continue each
+ * other's quads, column checks in the tiles at both ends of a row: every output width and height
+ * from 1 to 9 at each kernel and stride, then pads 0 to k-1 with channel tails, batches and
+ * row splits (the direct calls in check_dw_vnni_kernels). */
+static void test_dwconv_tiles(void) {
+    static const int chans[] = {5, 16, 33};
+    for (int k = 3; k <= 5; k += 2)
+        for (int s = 1; s <= 2; s++) {
+            for (int h = 1; h <= 9; h++)
+                for (int wd = 1; wd <= 9; wd++)
+                    check_dw_pad(1, h, wd, 16, k, s, k / 2, rnd_int(0, 255));
+            for (int pad = 0; pad < k; pad++)
+                for (int wd = 1; wd <= 11; wd++) {
+                    int h = 1 + (wd * 7 + k + s + pad) % 9;
+                    if (wd + 2 * pad < k || h + 2 * pad < k) continue;
+                    check_dw_pad(wd % 3 + 1, h, wd, chans[(wd + pad) % 3], k, s, pad, rnd_int(0, 255));
+                }
+        }
 }
 
 /* The scratch decides the VNNI512 kernel's threads (one slot of quad rows each) and a buffer of
@@ -770,6 +822,7 @@ void register_int8_tests(void) {
                    "dense conv vs zx-padded naive conv", test_conv_dense,
                    "depthwise conv", test_dwconv,
                    "depthwise conv: C <= 16, interior/border, pad, tails", test_dwconv_paths,
+                   "depthwise conv: VBMI tiles, every width and height 1..9", test_dwconv_tiles,
                    "depthwise conv: scratch sizes and the VNNI512 fallback", test_dwconv_scratch,
                    "add", test_add,
                    "global average pool", test_avgpool,

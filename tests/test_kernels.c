@@ -188,7 +188,7 @@ static void test_sgemm_in_parallel(void) {
 }
 
 static void test_bias_helpers(void) {
-    const int rows = 1000, C = 37; /* large enough to run threaded */
+    const int rows = 2000, C = 37; /* large enough to run threaded (2^16 elements) */
     int keep = qat_get_threads();
     qat_set_threads(2);
     float *y = rand_buf(rows * C, 5), *b = rand_buf(C, 6), *ref = malloc(rows * C * sizeof(float));
@@ -199,7 +199,7 @@ static void test_bias_helpers(void) {
     test_compare("bias add", y, ref, rows * C, 1e-6);
     float db[37], dref[37];
     for (int c = 0; c < C; c++) db[c] = dref[c] = 0.25f;
-    float *scratch = malloc(qat_bias_grad_scratch(C) * sizeof(float));
+    float *scratch = malloc(qat_bias_grad_scratch(rows, C) * sizeof(float));
     qat_bias_grad(db, y, rows, C, scratch);
     for (int c = 0; c < C; c++) {
         double s = 0;
@@ -207,6 +207,12 @@ static void test_bias_helpers(void) {
         dref[c] += (float)s;
     }
     test_compare("bias grad", db, dref, C, 1e-4);
+    /* the same bits on one thread: the chunks depend on the shape only */
+    float db1[37];
+    for (int c = 0; c < C; c++) db1[c] = 0.25f;
+    qat_set_threads(1);
+    qat_bias_grad(db1, y, rows, C, scratch);
+    CU_ASSERT(memcmp(db1, db, sizeof db) == 0);
     free(scratch);
     free(y);
     free(b);
@@ -417,22 +423,27 @@ static void test_dw_avx2(void) { dw_sweep(QAT_ISA_AVX2); }
 static void test_dw_avx512(void) { dw_sweep(QAT_ISA_AVX512); }
 
 static void test_dw_weight_deterministic(void) {
-    /* Same thread count, same bits; a different thread count only reorders the sum. */
+    /* The same bits on any thread count, and on the same thread count twice. */
     int keep = qat_get_threads();
     qat_conv_geom g;
-    CU_ASSERT_EQUAL_FATAL(qat_conv_geom_init(&g, 8, 14, 14, 40, 3, 3, 1, 1), 0);
-    int64_t nx = (int64_t)8 * 14 * 14 * 40, nw = 9 * 40;
+    CU_ASSERT_EQUAL_FATAL(qat_conv_geom_init(&g, 32, 14, 14, 40, 3, 3, 1, 1), 0);
+    int64_t nx = (int64_t)32 * 14 * 14 * 40, nw = 9 * 40;
     float *x = rand_buf(nx, 51), *dy = rand_buf(nx, 52);
     float *a = calloc(nw + 40, sizeof(float)), *b = calloc(nw + 40, sizeof(float));
     float *c = calloc(nw + 40, sizeof(float));
     qat_set_threads(2);
+    CU_ASSERT(qat_dw_weight_chunks(&g) > 2); /* threaded, more chunks than threads */
     float *scratch = malloc(qat_dwconv_bwd_weight_scratch(&g) * sizeof(float));
     qat_dwconv_bwd_weight(&g, a, a + nw, dy, x, scratch);
     qat_dwconv_bwd_weight(&g, b, b + nw, dy, x, scratch);
     CU_ASSERT(memcmp(a, b, (nw + 40) * sizeof(float)) == 0);
     qat_set_threads(1);
     qat_dwconv_bwd_weight(&g, c, c + nw, dy, x, scratch);
-    test_compare("dw weight 1 vs 2 threads", c, a, nw + 40, 1e-4);
+    CU_ASSERT(memcmp(a, c, (nw + 40) * sizeof(float)) == 0);
+    float *r = calloc(nw + 40, sizeof(float));
+    qat_dwconv_bwd_weight_ref(&g, r, r + nw, dy, x, NULL);
+    test_compare("dw weight vs reference", a, r, nw + 40, 1e-4);
+    free(r);
     free(scratch);
     free(x);
     free(dy);

@@ -113,6 +113,34 @@ static void test_loss_falls(void) {
     qat_run_free(&r);
 }
 
+static void test_threads_bitwise(void) {
+    /* 1 and 2 threads give the same weights to the bit: every reduction of a training step is
+     * chunked by shape, never by thread count (batch 128 takes the depthwise weight gradient
+     * of the first block over the threaded size). */
+    char a[400], b[400];
+    snprintf(a, sizeof a, "%s/threads1", tmpdir);
+    snprintf(b, sizeof b, "%s/threads2", tmpdir);
+    qat_train_opts o;
+    base_opts(&o, a);
+    o.batch = 128;
+    o.epochs = 1;
+    o.max_steps = 2;
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    base_opts(&o, b);
+    o.batch = 128;
+    o.epochs = 1;
+    o.max_steps = 2;
+    o.threads = 2;
+    CU_ASSERT_FATAL(qat_train_run(&o) == QAT_OK);
+    qat_run ra = load(a, "last.ckpt"), rb = load(b, "last.ckpt");
+    CU_ASSERT_FATAL(ra.model->nparams == rb.model->nparams);
+    CU_ASSERT(memcmp(ra.model->params, rb.model->params,
+                     (size_t)ra.model->nparams * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(ra.model->buffers, rb.model->buffers,
+                     (size_t)ra.model->nbuffers * sizeof(float)) == 0);
+    qat_run_free(&ra), qat_run_free(&rb);
+}
+
 static void test_deterministic_and_resume(void) {
     char a[400], b[400], c[400];
     snprintf(a, sizeof a, "%s/det1", tmpdir);
@@ -594,6 +622,7 @@ void register_train_tests(void) {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
     CU_add_test(s, "loss falls on a tiny dataset", test_loss_falls);
     CU_add_test(s, "fixed seed is bitwise deterministic; resume is exact", test_deterministic_and_resume);
+    CU_add_test(s, "1 and 2 threads train to the same bits", test_threads_bitwise);
     CU_add_test(s, "eval of a checkpoint matches the training report", test_eval_matches_training_report);
     CU_add_test(s, "bad model, checkpoint and data are reported", test_bad_inputs);
     CU_add_test(s, "qat train --qat-from-epoch switches to fake-quant", test_qat_from_epoch);

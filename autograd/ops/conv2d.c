@@ -172,7 +172,7 @@ void qat_conv2d_backward(qat_ctx *ctx, qat_tensor *out) {
     }
 
     if (need_db) {
-        float *scratch = qat_arena_floats(&ctx->arena, (int64_t)qat_bias_grad_scratch(Cout));
+        float *scratch = qat_arena_floats(&ctx->arena, (int64_t)qat_bias_grad_scratch(P, Cout));
         qat_bias_grad(qat_grad(ctx, b), dy, P, Cout, scratch);
     }
 

@@ -34,15 +34,19 @@ MPIRUN="mpirun -np 2"
 "$TD" data "$tmp/data"
 common="--data $tmp/data --epochs 2 --batch 32 --threads 1 --seed 3"
 
-# 1. SyncBN across 2 ranks vs one process, 4 steps of a global batch of 32 (1e-4: the same run with 2 threads instead of 1 drifts 2.6e-4 from it after 6 steps, as ReLU masks flip on float-order noise; --local-bn drifts ~0.1)
-$MPIRUN "$QAT" train $common --max-steps 4 --out "$tmp/r2" >"$tmp/r2.log" 2>&1 || { cat "$tmp/r2.log"; bad "2-rank train"; }
-"$QAT" train $common --max-steps 4 --out "$tmp/r1" >"$tmp/r1.log" 2>&1 || { cat "$tmp/r1.log"; bad "1-process train"; }
+# 1. SyncBN across 2 ranks vs one process, 2 steps of a global batch of 32. The two add the
+#    same numbers in a different order, and this early, high-lr training multiplies that noise
+#    about 100x per step as ReLU masks flip: with the depthwise weight gradient summed in 16
+#    chunks of rows (issue 19) the runs differ by 1.1e-6 after 2 steps but 9e-5 after 3 and 3.7e-3
+#    after 4, which --local-bn's 3.9e-3 after 2 steps would not be told apart from.
+$MPIRUN "$QAT" train $common --max-steps 2 --out "$tmp/r2" >"$tmp/r2.log" 2>&1 || { cat "$tmp/r2.log"; bad "2-rank train"; }
+"$QAT" train $common --max-steps 2 --out "$tmp/r1" >"$tmp/r1.log" 2>&1 || { cat "$tmp/r1.log"; bad "1-process train"; }
 if "$TD" compare "$tmp/r2/last.ckpt" "$tmp/r1/last.ckpt" 1e-4 >"$tmp/cmp.log"; then
     ok "2 ranks (SyncBN) == 1 process, same global batch: $(cat "$tmp/cmp.log")"
 else
     cat "$tmp/cmp.log"; bad "2 ranks with SyncBN differ from 1 process"
 fi
-$MPIRUN "$QAT" train $common --max-steps 4 --local-bn --out "$tmp/rl" >"$tmp/rl.log" 2>&1 || { cat "$tmp/rl.log"; bad "2-rank --local-bn"; }
+$MPIRUN "$QAT" train $common --max-steps 2 --local-bn --out "$tmp/rl" >"$tmp/rl.log" 2>&1 || { cat "$tmp/rl.log"; bad "2-rank --local-bn"; }
 if "$TD" compare "$tmp/rl/last.ckpt" "$tmp/r1/last.ckpt" 1e-4 >"$tmp/cmpl.log"; then
     cat "$tmp/cmpl.log"; bad "--local-bn should not match the 1-process run (is the comparison blind?)"
 else
@@ -82,7 +86,7 @@ else
 fi
 
 # 3. mpirun -np 1 is a plain run
-mpirun -np 1 "$QAT" train $common --max-steps 4 --out "$tmp/n1" >"$tmp/n1.log" 2>&1 || { cat "$tmp/n1.log"; bad "mpirun -np 1"; }
+mpirun -np 1 "$QAT" train $common --max-steps 2 --out "$tmp/n1" >"$tmp/n1.log" 2>&1 || { cat "$tmp/n1.log"; bad "mpirun -np 1"; }
 if "$TD" compare "$tmp/n1/last.ckpt" "$tmp/r1/last.ckpt" 0 >"$tmp/cmp1.log"; then
     ok "mpirun -np 1 == no mpirun, bit for bit"
 else
