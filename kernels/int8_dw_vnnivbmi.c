@@ -13,6 +13,10 @@
  * the previous one moved down S bytes per lane with the S new columns' bytes on top, one
  * vpermt2b from the previous quad and a 16- or 32-byte load of the new columns. Each quad goes
  * straight into the vpdpbusd of the up to KH/S output rows of the tile that use that input row.
+ * A band of R rows is walked in tiles from left to right, each tile starting from the last quads
+ * of the one before, so a slide is done once per band, input row and output column. At 5x5 the
+ * fifth kernel column gets no quad of its own (the quad-row kernel's quad 1: one tap, 4 more
+ * slides per row): it is byte 4 - S of the next output column's quad, the weight moved there.
  * Columns and rows outside the image read the job's zx row, so the sum is the reference's
  * (padded taps x zx, zero weights x whatever), and the epilogue is the shared requant16:
  * bit-identical to qat_i8_dw_rows_ref. */
@@ -54,21 +58,23 @@ typedef struct {
 
 /* One tile: output rows oh0 .. oh0+R-1 of image `img`, columns p0 .. p0+P-1, channels c ..
  * c+15 (k: the valid ones), stored up to column OW - 1 (a last tile may reach past the row: its
- * columns there read zx and are not stored). wv: the KH*NQ weight quads of the block; y: output
- * of (oh0, p0, c). Along input row t the slides run m = 0, 1, ..: slide m brings in padded
- * columns col0 + m*S .. + S-1 (col0 = p0*S - pad), after which the quad holds columns
- * col0 + (m - WARM)*S .. + 3, the taps of output column p0 + m - WARM (quad 0) or of the column
- * 4/S before it (quad 1, 5x5). CARRY (3x3, NQ = 1): the tile before left each row's last quad in
- * carry[t], which is this tile's quad of slide WARM - 1, so the WARM slides of warm-up are
- * skipped; carry[t] is updated for the next tile either way. */
+ * columns there read zx and are not stored). wv: the block's weight quads (kernel row i at
+ * wv[i*NQ .. i*NQ+NQ-1]); y: output of (oh0, p0, c).
+ * Along input row t the slides run m = 0, 1, ..: slide m brings in padded columns col0 + m*S ..
+ * + S-1 (col0 = p0*S - pad), after which the quad holds columns col0 + jq*S .. + 3 with
+ * jq = m - WARM: the taps of output column p0 + jq of quad 0 (kernel columns 0..3), and at 5x5
+ * (NQ = 2) of output column p0 + jq - 1 for kernel column 4, which is byte 4 - S of that quad
+ * (the caller moved quad 1's weight there). So a row needs J = P + NQ - 1 quads.
+ * CARRY: the tile before left each row's last quad in carry[t], the quad jq = J - 1 - P of this
+ * tile; the row then starts from it instead of WARM + J - P slides of warm-up. */
 FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c, __mmask16 k,
              const __m512i *wv, __m512i bias, __m512 mult, const dw_consts *e, uint8_t *y,
              __m512i *carry, const int R, const int P, const int KH, const int NQ, const int S,
              const int CARRY, const int CHECK) {
     const int H = j->in.h, W = j->in.w, C = j->in.c, pad = j->p.pad, OW = j->ow;
-    const int J = P + (NQ - 1) * 4 / S; /* quads per input row: P for quad 0, shifted for q > 0 */
-    const int WARM = 4 / S - 1;         /* slides before the first full quad */
-    const int TR = (R - 1) * S + KH;    /* input rows the tile reads */
+    const int J = P + NQ - 1;        /* quads per input row */
+    const int WARM = 4 / S - 1;      /* slides before the first full quad */
+    const int TR = (R - 1) * S + KH; /* input rows the tile reads */
     const uint8_t *zxc = j->zx_row + c;
     const int ih0 = oh0 * S - pad, col0 = p0 * S - pad;
     __m512i acc[4][4]; /* R, P <= 4; fixed sizes (no VLA) so that they stay in registers */
@@ -80,18 +86,21 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
     for (int t = 0; t < TR; t++) {
         const int ih = ih0 + t;
         const int inside = (unsigned)ih < (unsigned)H;
-        const int m0 = CARRY ? WARM : 0;
+        const int m0 = CARRY ? J - P + WARM : 0; /* the first slide */
         __m512i quad = CARRY ? carry[t] : e->zxq;
         const uint8_t *cp = img + ((size_t)(inside ? ih : 0) * W + (size_t)(col0 + m0 * S)) * C + c;
 #pragma GCC unroll 16
-        for (int m = m0; m < J + WARM; m++, cp += S * C) {
-            if (inside)
-                quad = _mm512_permutex2var_epi8(quad, e->ix, new_columns(cp, zxc, col0 + m * S, W, C, k, S, CHECK));
+        for (int m = m0 - CARRY; m < J + WARM; m++) {
+            if (m >= m0) { /* else: the carried quad */
+                if (inside)
+                    quad = _mm512_permutex2var_epi8(quad, e->ix, new_columns(cp, zxc, col0 + m * S, W, C, k, S, CHECK));
+                cp += S * C;
+            }
             const int jq = m - WARM;
             if (jq < 0) continue;
 #pragma GCC unroll 4
             for (int q = 0; q < NQ; q++) {
-                const int p = jq - q * 4 / S;
+                const int p = jq - q;
                 if (p < 0 || p >= P) continue;
 #pragma GCC unroll 8
                 for (int r = 0; r < R; r++) {
@@ -101,7 +110,7 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
                 }
             }
         }
-        if (NQ == 1) carry[t] = quad;
+        carry[t] = quad;
     }
     const int full = k == (__mmask16)0xFFFF;
     const size_t OWC = (size_t)OW * C;
@@ -120,36 +129,36 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
 }
 
 /* Output rows oh0 .. oh0+R-1 of image n, every channel block, the row in tiles of P columns from
- * the left (3x3: each tile continues the quads of the one before); the tiles that may read
- * columns outside the image (the first, the last ones) check each column. */
+ * the left, each continuing the quads of the one before; the tiles that may read columns
+ * outside the image (the first, the last ones) check each column. */
 FI void band(const qat_i8_dw_job *j, int n, int oh0, const dw_consts *e, const int R, const int P,
              const int KH, const int NQ, const int S) {
     const qat_i8_dw_weights *w = j->w;
     const int C = j->in.c, OW = j->ow, W = j->in.w, pad = j->p.pad, cp16 = w->Cp / 16;
     const uint8_t *img = j->x + (size_t)n * j->in.h * j->in.w * C;
     uint8_t *yb = j->y + ((size_t)n * j->oh + oh0) * OW * C;
-    /* tiles from p0 >= unchecked0 up to p0 < unchecked1 read columns inside [0, W) only */
-    const int first_col_off = -pad + (NQ == 1 ? 4 - S : 0);          /* first column a tile reads, */
-    const int last_col_off = (P - 1) * S - pad + (NQ - 1) * 4 + 3; /* last one, minus p0*S */
+    /* columns a carrying tile at p0 reads: p0*S + first_off .. p0*S + last_off */
+    const int WARM = 4 / S - 1, J = P + NQ - 1;
+    const int first_off = (J - P + WARM) * S - pad, last_off = (J + WARM) * S - 1 - pad;
     for (int c = 0; c < C; c += 16) {
         const __mmask16 k = lane_mask(C - c);
         __m512i wv[10]; /* KH * NQ <= 10 */
 #pragma GCC unroll 16
-        for (int t = 0; t < KH * NQ; t++) wv[t] = _mm512_loadu_si512(w->wq + ((size_t)t * cp16 + c / 16) * 64);
+        for (int t = 0; t < KH * NQ; t++) {
+            wv[t] = _mm512_loadu_si512(w->wq + ((size_t)t * cp16 + c / 16) * 64);
+            /* 5x5: kernel column 4 (byte 0 of quad 1) to byte 4 - S, see tile() */
+            if (NQ == 2 && t % 2) wv[t] = _mm512_slli_epi32(wv[t], 8 * (4 - S));
+        }
         const __m512i bias = _mm512_loadu_si512(w->bias_eff + c);
         const __m512 mult = _mm512_maskz_loadu_ps(k, j->mult + c);
         __m512i carry[4 * 2 + 3]; /* TR <= 11 */
         uint8_t *yc = yb + c;
         tile(j, img, oh0, 0, c, k, wv, bias, mult, e, yc, carry, R, P, KH, NQ, S, 0, 1);
         int p0 = P;
-        for (; p0 < OW && p0 * S + first_col_off >= 0 && p0 * S + last_col_off < W; p0 += P) {
-            if (NQ == 1) tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 0);
-            else tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 0, 0);
-        }
-        for (; p0 < OW; p0 += P) {
-            if (NQ == 1) tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 1);
-            else tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 0, 1);
-        }
+        for (; p0 < OW && p0 * S + first_off >= 0 && p0 * S + last_off < W; p0 += P)
+            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 0);
+        for (; p0 < OW; p0 += P)
+            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 1);
     }
 }
 
@@ -194,10 +203,18 @@ int qat_i8_dw_vbmi_fits(const qat_i8_conv_params *p) {
     return p->kh == p->kw && (p->kh == 3 || p->kh == 5) && (p->stride == 1 || p->stride == 2);
 }
 
+/* Bands of RM rows x tiles of PM columns per kernel size and stride: R*P accumulators, KH*NQ
+ * weights and TR carried quads in registers. Measured on Zen 4 (bench_dw): 3x3 4x4 beats 3x4,
+ * 2x4 and 2x3 at both strides; 5x5 4x2 beats 2x4 by 13-20% and 3x3. */
+static __attribute__((noinline)) void rows_3s1(const qat_i8_dw_job *j, int r0, int r1) { rows(j, r0, r1, 3, 1, 1, 4, 4); }
+static __attribute__((noinline)) void rows_3s2(const qat_i8_dw_job *j, int r0, int r1) { rows(j, r0, r1, 3, 1, 2, 4, 4); }
+static __attribute__((noinline)) void rows_5s1(const qat_i8_dw_job *j, int r0, int r1) { rows(j, r0, r1, 5, 2, 1, 4, 2); }
+static __attribute__((noinline)) void rows_5s2(const qat_i8_dw_job *j, int r0, int r1) { rows(j, r0, r1, 5, 2, 2, 4, 2); }
+
 void qat_i8_dw_rows_vnnivbmi(const qat_i8_dw_job *j, int r0, int r1) {
     const int k = j->p.kh, s = j->p.stride;
-    if (k == 3 && s == 1) rows(j, r0, r1, 3, 1, 1, 4, 4);
-    else if (k == 3) rows(j, r0, r1, 3, 1, 2, 4, 4);
-    else if (s == 1) rows(j, r0, r1, 5, 2, 1, 4, 2);
-    else rows(j, r0, r1, 5, 2, 2, 4, 2);
+    if (k == 3 && s == 1) rows_3s1(j, r0, r1);
+    else if (k == 3) rows_3s2(j, r0, r1);
+    else if (s == 1) rows_5s1(j, r0, r1);
+    else rows_5s2(j, r0, r1);
 }
