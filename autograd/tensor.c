@@ -1,5 +1,6 @@
 /* Tensor creation, the forward context and the tape. */
 #include "tensor.h"
+#include "kernels.h" /* qat_team_tick */
 #include <string.h>
 
 void qat_ctx_init(qat_ctx *ctx, size_t arena_bytes) {
@@ -36,6 +37,7 @@ qat_status qat_ctx_run(qat_ctx *ctx, qat_ctx_fn fn, void *arg) {
 void qat_ctx_reset(qat_ctx *ctx) {
     ctx->ntape = 0;
     qat_arena_reset(&ctx->arena);
+    qat_team_tick(); /* a step starts: fit its thread count to the load (kernels/team.c) */
 }
 
 static qat_tensor *tensor_alloc(qat_ctx *ctx, int ndim, const int *shape) {

@@ -41,16 +41,21 @@ fi
 . bench/host.sh
 host_probe build 2
 : > "$rows"
-steps_for() { case $1 in 1) echo 10 ;; 64) echo 3 ;; *) echo 2 ;; esac; }
+# Timed steps: a training step is long (seconds at batch 256), an INT8 forward short, so the
+# INT8 runs take more steps (3 forwards of a few ms each measured mostly noise).
+train_steps() { case $1 in 1) echo 10 ;; 64) echo 4 ;; *) echo 2 ;; esac; }
+int8_steps() { case $1 in 1) echo 300 ;; 64) echo 40 ;; *) echo 10 ;; esac; }
 for r in $(seq "$rounds"); do
   for t in $threadlist; do
     for b in $batches; do
-      s=$(steps_for "$b")
+      s=$(train_steps "$b") si=$(int8_steps "$b")
       echo "round $r/$rounds: $t threads, batch $b" >&2
       qt=$(build/bench_train --model mbv2-1.0 --input 32x32x3 --batch "$b" --threads "$t" \
              --steps "$s" --qat 0 --infer 0 | tail -n 1)
-      qi=$(build/bench_int8 --model "$q8" --batch "$b" --threads "$t" --steps "$s" | tail -n 1)
-      tt=$("$py" bench/torch_mbv2.py --threads "$t" --batch "$b" --steps "$s" --only train,int8 | tail -n 1)
+      qi=$(build/bench_int8 --model "$q8" --batch "$b" --threads "$t" --steps "$si" | tail -n 1)
+      tt=$("$py" bench/torch_mbv2.py --threads "$t" --batch "$b" --steps "$s" --only train | tail -n 1)
+      ti=$("$py" bench/torch_mbv2.py --threads "$t" --batch "$b" --steps "$si" --only int8 | tail -n 1)
+      tt=$("$py" -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); r=max(a["peak_rss_kib"], b["peak_rss_kib"]); a.update(b); a["peak_rss_kib"]=r; print(json.dumps(a))' "$tt" "$ti")
       printf '{"threads": %d, "batch": %d, "qat_train": %s, "qat_int8": %s, "torch": %s}\n' \
         "$t" "$b" "$qt" "$qi" "$tt" >> "$rows"
     done

@@ -270,7 +270,7 @@ static void column_sums(bn_chunk_fn fn, const float *a, const float *b, const fl
             scratch[k * stride + 2 * Cp + c] = INFINITY;
             scratch[k * stride + 3 * Cp + c] = -INFINITY;
         }
-#pragma omp parallel for schedule(static) if (nch > 1 && M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (nch > 1 && M * C >= BN_PAR_ELEMS)
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0 = k * rows_per, r1 = r0 + rows_per < M ? r0 + rows_per : M;
         if (r0 >= r1) continue;
@@ -353,7 +353,7 @@ void qat_bn_forward(float *y, const float *x, const float *mean, const float *is
         const float *rsc = bn_rep(&next, sc, C, P), *rsh = bn_rep(&next, sh, C, P);
         const bn_flat f = {.P = P, .mu = rmu, .is = ris, .sc = rsc, .sh = rsh};
         const int64_t nblk = fwd_blocks(M, C);
-#pragma omp parallel for schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t r0 = b * M / nblk, r1 = (b + 1) * M / nblk;
             qat_bn_fwd_flat_avx512(y + r0 * C, xd + r0 * C, (r1 - r0) * C, (int)(r0 * C % P), &f,
@@ -361,7 +361,7 @@ void qat_bn_forward(float *y, const float *x, const float *mean, const float *is
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (M * C >= BN_PAR_ELEMS)
     for (int64_t r = 0; r < M; r++) {
         const float *restrict xr = xd + r * C;
         float *restrict yr = y + r * C;
@@ -397,7 +397,7 @@ void qat_bn_forward_range(float *ymin, float *ymax, int64_t *ynan_out, const flo
     float ymn = INFINITY, ymx = -INFINITY;
     int64_t ynan = 0;
     const int64_t nblk = fwd_blocks(M, C);
-#pragma omp parallel for schedule(static) reduction(min : ymn) reduction(max : ymx) \
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) reduction(min : ymn) reduction(max : ymx) \
     reduction(+ : ynan) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
     for (int64_t b = 0; b < nblk; b++) {
         float a, z;
@@ -416,7 +416,7 @@ void qat_bn_forward_fq(float *out, uint8_t *code, const float *x, const float *m
                        float hi, int clamp, int64_t M, int C, const qat_fq_consts *k) {
     QAT_ASSERT(bn_use_avx512());
     const int64_t nblk = fwd_blocks(M, C);
-#pragma omp parallel for schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
     for (int64_t b = 0; b < nblk; b++)
         qat_bn_fwd_fq_rows_avx512(out, code, x, b * M / nblk, (b + 1) * M / nblk, C, isc, mean,
                                   scale, shift, lo, hi, clamp, k);
@@ -438,14 +438,14 @@ void qat_bn_dx(float *dx, const float *dy, const float *x, const float *yo, cons
         const bn_flat f = {.P = P, .mu = rmu, .is = ris, .A = rA, .B = rB, .D = rD, .afs = rafs,
                            .afh = rafh};
         const int64_t nblk = fwd_blocks(M, C);
-#pragma omp parallel for schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (nblk > 1 && M * C >= BN_PAR_ELEMS)
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t o = b * M / nblk * C, n = (b + 1) * M / nblk * C - o;
             fn(dx + o, dy + o, x + o, yo + o, code ? code + o : NULL, n, (int)(o % P), &f, lo, hi);
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (M * C >= BN_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (M * C >= BN_PAR_ELEMS)
     for (int64_t r = 0; r < M; r++) {
         const int64_t o = r * C;
         const uint8_t *cd = code ? code + o : NULL;

@@ -15,6 +15,7 @@ static int hw_avx512_vnni, hw_avx_vnni, hw_avx512_vbmi;
 static int env_cap = -1;       /* ISA cap from QAT_ISA, QAT_ISA_COUNT when unset */
 static int forced_isa = -1;    /* qat_set_isa override, -1 when none */
 static int nthreads;           /* 0: not set, use the OpenMP default */
+static int thread_cap;         /* 0: none; else qat_kernel_threads() gives at most this */
 
 static uint64_t xgetbv0(void) {
     /* Inline asm rather than _xgetbv(): that intrinsic needs -mxsave, and this file is built
@@ -133,6 +134,7 @@ const char *qat_isa_name(qat_isa isa) {
 void qat_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     nthreads = n;
+    thread_cap = 0;
     omp_set_num_threads(n);
     /* OpenBLAS is kept single-threaded by kernels/gemm.c before its first call, not here:
      * this file is part of the INT8 runtime library, which does not link OpenBLAS. */
@@ -146,8 +148,16 @@ int qat_get_threads(void) {
 int qat_kernel_threads(void) {
     if (omp_in_parallel()) return 1;
     int n = qat_get_threads();
+    int cap = __atomic_load_n(&thread_cap, __ATOMIC_RELAXED);
+    if (cap > 0 && cap < n) n = cap;
     return n > 0 ? n : 1;
 }
+
+/* Set by the FP32 engine's team governor (kernels/team.c) only; the INT8 runtime's kernels
+ * size their regions with qat_get_threads() and never see it. */
+void qat_set_thread_cap(int n) { __atomic_store_n(&thread_cap, n > 0 ? n : 0, __ATOMIC_RELAXED); }
+
+int qat_thread_cap(void) { return __atomic_load_n(&thread_cap, __ATOMIC_RELAXED); }
 
 /* libgomp reads its environment once, when the library loads, so a program that wants a
  * different default must set it and re-execute itself before any OpenMP call. The default

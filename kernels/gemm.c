@@ -67,14 +67,18 @@ void qat_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const
      * measured FP32 batch 1 falling 40x beside two busy loops. One thread below 2^20 MACs
      * (about 30 us on one core): on this shared 2-core AMD host (load average 25) that took
      * mbv2-tiny's FP32 batch 1 from 25.8 to 1230 img/s, where 2^18 left 7 regions per
-     * forward (bench/contention.sh). nthreads-var is per thread in OpenMP, so setting and
-     * restoring it here touches no other thread. */
-    int small = (double)M * N * K < GEMM_ONEDNN_ONE_THREAD_MACS && !omp_in_parallel();
-    int saved = small ? omp_get_max_threads() : 0;
-    if (small && saved > 1) omp_set_num_threads(1);
+     * forward (bench/contention.sh). Above it, the team governor's cap (kernels/team.c)
+     * applies here too. nthreads-var is per thread in OpenMP, so setting and restoring it
+     * here touches no other thread. */
+    int want = 0, saved = 0;
+    if (!omp_in_parallel()) {
+        want = (double)M * N * K < GEMM_ONEDNN_ONE_THREAD_MACS ? 1 : qat_kernel_threads();
+        saved = omp_get_max_threads();
+        if (want < saved) omp_set_num_threads(want);
+    }
     dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
                                   B, ldb, beta, C, ldc);
-    if (small && saved > 1) omp_set_num_threads(saved);
+    if (want < saved) omp_set_num_threads(saved);
     if (st == dnnl_success) return;
     qat_sgemm_openblas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -134,9 +134,30 @@ void qat_dwconv_bwd_weight_avx2(const qat_conv_geom *g, float *dwk, float *db, c
 void qat_dwconv_bwd_weight_avx512(const qat_conv_geom *g, float *dwk, float *db,
                                   const float *dy, const float *x, float *scratch);
 
-/* Threads a kernel's parallel region should use: qat_get_threads(), or 1 when already inside a
- * parallel region. */
+/* Threads a kernel's parallel region should use: qat_get_threads(), at most the cap, or 1 when
+ * already inside a parallel region. Every parallel region of the FP32 engine names it in
+ * num_threads(), so the cap reaches them all (and oneDNN's sgemm, see kernels/gemm.c). */
 int qat_kernel_threads(void);
+/* The cap (0: none) the FP32 engine's team governor sets when other processes hold the cores;
+ * qat_set_threads() lifts it. */
+void qat_set_thread_cap(int n);
+int qat_thread_cap(void);
+/* Fits the cap to the load once per step (kernels/team.c); qat_ctx_reset calls it. */
+void qat_team_tick(void);
+/* The governor's decision, apart from its measurements so that tests can drive it. */
+typedef struct {
+    int n;            /* the whole team */
+    int cap;          /* 0: the whole team, else the threads the next window runs */
+    int probing;      /* the current window runs the whole team to look at the load */
+    int hot_windows;  /* windows in a row whose wait share was over the threshold */
+    int idle_windows; /* capped windows in a row that saw no other runnable task */
+    long long next_probe, backoff; /* ns */
+} qat_team_state;
+void qat_team_init(qat_team_state *d, int n);
+/* One window ending at t (ns): share = the team's summed runnable-but-waiting time over the
+ * window's length, runnable = /proc/loadavg's runnable count now (-1: not known). Returns the
+ * cap for the next window (0: the whole team). */
+int qat_team_decide(qat_team_state *d, double share, int runnable, long long t);
 
 /* FP32 FMA throughput of one thread over about `seconds`, in multiply-adds per second: zmm
  * (needs AVX-512) and ymm (needs AVX2+FMA). For the host line of bench/ (bench/host.c). */

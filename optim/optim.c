@@ -4,6 +4,7 @@
  * between segments): each element is updated by exactly one thread with the same arithmetic, so
  * results do not depend on the thread count. */
 #include "optim.h"
+#include "kernels.h" /* qat_kernel_threads */
 #include "base.h"
 #include <omp.h>
 #include <stdio.h>
@@ -137,7 +138,7 @@ void qat_optim_step(qat_optimizer *o, float *params, const float *grads, float l
     const int64_t n = o->n;
     const double beta1 = decimal_of(o->beta1), beta2 = decimal_of(o->beta2);
     const double eps = decimal_of(o->eps), wd_adamw = decimal_of(o->weight_decay);
-#pragma omp parallel if (n >= QAT_OPTIM_PARALLEL_MIN)
+#pragma omp parallel num_threads(qat_kernel_threads()) if (n >= QAT_OPTIM_PARALLEL_MIN)
     {
         const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
         for (int s = 0; s < o->nseg; s++) {

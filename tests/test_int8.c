@@ -272,12 +272,15 @@ static void test_gemm_rounding_ties(void) {
 }
 
 /* Multipliers whose products leave the int32 range or are NaN must clamp exactly as
- * qat_requantize does (huge -> hi, -huge -> lo, NaN -> lo). */
+ * qat_requantize does (huge -> hi, -huge -> lo, NaN -> lo); N = 70 also takes the kernels'
+ * 64-channel paths (VNNI512 packs before it raises to lo). */
 static void test_gemm_requant_extremes(void) {
-    const int N = 5;
-    float mult[5] = {INFINITY, 1e30f, -1e30f, NAN, 3e-9f};
+    const float ext[5] = {INFINITY, 1e30f, -1e30f, NAN, 3e-9f};
+    float mult[70];
+    for (int i = 0; i < 70; i++) mult[i] = ext[i % 5];
     gemm_case gc = {.zx = 128, .zy = 100, .lo = 3, .hi = 250, .with_bias = 1};
-    check_gemm_shape(9, N, 20, &gc, NULL, NULL, mult);
+    check_gemm_shape(9, 5, 20, &gc, NULL, NULL, mult);
+    check_gemm_shape(9, 70, 20, &gc, NULL, NULL, mult);
 }
 
 /* ---- dense conv ----------------------------------------------------------------------------- */

@@ -86,9 +86,54 @@ static void test_threads(void) {
         inner = qat_kernel_threads();
     }
     CU_ASSERT_EQUAL(inner, 1);
+    /* the team governor's cap (kernels/team.c) bounds qat_kernel_threads only, and
+     * qat_set_threads lifts it */
+    qat_set_thread_cap(1);
+    CU_ASSERT_EQUAL(qat_kernel_threads(), 1);
+    CU_ASSERT_EQUAL(qat_get_threads(), 3);
+    qat_set_thread_cap(5);
+    CU_ASSERT_EQUAL(qat_kernel_threads(), 3);
+    qat_set_thread_cap(2);
+    qat_set_threads(3);
+    CU_ASSERT_EQUAL(qat_thread_cap(), 0);
+    CU_ASSERT_EQUAL(qat_kernel_threads(), 3);
     qat_set_threads(0); /* the default: one per core */
     CU_ASSERT_EQUAL(qat_get_threads(), omp_get_num_procs());
     qat_set_threads(keep);
+}
+
+static void test_team_decide(void) {
+    /* The governor's decision on made-up windows (ns times, 50 ms windows): the numbers a
+     * quiet machine, one busy process beside 2 threads, and the load leaving give. */
+    const long long ms = 1000000;
+    qat_team_state d;
+    qat_team_init(&d, 2);
+    long long t = 0;
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.01, -1, t += 50 * ms), 0); /* quiet */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.30, -1, t += 50 * ms), 0); /* one hot window: noise */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.01, -1, t += 50 * ms), 0);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.70, -1, t += 50 * ms), 0); /* busy process starts */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.65, -1, t += 50 * ms), 1); /* two in a row: capped */
+    /* capped, the other process still running (3 runnable): no probe before the backoff */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.00, 3, t += 50 * ms), 1);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.00, 3, t += 50 * ms), 1);
+    t += 500 * ms; /* the backoff (0.5 s) runs out: probe with the whole team */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.00, 3, t), 0);
+    CU_ASSERT(d.probing);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.70, -1, t += 50 * ms), 1); /* the probe waited */
+    CU_ASSERT_EQUAL(d.backoff, 1000 * ms);                         /* so the backoff doubled */
+    /* the process leaves: two windows with nothing else runnable, then a probe that finds
+     * quiet cores keeps the whole team */
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.00, 1, t += 50 * ms), 1);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.00, 1, t += 50 * ms), 0);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.01, -1, t += 50 * ms), 0);
+    CU_ASSERT(!d.probing);
+    CU_ASSERT_EQUAL(d.backoff, 500 * ms);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.02, -1, t += 50 * ms), 0);
+    /* 8 threads beside one busy process wait about 8/9 of a core: 7 threads */
+    qat_team_init(&d, 8);
+    qat_team_decide(&d, 0.89, -1, t += 50 * ms);
+    CU_ASSERT_EQUAL(qat_team_decide(&d, 0.89, -1, t += 50 * ms), 7);
 }
 
 /* ---- GEMM ------------------------------------------------------------------------------ */
@@ -459,6 +504,7 @@ void register_kernels_tests(void) {
                    "isa detection matches the compiler probe", test_isa_detect,
                    "isa forcing and capping", test_isa_cap,
                    "thread count", test_threads,
+                   "team governor decisions", test_team_decide,
                    "sgemm vs naive, all transposes, odd sizes, alpha/beta", test_sgemm_shapes,
                    "sgemm inside a parallel region", test_sgemm_in_parallel,
                    "sgemm deterministic over a long K", test_sgemm_deterministic,

@@ -225,9 +225,9 @@ static void test_bn_large_threads(void) {
     ref_stats(x, mean, var);
 
     float *out[2], *dx[2], dg[2][24], db[2][24];
-    int prev = omp_get_max_threads();
+    int prev = qat_get_threads();
     for (int t = 0; t < 2; t++) {
-        omp_set_num_threads(t + 1);
+        qat_set_threads(t + 1); /* the regions take qat_kernel_threads(), not the OpenMP default */
         bn_fixture f;
         bn_fixture_init(&f, C, 25);
         qat_ctx ctx;
@@ -246,7 +246,7 @@ static void test_bn_large_threads(void) {
         memcpy(db[t], b->grad, sizeof db[t]);
         qat_ctx_free(&ctx);
     }
-    omp_set_num_threads(prev);
+    qat_set_threads(prev);
     CU_ASSERT(memcmp(out[0], out[1], (size_t)x->numel * sizeof(float)) == 0);
     CU_ASSERT(memcmp(dx[0], dx[1], (size_t)x->numel * sizeof(float)) == 0);
     CU_ASSERT(memcmp(dg[0], dg[1], sizeof dg[0]) == 0 && memcmp(db[0], db[1], sizeof db[0]) == 0);

@@ -203,12 +203,12 @@ static void run_threads_case(qat_opt_kind kind) {
     CU_ASSERT_EQUAL_FATAL(qat_optim_init(&b, kind, N, segs, 4), QAT_OK);
     ref_sgd rs = {a.momentum, a.weight_decay, a.nesterov, s1, 0};
     ref_adamw ra = {a.beta1, a.beta2, a.eps, a.weight_decay, s1, s2, 0};
-    int saved = omp_get_max_threads();
+    int saved = qat_get_threads();
     for (int t = 0; t < 3; t++) {
         for (int i = 0; i < N; i++) g[i] = (float)rnd(&x), rg[i] = g[i];
-        omp_set_num_threads(1);
+        qat_set_threads(1);
         qat_optim_step(&a, p1, g, 0.01f);
-        omp_set_num_threads(2);
+        qat_set_threads(2);
         qat_optim_step(&b, p2, g, 0.01f);
         ra.t++;
         for (int s = 0; s < 4; s++) {
@@ -226,7 +226,7 @@ static void run_threads_case(qat_opt_kind kind) {
         }
         rs.has_buf = 1;
     }
-    omp_set_num_threads(saved);
+    qat_set_threads(saved);
     CU_ASSERT(memcmp(p1, p2, N * sizeof(float)) == 0);
     CU_ASSERT(memcmp(a.state, b.state, (size_t)qat_optim_state_floats(&a) * sizeof(float)) == 0);
     CU_ASSERT(close_all(kind == QAT_OPT_SGD ? "sgd threaded" : "adamw threaded", p2, rp, N, 1e-5));

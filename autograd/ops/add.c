@@ -1,5 +1,6 @@
 /* add: y = a + b, same shapes (residual connections). */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 #define ADD_PAR_ELEMS 32768
 
@@ -10,7 +11,7 @@ qat_tensor *qat_add(qat_ctx *ctx, qat_tensor *a, qat_tensor *b) {
     const float *restrict ad = a->data, *restrict bd = b->data;
     float *restrict y = out->data;
     const int64_t n = a->numel;
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= ADD_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) y[i] = ad[i] + bd[i];
     return out;
 }
@@ -18,10 +19,10 @@ qat_tensor *qat_add(qat_ctx *ctx, qat_tensor *a, qat_tensor *b) {
 /* dst = (or += when accumulate) src */
 static void pass_grad(float *restrict dst, const float *restrict src, int64_t n, int accumulate) {
     if (accumulate) {
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= ADD_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dst[i] += src[i];
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= ADD_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dst[i] = src[i];
     }
 }

@@ -2,6 +2,7 @@
  * off): with floor output sizes no window reaches past the padded border, so every divisor is
  * k*k. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 #include <string.h>
 
 #define POOL_PAR_ELEMS 32768
@@ -19,7 +20,7 @@ qat_tensor *qat_avgpool2d(qat_ctx *ctx, qat_tensor *x, int k, int stride, int pa
     const float inv = 1.0f / (float)(k * k);
     const float *xd = x->data;
     float *y = out->data;
-#pragma omp parallel for schedule(static) if (x->numel >= POOL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= POOL_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *xi = xd + (int64_t)n * H * W * C;
         for (int oh = 0; oh < OH; oh++)
@@ -55,7 +56,7 @@ void qat_avgpool2d_backward(qat_ctx *ctx, qat_tensor *out) {
     const float *dy = out->grad;
     /* overlapping windows of one image add into the same dx rows, so images run in parallel
      * and windows within an image in a fixed order */
-#pragma omp parallel for schedule(static) if (x->numel >= POOL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= POOL_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         float *di = dx + (int64_t)n * H * W * C;
         for (int oh = 0; oh < OH; oh++)

@@ -1,6 +1,7 @@
 /* channel_mul: y[n,h,w,c] = x[n,h,w,c] * s[n,c] — squeeze-and-excite's rescaling of a feature map
  * (N, H, W, C) by a per-image, per-channel gate s (N, C). */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 #define CMUL_PAR_ELEMS 32768
 
@@ -13,7 +14,7 @@ qat_tensor *qat_channel_mul(qat_ctx *ctx, qat_tensor *x, qat_tensor *s) {
     const int64_t HW = (int64_t)x->shape[1] * x->shape[2];
     const float *xd = x->data, *sd = s->data;
     float *y = out->data;
-#pragma omp parallel for schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *restrict g = sd + (int64_t)n * C;
         for (int64_t p = 0; p < HW; p++) {
@@ -36,7 +37,7 @@ void qat_channel_mul_backward(qat_ctx *ctx, qat_tensor *out) {
     if (x->requires_grad) {
         const int acc = x->grad != NULL;
         float *dx = acc ? x->grad : (x->grad = qat_arena_floats(&ctx->arena, x->numel));
-#pragma omp parallel for schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
         for (int n = 0; n < N; n++) {
             const float *restrict g = sd + (int64_t)n * C;
             for (int64_t p = 0; p < HW; p++) {
@@ -56,7 +57,7 @@ void qat_channel_mul_backward(qat_ctx *ctx, qat_tensor *out) {
         const int acc = s->grad != NULL;
         float *ds = acc ? s->grad : (s->grad = qat_arena_floats(&ctx->arena, s->numel));
         double *sum = qat_arena_alloc(&ctx->arena, (size_t)s->numel * sizeof(double));
-#pragma omp parallel for schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= CMUL_PAR_ELEMS)
         for (int n = 0; n < N; n++) {
             double *restrict a = sum + (int64_t)n * C;
             for (int c = 0; c < C; c++) a[c] = 0.0;

@@ -1,6 +1,7 @@
 /* global average pool: (N, H, W, C) -> (N, C). Each image is HW rows of C channels; the sum
  * runs in double per channel so large feature maps lose nothing, in a fixed order per image. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 #define GAP_PAR_ELEMS 32768
 
@@ -15,7 +16,7 @@ qat_tensor *qat_global_avgpool(qat_ctx *ctx, qat_tensor *x) {
     const double inv = 1.0 / (double)HW;
     const float *xd = x->data;
     float *y = out->data;
-#pragma omp parallel for schedule(static) if (x->numel >= GAP_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= GAP_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         double *restrict a = acc + (int64_t)n * C;
         for (int c = 0; c < C; c++) a[c] = 0.0;
@@ -39,7 +40,7 @@ void qat_global_avgpool_backward(qat_ctx *ctx, qat_tensor *out) {
     const int accumulate = x->grad != NULL;
     float *dx = accumulate ? x->grad : (x->grad = qat_arena_floats(&ctx->arena, x->numel));
     const float *dy = out->grad;
-#pragma omp parallel for schedule(static) if (x->numel >= GAP_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= GAP_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *restrict g = dy + (int64_t)n * C;
         for (int64_t p = 0; p < HW; p++) {

@@ -1,6 +1,7 @@
 /* hardsigmoid: y = relu6(x + 3) / 6 (qat_hardsigmoid_f, kernels/qmath.h: the INT8 lookup table
  * evaluates the same function). The backward needs x, which the input tensor still holds. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 #include "qmath.h"
 
 #define HSIG_PAR_ELEMS 32768
@@ -10,7 +11,7 @@ qat_tensor *qat_hardsigmoid(qat_ctx *ctx, qat_tensor *x) {
     const float *restrict xd = x->data;
     float *restrict y = out->data;
     const int64_t n = x->numel;
-#pragma omp parallel for simd schedule(static) if (n >= HSIG_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSIG_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) y[i] = qat_hardsigmoid_f(xd[i]);
     return out;
 }
@@ -30,11 +31,11 @@ void qat_hardsigmoid_backward(qat_ctx *ctx, qat_tensor *out) {
     /* a grad that does not exist yet would be zeros: store instead of zeroing and adding */
     if (x->grad) {
         float *restrict dx = x->grad;
-#pragma omp parallel for simd schedule(static) if (n >= HSIG_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSIG_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] += hardsigmoid_dx(dy[i], xd[i]);
     } else {
         float *restrict dx = x->grad = qat_arena_floats(&ctx->arena, n);
-#pragma omp parallel for simd schedule(static) if (n >= HSIG_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSIG_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] = hardsigmoid_dx(dy[i], xd[i]);
     }
 }

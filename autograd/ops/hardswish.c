@@ -1,6 +1,7 @@
 /* hardswish: y = x * relu6(x + 3) / 6. The backward needs x, which the input tensor still
  * holds at backward time. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 #include "qmath.h" /* qat_hardswish_f: the INT8 lookup table computes the same */
 
 #define HSWISH_PAR_ELEMS 32768
@@ -10,7 +11,7 @@ qat_tensor *qat_hardswish(qat_ctx *ctx, qat_tensor *x) {
     const float *restrict xd = x->data;
     float *restrict y = out->data;
     const int64_t n = x->numel;
-#pragma omp parallel for simd schedule(static) if (n >= HSWISH_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSWISH_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) y[i] = qat_hardswish_f(xd[i]);
     return out;
 }
@@ -32,10 +33,10 @@ static inline float hardswish_dx(float dy, float x) {
 static void hardswish_grad(float *restrict dx, const float *restrict dy,
                            const float *restrict xd, int64_t n, int accumulate) {
     if (accumulate) {
-#pragma omp parallel for simd schedule(static) if (n >= HSWISH_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSWISH_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] += hardswish_dx(dy[i], xd[i]);
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= HSWISH_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= HSWISH_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] = hardswish_dx(dy[i], xd[i]);
     }
 }

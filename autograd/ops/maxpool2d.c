@@ -1,6 +1,7 @@
 /* max pool k x k over NHWC, padding acting as -inf (PyTorch, ceil_mode off). The index of each
  * window's first maximum is saved for backward, which routes dy there. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 #include <math.h>
 
 #define POOL_PAR_ELEMS 32768
@@ -26,7 +27,7 @@ qat_tensor *qat_maxpool2d(qat_ctx *ctx, qat_tensor *x, int k, int stride, int pa
     }
     const float *xd = x->data;
     float *y = out->data;
-#pragma omp parallel for schedule(static) if (x->numel >= POOL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= POOL_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *xi = xd + (int64_t)n * H * W * C;
         for (int oh = 0; oh < OH; oh++)
@@ -68,7 +69,7 @@ void qat_maxpool2d_backward(qat_ctx *ctx, qat_tensor *out) {
     float *dx = qat_grad(ctx, x);
     const float *dy = out->grad;
     /* each image scatters only into its own block: parallel over images is race-free */
-#pragma omp parallel for schedule(static) if (x->numel >= POOL_PAR_ELEMS)
+#pragma omp parallel for num_threads(qat_kernel_threads()) schedule(static) if (x->numel >= POOL_PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         float *di = dx + n * in_img;
         const float *g = dy + n * out_img;

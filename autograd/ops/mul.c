@@ -1,5 +1,6 @@
 /* mul: y = a * b element-wise, same shapes. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 #define MUL_PAR_ELEMS 32768
 
@@ -10,7 +11,7 @@ qat_tensor *qat_mul(qat_ctx *ctx, qat_tensor *a, qat_tensor *b) {
     const float *restrict ad = a->data, *restrict bd = b->data;
     float *restrict y = out->data;
     const int64_t n = a->numel;
-#pragma omp parallel for simd schedule(static) if (n >= MUL_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= MUL_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) y[i] = ad[i] * bd[i];
     return out;
 }
@@ -20,10 +21,10 @@ qat_tensor *qat_mul(qat_ctx *ctx, qat_tensor *a, qat_tensor *b) {
 static void product_grad(float *restrict dst, const float *restrict dy,
                          const float *restrict other, int64_t n, int accumulate) {
     if (accumulate) {
-#pragma omp parallel for simd schedule(static) if (n >= MUL_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= MUL_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dst[i] += dy[i] * other[i];
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= MUL_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= MUL_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dst[i] = dy[i] * other[i];
     }
 }

@@ -1,6 +1,7 @@
 /* relu: y = max(x, 0). The backward mask is read from the output (y > 0 exactly where x > 0),
  * so nothing is saved. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 /* Element-wise passes below this size run on one thread: a parallel region costs more. */
 #define RELU_PAR_ELEMS 32768
@@ -10,7 +11,7 @@ qat_tensor *qat_relu(qat_ctx *ctx, qat_tensor *x) {
     const float *restrict xd = x->data;
     float *restrict y = out->data;
     const int64_t n = x->numel;
-#pragma omp parallel for simd schedule(static) if (n >= RELU_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) y[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
     return out;
 }
@@ -22,10 +23,10 @@ static inline float relu_dx(float dy, float y) { return y > 0.0f ? dy : 0.0f; }
 static void relu_grad(float *restrict dx, const float *restrict dy, const float *restrict y,
                       int64_t n, int accumulate) {
     if (accumulate) {
-#pragma omp parallel for simd schedule(static) if (n >= RELU_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] += relu_dx(dy[i], y[i]);
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= RELU_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] = relu_dx(dy[i], y[i]);
     }
 }

@@ -1,6 +1,7 @@
 /* relu6: y = min(max(x, 0), 6). The backward mask 0 < x < 6 equals 0 < y < 6 (PyTorch's
  * hardtanh gives zero gradient at both kinks too), so it is read from the output. */
 #include "ops.h"
+#include "kernels.h" /* qat_kernel_threads */
 
 #define RELU6_PAR_ELEMS 32768
 
@@ -9,7 +10,7 @@ qat_tensor *qat_relu6(qat_ctx *ctx, qat_tensor *x) {
     const float *restrict xd = x->data;
     float *restrict y = out->data;
     const int64_t n = x->numel;
-#pragma omp parallel for simd schedule(static) if (n >= RELU6_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU6_PAR_ELEMS)
     for (int64_t i = 0; i < n; i++) {
         float v = xd[i] > 0.0f ? xd[i] : 0.0f;
         y[i] = v < 6.0f ? v : 6.0f;
@@ -27,10 +28,10 @@ static inline float relu6_dx(float dy, float y) {
 static void relu6_grad(float *restrict dx, const float *restrict dy, const float *restrict y,
                        int64_t n, int accumulate) {
     if (accumulate) {
-#pragma omp parallel for simd schedule(static) if (n >= RELU6_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU6_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] += relu6_dx(dy[i], y[i]);
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= RELU6_PAR_ELEMS)
+#pragma omp parallel for simd num_threads(qat_kernel_threads()) schedule(static) if (n >= RELU6_PAR_ELEMS)
         for (int64_t i = 0; i < n; i++) dx[i] = relu6_dx(dy[i], y[i]);
     }
 }
