@@ -5,9 +5,11 @@
  * median and best ms per call over ROUNDS rounds, GMAC/s, and the totals per path.
  *
  *   bench_dw [--batch 64] [--threads 1] [--rounds 15] [--net mbv2|mbv3|all] [--layer NAME]
- *           [--path avx512|vnni512|...]
+ *           [--path avx2,avx512,vnni512,onednn (any of them)]
+ * The onednn column: the oneDNN primitive the runtime's onednn backend would run (qat_i8_dnnl_conv).
  */
 #include "int8.h"
+#include "int8_onednn.h"
 #include "qat.h"
 #include <omp.h>
 #include <stdio.h>
@@ -51,6 +53,17 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* 1 if `name` is one of the comma-separated names in `list` (NULL: every name). */
+static int listed(const char *list, const char *name) {
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static const char *col_name(int p) { return p < QAT_I8_PATH_COUNT ? qat_i8_path_name((qat_i8_path)p) : "onednn"; }
+
 static void *xalloc(size_t n) {
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);
     if (!p) {
@@ -60,8 +73,9 @@ static void *xalloc(size_t n) {
     return p;
 }
 
-/* Median ms of one qat_i8_dwconv call on the active path. */
-static double time_shape(const dw_shape *d, int batch, int rounds, double *best) {
+/* Median ms of one qat_i8_dwconv call on the active path (dnnl: of the oneDNN primitive the
+ * runtime's onednn backend runs instead, same arithmetic). */
+static double time_shape(const dw_shape *d, int batch, int rounds, double *best, int dnnl) {
     qat_i8_dims in = {batch, d->h, d->w, d->c}, out;
     qat_i8_conv_params p = {d->k, d->k, d->s, d->k / 2};
     if (qat_i8_conv_out_dims(&in, &p, d->c, &out)) return -1;
@@ -84,22 +98,27 @@ static double time_shape(const dw_shape *d, int batch, int rounds, double *best)
     void *buf = xalloc(bsz);
     qat_i8_requant rq = {mult, 3, 3, 200};
     double med = -1, *t = malloc(sizeof(double) * (size_t)rounds);
-    if (t && !qat_i8_dw_pack(&pw, pbuf, psz, w, bias, d->c, d->k, d->k, 7)) {
+    qat_i8_dnnl_conv *dc = NULL;
+    qat_i8_dnnl_conv_desc dd = {d->h, d->w, d->c, d->c, d->k, d->s, d->k / 2, d->c, w, bias, mult, 7, 3, 3, 200};
+    if (dnnl && qat_i8_dnnl_conv_create(&dc, &dd)) dc = NULL;
+    if (t && (!dnnl || dc) && !qat_i8_dw_pack(&pw, pbuf, psz, w, bias, d->c, d->k, d->k, 7)) {
+#define CALL() (dc ? (void)qat_i8_dnnl_conv_run(dc, y, x, batch) : (void)qat_i8_dwconv(y, x, &in, &p, &pw, &rq, buf, bsz))
         /* each round: enough calls for ~2 ms, after one warm-up call */
-        qat_i8_dwconv(y, x, &in, &p, &pw, &rq, buf, bsz);
+        CALL();
         double t0 = now();
-        qat_i8_dwconv(y, x, &in, &p, &pw, &rq, buf, bsz);
+        CALL();
         double one = now() - t0;
         int calls = one > 2e-3 ? 1 : (int)(2e-3 / (one + 1e-9)) + 1;
         for (int i = 0; i < rounds; i++) {
             t0 = now();
-            for (int c = 0; c < calls; c++) qat_i8_dwconv(y, x, &in, &p, &pw, &rq, buf, bsz);
+            for (int c = 0; c < calls; c++) CALL();
             t[i] = (now() - t0) / calls * 1e3;
         }
         qsort(t, (size_t)rounds, sizeof *t, cmp_d);
         med = t[rounds / 2];
         *best = t[0];
     }
+    if (dc) qat_i8_dnnl_conv_free(dc);
     free(t); free(x); free(y); free(w); free(bias); free(mult); free(pbuf); free(buf);
     return med;
 }
@@ -125,18 +144,20 @@ int main(int argc, char **argv) {
     }
     qat_set_threads(threads);
     use_cpu_clock = threads == 1;
-    qat_i8_path paths[QAT_I8_PATH_COUNT];
+    /* the native paths, then oneDNN as column QAT_I8_PATH_COUNT */
+    int paths[QAT_I8_PATH_COUNT + 1];
     int np = 0;
     for (int p = QAT_I8_AVX2; p < QAT_I8_PATH_COUNT; p++)
         if (qat_i8_path_available((qat_i8_path)p) && p != QAT_I8_AVXVNNI &&
-            (!path || !strcmp(path, qat_i8_path_name((qat_i8_path)p))))
-            paths[np++] = (qat_i8_path)p;
+            listed(path, qat_i8_path_name((qat_i8_path)p)))
+            paths[np++] = p;
+    if (qat_i8_dnnl_available() && listed(path, "onednn")) paths[np++] = QAT_I8_PATH_COUNT;
     printf("batch %d, %d thread(s), %d rounds, ms per call: median, best (GMAC/s of the best); %s\n%-5s %-15s %-18s",
            batch, threads, rounds, threads == 1 ? "CPU time" : "wall clock", "net", "layer", "shape");
-    for (int i = 0; i < np; i++) printf(" %23s", qat_i8_path_name(paths[i]));
+    for (int i = 0; i < np; i++) printf(" %23s", col_name(paths[i]));
     printf("\n");
     const int ns = (int)(sizeof shapes / sizeof *shapes);
-    double total[2][QAT_I8_PATH_COUNT] = {{0}}, totbest[2][QAT_I8_PATH_COUNT] = {{0}};
+    double total[2][QAT_I8_PATH_COUNT + 1] = {{0}}, totbest[2][QAT_I8_PATH_COUNT + 1] = {{0}};
     for (int s = 0; s < ns; s++) {
         const dw_shape *d = &shapes[s];
         if ((strcmp(net, "all") && strcmp(net, d->net)) || (layer && strcmp(layer, d->name))) continue;
@@ -146,8 +167,8 @@ int main(int argc, char **argv) {
         snprintf(sh, sizeof sh, "%dx%dx%d k%d s%d", d->h, d->w, d->c, d->k, d->s);
         printf("%-5s %-15s %-18s", d->net, d->name, sh);
         for (int i = 0; i < np; i++) {
-            qat_i8_set_path(paths[i]);
-            double best = -1, ms = time_shape(d, batch, rounds, &best);
+            qat_i8_set_path(paths[i] < QAT_I8_PATH_COUNT ? (qat_i8_path)paths[i] : QAT_I8_AUTO);
+            double best = -1, ms = time_shape(d, batch, rounds, &best, paths[i] == QAT_I8_PATH_COUNT);
             total[d->net[3] == '3'][paths[i]] += ms * repeats[s];
             totbest[d->net[3] == '3'][paths[i]] += best * repeats[s];
             printf(" %7.4f %7.4f (%5.1f)", ms, best, macs / (best * 1e-3) * 1e-9);

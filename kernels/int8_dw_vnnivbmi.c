@@ -39,16 +39,20 @@ FI __m512i slide_index(const int S) {
  * c+15 (k: the valid ones) of padded columns col, col+1 of an input row; cp points at column
  * col's channel c. CHECK: columns outside [0, W) read the zx row instead (only the tiles at the
  * row's ends need the check: branch-free pointer choice). */
+FI __m128i load16(const uint8_t *p, __mmask16 k, const int FULL) {
+    return FULL ? _mm_loadu_si128((const __m128i *)p) : _mm_maskz_loadu_epi8(k, p);
+}
+
 FI __m512i new_columns(const uint8_t *cp, const uint8_t *zxc, int col, int W, int C, __mmask16 k,
-                       const int S, const int CHECK) {
+                       const int S, const int CHECK, const int FULL) {
     const uint8_t *a = cp, *b = cp + C;
     if (CHECK) {
         a = (unsigned)col < (unsigned)W ? a : zxc;
         b = (unsigned)(col + 1) < (unsigned)W ? b : zxc;
     }
-    if (S == 1) return _mm512_castsi128_si512(_mm_maskz_loadu_epi8(k, a));
-    return _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_maskz_loadu_epi8(k, a)),
-                                                          _mm_maskz_loadu_epi8(k, b), 1));
+    if (S == 1) return _mm512_castsi128_si512(load16(a, k, FULL));
+    return _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(load16(a, k, FULL)),
+                                                          load16(b, k, FULL), 1));
 }
 
 typedef struct {
@@ -70,7 +74,7 @@ typedef struct {
 FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c, __mmask16 k,
              const __m512i *wv, __m512i bias, __m512 mult, const dw_consts *e, uint8_t *y,
              __m512i *carry, const int R, const int P, const int KH, const int NQ, const int S,
-             const int CARRY, const int CHECK) {
+             const int CARRY, const int CHECK, const int FULL) {
     const int H = j->in.h, W = j->in.w, C = j->in.c, pad = j->p.pad, OW = j->ow;
     const int J = P + NQ - 1;        /* quads per input row */
     const int WARM = 4 / S - 1;      /* slides before the first full quad */
@@ -93,7 +97,7 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
         for (int m = m0 - CARRY; m < J + WARM; m++) {
             if (m >= m0) { /* else: the carried quad */
                 if (inside)
-                    quad = _mm512_permutex2var_epi8(quad, e->ix, new_columns(cp, zxc, col0 + m * S, W, C, k, S, CHECK));
+                    quad = _mm512_permutex2var_epi8(quad, e->ix, new_columns(cp, zxc, col0 + m * S, W, C, k, S, CHECK, FULL));
                 cp += S * C;
             }
             const int jq = m - WARM;
@@ -112,7 +116,6 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
         }
         carry[t] = quad;
     }
-    const int full = k == (__mmask16)0xFFFF;
     const size_t OWC = (size_t)OW * C;
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -121,7 +124,7 @@ FI void tile(const qat_i8_dw_job *j, const uint8_t *img, int oh0, int p0, int c,
             if (CHECK && p0 + p >= OW) break;
             __m128i v = requant16(acc[r][p], mult, e->flo, e->fhi, e->zy);
             uint8_t *yp = y + r * OWC + (size_t)p * C;
-            if (full)
+            if (FULL)
                 _mm_storeu_si128((__m128i *)yp, v);
             else
                 _mm_mask_storeu_epi8(yp, k, v);
@@ -153,12 +156,21 @@ FI void band(const qat_i8_dw_job *j, int n, int oh0, const dw_consts *e, const i
         const __m512 mult = _mm512_maskz_loadu_ps(k, j->mult + c);
         __m512i carry[4 * 2 + 3]; /* TR <= 11 */
         uint8_t *yc = yb + c;
-        tile(j, img, oh0, 0, c, k, wv, bias, mult, e, yc, carry, R, P, KH, NQ, S, 0, 1);
-        int p0 = P;
-        for (; p0 < OW && p0 * S + first_off >= 0 && p0 * S + last_off < W; p0 += P)
-            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 0);
-        for (; p0 < OW; p0 += P)
-            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, S, 1, 1);
+        /* FULL: 16 channels, plain loads and stores (the masked ones cost ~3% more on Zen 4) */
+#define TILES(FULL)                                                                                  \
+    do {                                                                                             \
+        tile(j, img, oh0, 0, c, k, wv, bias, mult, e, yc, carry, R, P, KH, NQ, S, 0, 1, FULL);        \
+        int p0 = P;                                                                                  \
+        for (; p0 < OW && p0 * S + first_off >= 0 && p0 * S + last_off < W; p0 += P)                \
+            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, \
+                 S, 1, 0, FULL);                                                                     \
+        for (; p0 < OW; p0 += P)                                                                     \
+            tile(j, img, oh0, p0, c, k, wv, bias, mult, e, yc + (size_t)p0 * C, carry, R, P, KH, NQ, \
+                 S, 1, 1, FULL);                                                                     \
+    } while (0)
+        if (C - c >= 16) TILES(1);
+        else TILES(0);
+#undef TILES
     }
 }
 
