@@ -143,6 +143,14 @@ FI void band(const qat_i8_dw_job *j, int n, int oh0, const dw_consts *e, const i
     /* columns a carrying tile at p0 reads: p0*S + first_off .. p0*S + last_off */
     const int WARM = 4 / S - 1, J = P + NQ - 1;
     const int first_off = (J - P + WARM) * S - pad, last_off = (J + WARM) * S - 1 - pad;
+    {
+        /* the band's output lines, for writing: each channel block writes 16 bytes of a line,
+         * and in the network the output buffer is not in the cache (a read for ownership per
+         * line otherwise stalls the first block's stores) */
+        const char *yo = (const char *)(j->y + ((size_t)n * j->oh + oh0) * OW * C);
+        const size_t bytes = (size_t)R * OW * C;
+        for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(yo + o, 1, 3);
+    }
     for (int c = 0; c < C; c += 16) {
         const __mmask16 k = lane_mask(C - c);
         __m512i wv[10]; /* KH * NQ <= 10 */
