@@ -45,6 +45,7 @@ struct qat_rt {
     size_t arena_size;
     void *scratch;                /* lanes x lane_scratch bytes (lane_scratch 64-byte aligned) */
     size_t scratch_size, lane_scratch;
+    size_t arena_imgs;            /* images the arena's regions hold for the largest batch run */
     int scratch_n, scratch_threads; /* the last batch and thread count ensure_batch sized it for */
     size_t in_img_bytes;          /* the quantized input per image */
     int64_t macs_per_img;
@@ -205,10 +206,33 @@ static int lanes_for(const qat_rt *rt, int n) {
     return t;
 }
 
-/* Scratch for `lanes` lanes sharing a batch of n: each lane's share, 64-byte aligned. Grows
- * only; the thread count may change between runs (qat_set_threads). */
-static qat_status ensure_scratch(qat_rt *rt, int n, int lanes) {
-    size_t per = align_up(scratch_need(rt, (n + lanes - 1) / lanes)); /* parts are no larger */
+/* How a batch of n runs: `lanes` threads take `parts` parts of at most `cap` images, each lane
+ * running a part through the whole network in its own arena region of cap images. A part's
+ * activations stay within qat_rt_part_bytes: MobileNetV2-1.0 at batch 256 on one thread (30 MiB
+ * of activations) ran 20-25% slower per image than at batch 64 (7.5 MiB) on the AMD Zen 4 host
+ * (32 MiB L3). A constant, not the L3 size the system reports: under KVM that is wrong (320 MB
+ * on that host). */
+size_t qat_rt_part_bytes = (size_t)8 << 20;
+
+typedef struct {
+    int lanes, parts, cap;
+} batch_split;
+
+static batch_split split_of(const qat_rt *rt, int n) {
+    batch_split b = {lanes_for(rt, n), 1, n};
+    size_t fit = qat_rt_part_bytes / rt->peak_per_img;
+    int per_part = fit < 1 ? 1 : fit > (size_t)n ? n : (int)fit;
+    int rounds = (n + b.lanes * per_part - 1) / (b.lanes * per_part); /* parts per lane */
+    b.parts = b.lanes * rounds;
+    if (b.parts > n) b.parts = n;
+    b.cap = (n + b.parts - 1) / b.parts;
+    return b;
+}
+
+/* Scratch for `lanes` lanes, each running parts of up to cap images: each lane's share, 64-byte
+ * aligned. Grows only; the thread count may change between runs (qat_set_threads). */
+static qat_status ensure_scratch(qat_rt *rt, int n, int lanes, int cap) {
+    size_t per = align_up(scratch_need(rt, cap));
     if (per > SIZE_MAX / 2 / (size_t)lanes) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
     if (per * (size_t)lanes <= rt->scratch_size && per <= rt->lane_scratch) return QAT_OK;
     size_t need = per * (size_t)lanes;
@@ -227,8 +251,8 @@ static qat_status ensure_scratch(qat_rt *rt, int n, int lanes) {
  * lane still reads. */
 static qat_status ensure_batch(qat_rt *rt, int n) {
     if (n == rt->scratch_n && qat_kernel_threads() == rt->scratch_threads) return QAT_OK;
-    const int lanes = lanes_for(rt, n);
-    const size_t imgs = lanes > 1 ? (size_t)lanes * (size_t)((n + lanes - 1) / lanes) : (size_t)n;
+    const batch_split b = split_of(rt, n);
+    const size_t imgs = (size_t)b.lanes * (size_t)b.cap;
     if (imgs > SIZE_MAX / 2 / rt->peak_per_img) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
     if (imgs * rt->peak_per_img > rt->arena_size) {
         size_t need = rt->peak_per_img * imgs;
@@ -240,9 +264,8 @@ static qat_status ensure_batch(qat_rt *rt, int n) {
         rt->arena = a, rt->arena_size = need;
     }
     if (n > rt->planned_n) rt->planned_n = n;
-    /* the split inside each layer (one lane) needs the whole batch's scratch */
-    qat_status st = ensure_scratch(rt, n, 1);
-    if (!st && lanes > 1) st = ensure_scratch(rt, n, lanes);
+    if (imgs > rt->arena_imgs) rt->arena_imgs = imgs;
+    qat_status st = ensure_scratch(rt, n, b.lanes, b.cap);
     if (!st) rt->scratch_n = n, rt->scratch_threads = qat_kernel_threads();
     return st;
 }
@@ -317,46 +340,54 @@ static qat_status run_part(qat_rt *rt, int first, int last, const rt_part *p, co
     return st;
 }
 
-/* Layers [first, last) on the batch of n, split between lanes when lanes_for says so: the batch
- * is cut into one part per lane, which the lanes take as they become free (a thread that starts
- * late finds its part taken), each in its own region of the arena. Lane-sized parts: more,
- * smaller ones measured no better on MobileNetV2-1.0 at batch 64 (the kernels lose efficiency
- * on fewer images). last_ms: the time of part 0, about what each lane spent on the layer. */
+/* Part c of the batch of n cut in `parts`: images [a, a + cnt). */
+static void part_images(rt_part *p, int n, int parts, int c) {
+    p->a = (int)((int64_t)n * c / parts);
+    p->cnt = (int)((int64_t)n * (c + 1) / parts) - p->a;
+}
+
+/* Layers [first, last) on the batch of n as split_of says: one part (the kernels may split each
+ * layer between threads), parts one after the other on this thread, or parts taken by the lanes
+ * as they become free (a thread that starts late finds its part taken), each lane in its own
+ * region of the arena. Lane-sized parts where they fit qat_rt_part_bytes: more, smaller ones
+ * measured no better on MobileNetV2-1.0 at batch 64 (the kernels lose efficiency on fewer
+ * images). last_ms: the time of part 0, about what each lane spent on the layer per part. */
 static qat_status run_span(qat_rt *rt, int first, int last, int n, const rt_input *in, float *logits) {
     /* The reference backend forces the scalar kernels for this run only (process-wide). */
     qat_i8_path prev = rt->backend == QAT_RT_BACKEND_REF ? qat_i8_set_path(QAT_I8_REF) : QAT_I8_AUTO;
-    const int lanes = lanes_for(rt, n);
+    const batch_split b = split_of(rt, n);
     qat_status st = QAT_OK;
-    if (lanes == 1) {
-        rt_part p = {.a = 0, .cnt = n, .cap = n, .lane = 0, .base = rt->arena,
+    if (b.lanes == 1) {
+        rt_part p = {.cap = b.cap, .lane = 0, .base = rt->arena,
                      .scratch = rt->scratch, .scratch_size = rt->scratch_size};
-        st = run_part(rt, first, last, &p, in, 1, logits);
+        for (int c = 0; c < b.parts && !st; c++) {
+            part_images(&p, n, b.parts, c);
+            st = run_part(rt, first, last, &p, in, c == 0, logits);
+        }
     } else {
-        const int cap = (n + lanes - 1) / lanes;
         qat_status lst[QAT_I8_DNNL_LANES] = {0};
         char msg[QAT_I8_DNNL_LANES][256];
-#pragma omp parallel num_threads(lanes)
+#pragma omp parallel num_threads(b.lanes)
         {
             const int t = omp_get_thread_num();
             /* oneDNN sizes a primitive's threads by nthreads-var when it is made: one per lane
              * (nthreads-var is per thread in OpenMP; restored below) */
             const int saved = omp_get_max_threads();
             omp_set_num_threads(1);
-            rt_part p = {.cap = cap, .lane = t,
-                         .base = rt->arena + (size_t)t * cap * rt->peak_per_img,
+            rt_part p = {.cap = b.cap, .lane = t,
+                         .base = rt->arena + (size_t)t * b.cap * rt->peak_per_img,
                          .scratch = (uint8_t *)rt->scratch + (size_t)t * rt->lane_scratch,
                          .scratch_size = rt->lane_scratch};
 #pragma omp for schedule(dynamic, 1)
-            for (int c = 0; c < lanes; c++) {
+            for (int c = 0; c < b.parts; c++) {
                 if (lst[t]) continue;
-                p.a = (int)((int64_t)n * c / lanes);
-                p.cnt = (int)((int64_t)n * (c + 1) / lanes) - p.a;
+                part_images(&p, n, b.parts, c);
                 lst[t] = run_part(rt, first, last, &p, in, c == 0, logits);
                 if (lst[t]) snprintf(msg[t], sizeof msg[t], "%s", qat_last_error());
             }
             omp_set_num_threads(saved);
         }
-        for (int t = 0; t < lanes && !st; t++)
+        for (int t = 0; t < b.lanes && !st; t++)
             if (lst[t]) st = qat_fail(lst[t], "%s", msg[t]);
     }
     if (rt->backend == QAT_RT_BACKEND_REF) qat_i8_set_path(prev);
@@ -547,7 +578,7 @@ void qat_rt_input_norm(const qat_rt *rt, float *mean, float *std) {
     }
 }
 
-size_t qat_rt_peak_activation_bytes(const qat_rt *rt) { return rt->peak_per_img * (size_t)rt->planned_n; }
+size_t qat_rt_peak_activation_bytes(const qat_rt *rt) { return rt->peak_per_img * rt->arena_imgs; }
 size_t qat_rt_total_activation_bytes(const qat_rt *rt) { return rt->total_per_img * (size_t)rt->planned_n; }
 size_t qat_rt_scratch_bytes(const qat_rt *rt) { return rt->scratch_size; }
 int qat_rt_planned_batch(const qat_rt *rt) { return rt->planned_n; }

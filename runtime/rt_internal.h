@@ -69,5 +69,9 @@ extern const qat_rt_kind qat_rt_kinds[QAT_Q8_KIND_COUNT];
  * share of the images through the whole network (runtime/rt.c). QAT_I8_PAR_MIN_WORK; tests set
  * 0 to run their small models that way, or INT64_MAX to keep the split inside each layer. */
 extern int64_t qat_rt_lane_min_work;
+/* Activation bytes (the plan's peak per image x images) one part of a batch may take: a larger
+ * batch is cut into more parts, run one after the other by each lane in the same region. 8 MiB;
+ * tests set 1 (one image per part). */
+extern size_t qat_rt_part_bytes;
 
 #endif

@@ -262,10 +262,13 @@ static int same_logits(const char *what, const float *got, const float *exp, siz
 
 /* Runs m through a runtime of backend `be` at batch sizes 1, 5, 3 (and 7, 2 once the runtime
  * exists), against the reference; with `lanes`, a batch is split between the threads, each
- * running its images through the whole network (runtime/rt.c), else inside each layer. */
+ * running its images through the whole network (runtime/rt.c), else inside each layer; lanes 2:
+ * also cut into parts of one image, several per lane (one after the other on one thread). */
 static void check_backend_mode(const qat_q8_model *m, qat_rt_backend be, const char *what, int lanes) {
     const int64_t keep = qat_rt_lane_min_work;
+    const size_t keep_part = qat_rt_part_bytes;
     qat_rt_lane_min_work = lanes ? 0 : INT64_MAX;
+    if (lanes == 2) qat_rt_part_bytes = 1; /* one image per part, several parts per lane */
     qat_rt_options o;
     qat_rt_options_default(&o);
     o.backend = be;
@@ -283,7 +286,8 @@ static void check_backend_mode(const qat_q8_model *m, qat_rt_backend be, const c
         ref_forward(m, x, n, exp);
         CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
         char label[96];
-        snprintf(label, sizeof label, "%s, batch %d%s", what, n, lanes ? ", lanes" : "");
+        snprintf(label, sizeof label, "%s, batch %d%s", what, n,
+                 lanes == 2 ? ", parts of 1 image" : lanes ? ", lanes" : "");
         same_logits(label, got, exp, (size_t)n * m->nclasses);
         free(x), free(got), free(exp);
     }
@@ -298,6 +302,7 @@ static void check_backend_mode(const qat_q8_model *m, qat_rt_backend be, const c
     }
     qat_rt_free(rt);
     qat_rt_lane_min_work = keep;
+    qat_rt_part_bytes = keep_part;
 }
 
 static void check_backend(const qat_q8_model *m, qat_rt_backend be, const char *what) {
@@ -330,20 +335,23 @@ static void test_backends_match_reference(void) {
 }
 
 /* The batch split between threads on 2, 3 and 5 threads (more lanes than cores, parts of 2 and 3
- * images, a lane per image), every backend: the reference's logits, as on one thread. */
+ * images, a lane per image), and cut into parts of one image (several per lane; on 1 thread one
+ * after the other), every backend: the reference's logits. */
 static void test_lanes_match_reference(void) {
     const int keep = qat_get_threads();
     qat_q8_model *m = make_net(3);
-    const int threads[] = {2, 3, 5};
-    for (int t = 0; t < 3; t++) {
+    const int threads[] = {2, 3, 5, 1};
+    for (int t = 0; t < 4; t++) {
         qat_set_threads(threads[t]);
-        char what[64];
-        snprintf(what, sizeof what, "%d threads, native", threads[t]);
-        check_backend_mode(m, QAT_RT_BACKEND_NATIVE, what, 1);
-        snprintf(what, sizeof what, "%d threads, onednn", threads[t]);
-        check_backend_mode(m, QAT_RT_BACKEND_ONEDNN, what, 1);
-        snprintf(what, sizeof what, "%d threads, auto", threads[t]);
-        check_backend_mode(m, QAT_RT_BACKEND_AUTO, what, 1);
+        for (int mode = 1; mode <= 2; mode++) {
+            char what[64];
+            snprintf(what, sizeof what, "%d threads, native", threads[t]);
+            check_backend_mode(m, QAT_RT_BACKEND_NATIVE, what, mode);
+            snprintf(what, sizeof what, "%d threads, onednn", threads[t]);
+            check_backend_mode(m, QAT_RT_BACKEND_ONEDNN, what, mode);
+            snprintf(what, sizeof what, "%d threads, auto", threads[t]);
+            check_backend_mode(m, QAT_RT_BACKEND_AUTO, what, mode);
+        }
     }
     qat_set_threads(keep);
     qat_q8_free(m);
@@ -381,6 +389,8 @@ static void test_run_u8_matches_float(void) {
  * values alive at a time), and results stay exact across batch sizes and re-planning. */
 static void test_buffer_plan(void) {
     const int depth = 12;
+    const int64_t keep_lanes = qat_rt_lane_min_work;
+    qat_rt_lane_min_work = INT64_MAX; /* one region for the whole batch (lanes: below) */
     qat_q8_model *m = make_chain(depth);
     CU_ASSERT_EQUAL_FATAL(qat_q8_validate(m, "chain"), QAT_OK);
     qat_rt_options o;
@@ -412,6 +422,24 @@ static void test_buffer_plan(void) {
     }
     CU_ASSERT_EQUAL(qat_rt_planned_batch(rt), 7);
     CU_ASSERT_EQUAL(qat_rt_peak_activation_bytes(rt), peak / 2 * 7);
+    {   /* 3 lanes: a region of ceil(7 / 3) = 3 images each, 9 images' worth */
+        const int keep_threads = qat_get_threads();
+        qat_set_threads(3);
+        qat_rt_lane_min_work = 0;
+        qat_rt *r3;
+        CU_ASSERT_EQUAL_FATAL(qat_rt_from_model(m, &o, &r3), 0);
+        float *x = random_input(m, 7);
+        float *got = xcalloc((size_t)7 * m->nclasses, sizeof(float));
+        float *exp = xcalloc((size_t)7 * m->nclasses, sizeof(float));
+        ref_forward(m, x, 7, exp);
+        CU_ASSERT_EQUAL(qat_rt_run(r3, x, 7, got), 0);
+        same_logits("chain, 3 lanes", got, exp, (size_t)7 * m->nclasses);
+        CU_ASSERT_EQUAL(qat_rt_peak_activation_bytes(r3), peak / 2 * 9);
+        free(x), free(got), free(exp);
+        qat_rt_free(r3);
+        qat_set_threads(keep_threads);
+        qat_rt_lane_min_work = INT64_MAX;
+    }
     /* per-layer info */
     CU_ASSERT_EQUAL(qat_rt_num_layers(rt), m->nlayers);
     qat_rt_layer_info li;
@@ -424,6 +452,7 @@ static void test_buffer_plan(void) {
     CU_ASSERT_NOT_EQUAL(qat_rt_layer(rt, m->nlayers, &li), 0);
     qat_rt_free(rt);
     qat_q8_free(m);
+    qat_rt_lane_min_work = keep_lanes;
 }
 
 /* Bad arguments and models are errors with a message, never a crash. */
