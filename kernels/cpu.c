@@ -153,8 +153,10 @@ int qat_kernel_threads(void) {
     return n > 0 ? n : 1;
 }
 
-/* Set by the FP32 engine's team governor (kernels/team.c) only; the INT8 runtime's kernels
- * size their regions with qat_get_threads() and never see it. */
+/* Set by the FP32 engine's team governor (kernels/team.c) only. The INT8 runtime's kernels and
+ * lanes read qat_kernel_threads() too, so after a contended FP32 step in the same process they
+ * may run on fewer threads until the next step or qat_set_threads (speed only: INT8 results do
+ * not depend on the thread count); a process that only runs INT8 never sets it. */
 void qat_set_thread_cap(int n) { __atomic_store_n(&thread_cap, n > 0 ? n : 0, __ATOMIC_RELAXED); }
 
 int qat_thread_cap(void) { return __atomic_load_n(&thread_cap, __ATOMIC_RELAXED); }

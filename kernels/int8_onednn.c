@@ -121,7 +121,6 @@ typedef qat_status (*pd_builder)(const void *layer, int n, dnnl_primitive_desc_t
 typedef struct {
     const char *what;
     pd_builder build;
-    dnnl_stream_t stream;
     dnnl_memory_desc_t wei_user_md; /* the caller's layout, over wei_user */
     int8_t *wei_user;
     dnnl_memory_t wei_main; /* reordered once for the first primitive's layout (by lane 0) */

@@ -116,8 +116,8 @@ void qat_dwconv_bwd_data_avx512(const qat_conv_geom *g, float *dx, const float *
 /* dwk (KH, KW, C) += sum over n, oh, ow of x * dy at each tap; db (C) += sum of dy (db may be
  * NULL). The output rows are cut into qat_dw_weight_chunks(g) chunks, which depend on the
  * shape only; each chunk is summed privately in scratch and the chunks are added in order, so
- * the result is bitwise the same on any thread count. scratch: qat_dwconv_bwd_weight_scratch(g) floats (the _ref needs
- * none and accepts NULL). */
+ * the result is bitwise the same on any thread count. scratch: qat_dwconv_bwd_weight_scratch(g)
+ * floats (the _ref needs none and accepts NULL). */
 int qat_dw_weight_chunks(const qat_conv_geom *g);
 /* Below this many multiply-adds a depthwise pass runs on one thread: a fork/join beats one
  * thread from about 2^15 on idle cores, but beside busy processes every join can wait a

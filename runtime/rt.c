@@ -46,7 +46,7 @@ struct qat_rt {
     void *scratch;                /* lanes x lane_scratch bytes (lane_scratch 64-byte aligned) */
     size_t scratch_size, lane_scratch;
     size_t arena_imgs;            /* images the arena's regions hold for the largest batch run */
-    int scratch_n, scratch_threads; /* the last batch and thread count ensure_batch sized it for */
+    int sized_lanes, sized_cap;   /* the split (split_of) the arena and scratch were last sized for */
     size_t in_img_bytes;          /* the quantized input per image */
     int64_t macs_per_img;
     char (*class_names)[QAT_Q8_CLASS_NAME_MAX]; /* NULL: the model has none */
@@ -250,8 +250,11 @@ static qat_status ensure_scratch(qat_rt *rt, int n, int lanes, int cap) {
  * lanes do not run in step, so one lane must not write where the plan reuses memory another
  * lane still reads. */
 static qat_status ensure_batch(qat_rt *rt, int n) {
-    if (n == rt->scratch_n && qat_kernel_threads() == rt->scratch_threads) return QAT_OK;
     const batch_split b = split_of(rt, n);
+    if (b.lanes == rt->sized_lanes && b.cap == rt->sized_cap) {
+        if (n > rt->planned_n) rt->planned_n = n;
+        return QAT_OK;
+    }
     const size_t imgs = (size_t)b.lanes * (size_t)b.cap;
     if (imgs > SIZE_MAX / 2 / rt->peak_per_img) return qat_fail(QAT_ERR_ARG, "runtime: batch %d too large", n);
     if (imgs * rt->peak_per_img > rt->arena_size) {
@@ -263,11 +266,12 @@ static qat_status ensure_batch(qat_rt *rt, int n) {
         free(rt->arena);
         rt->arena = a, rt->arena_size = need;
     }
-    if (n > rt->planned_n) rt->planned_n = n;
     if (imgs > rt->arena_imgs) rt->arena_imgs = imgs;
     qat_status st = ensure_scratch(rt, n, b.lanes, b.cap);
-    if (!st) rt->scratch_n = n, rt->scratch_threads = qat_kernel_threads();
-    return st;
+    if (st) return st;
+    rt->sized_lanes = b.lanes, rt->sized_cap = b.cap;
+    if (n > rt->planned_n) rt->planned_n = n;
+    return QAT_OK;
 }
 
 /* ---- execution ------------------------------------------------------------------------------- */
@@ -511,11 +515,11 @@ qat_status qat_rt_from_model(const qat_q8_model *m, const qat_rt_options *opt, q
     for (int i = 0; i < m->nlayers && !st; i++) {
         st = prepare_layer(&rt->layers[i], &m->layers[i]);
         if (st) st = qat_fail(st, "model: layer %d '%s': %s", i, m->layers[i].name, qat_last_error());
-        else if ((o.backend == QAT_RT_BACKEND_AUTO || o.backend == QAT_RT_BACKEND_ONEDNN) &&
-                 qat_rt_kinds[m->layers[i].kind].prepare_onednn)
+        else rt->macs_per_img += rt->layers[i].macs;
+        if (!st && (o.backend == QAT_RT_BACKEND_AUTO || o.backend == QAT_RT_BACKEND_ONEDNN) &&
+            qat_rt_kinds[m->layers[i].kind].prepare_onednn)
             qat_rt_kinds[m->layers[i].kind].prepare_onednn(&rt->layers[i], &m->layers[i]);
     }
-    for (int i = 0; i < m->nlayers && !st; i++) rt->macs_per_img += rt->layers[i].macs;
     if (!st) st = plan_offsets(rt);
     if (!st) st = ensure_batch(rt, o.batch);
     if (!st) st = choose_backends(rt);

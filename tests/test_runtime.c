@@ -260,6 +260,17 @@ static int same_logits(const char *what, const float *got, const float *exp, siz
     return 1;
 }
 
+/* n random images through rt, against the reference's logits of m, bit for bit. */
+static void check_run(qat_rt *rt, const qat_q8_model *m, int n, const char *label) {
+    float *x = random_input(m, n);
+    float *got = xcalloc((size_t)n * m->nclasses, sizeof(float));
+    float *exp = xcalloc((size_t)n * m->nclasses, sizeof(float));
+    ref_forward(m, x, n, exp);
+    CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
+    same_logits(label, got, exp, (size_t)n * m->nclasses);
+    free(x), free(got), free(exp);
+}
+
 /* Runs m through a runtime of backend `be` at batch sizes 1, 5, 3 (and 7, 2 once the runtime
  * exists), against the reference; with `lanes`, a batch is split between the threads, each
  * running its images through the whole network (runtime/rt.c), else inside each layer; lanes 2:
@@ -279,17 +290,10 @@ static void check_backend_mode(const qat_q8_model *m, qat_rt_backend be, const c
     CU_ASSERT_EQUAL_FATAL(st, 0);
     const int sizes[] = {1, 5, 3, 7, 2};
     for (int s = 0; s < 5; s++) {
-        int n = sizes[s];
-        float *x = random_input(m, n);
-        float *got = xcalloc((size_t)n * m->nclasses, sizeof(float));
-        float *exp = xcalloc((size_t)n * m->nclasses, sizeof(float));
-        ref_forward(m, x, n, exp);
-        CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
         char label[96];
-        snprintf(label, sizeof label, "%s, batch %d%s", what, n,
+        snprintf(label, sizeof label, "%s, batch %d%s", what, sizes[s],
                  lanes == 2 ? ", parts of 1 image" : lanes ? ", lanes" : "");
-        same_logits(label, got, exp, (size_t)n * m->nclasses);
-        free(x), free(got), free(exp);
+        check_run(rt, m, sizes[s], label);
     }
     if (be == QAT_RT_BACKEND_ONEDNN) { /* oneDNN took the conv/linear layers it accepts */
         int on = 0;
@@ -410,16 +414,7 @@ static void test_buffer_plan(void) {
     CU_ASSERT(peak <= 2 * (3 * ((largest + 63) / 64 * 64) + 128));
     CU_ASSERT(peak >= 2 * 2 * (size_t)m->in_h * m->in_w * 16); /* two 6x5x16 maps at batch 2 */
     const int sizes[] = {2, 1, 7, 2};
-    for (int s = 0; s < 4; s++) {
-        int n = sizes[s];
-        float *x = random_input(m, n);
-        float *got = xcalloc((size_t)n * m->nclasses, sizeof(float));
-        float *exp = xcalloc((size_t)n * m->nclasses, sizeof(float));
-        ref_forward(m, x, n, exp);
-        CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
-        same_logits("chain", got, exp, (size_t)n * m->nclasses);
-        free(x), free(got), free(exp);
-    }
+    for (int s = 0; s < 4; s++) check_run(rt, m, sizes[s], "chain");
     CU_ASSERT_EQUAL(qat_rt_planned_batch(rt), 7);
     CU_ASSERT_EQUAL(qat_rt_peak_activation_bytes(rt), peak / 2 * 7);
     {   /* 3 lanes: a region of ceil(7 / 3) = 3 images each, 9 images' worth */
@@ -428,14 +423,8 @@ static void test_buffer_plan(void) {
         qat_rt_lane_min_work = 0;
         qat_rt *r3;
         CU_ASSERT_EQUAL_FATAL(qat_rt_from_model(m, &o, &r3), 0);
-        float *x = random_input(m, 7);
-        float *got = xcalloc((size_t)7 * m->nclasses, sizeof(float));
-        float *exp = xcalloc((size_t)7 * m->nclasses, sizeof(float));
-        ref_forward(m, x, 7, exp);
-        CU_ASSERT_EQUAL(qat_rt_run(r3, x, 7, got), 0);
-        same_logits("chain, 3 lanes", got, exp, (size_t)7 * m->nclasses);
+        check_run(r3, m, 7, "chain, 3 lanes");
         CU_ASSERT_EQUAL(qat_rt_peak_activation_bytes(r3), peak / 2 * 9);
-        free(x), free(got), free(exp);
         qat_rt_free(r3);
         qat_set_threads(keep_threads);
         qat_rt_lane_min_work = INT64_MAX;
@@ -502,13 +491,7 @@ static void test_load_file(void) {
     int st = qat_rt_load(path, NULL, &rt);
     if (st) printf("\n  load: %s\n", qat_rt_last_error());
     CU_ASSERT_EQUAL_FATAL(st, 0);
-    const int n = 3;
-    float *x = random_input(m, n);
-    float got[3 * 7], exp[3 * 7];
-    ref_forward(m, x, n, exp);
-    CU_ASSERT_EQUAL(qat_rt_run(rt, x, n, got), 0);
-    same_logits("loaded from file", got, exp, (size_t)n * m->nclasses);
-    free(x);
+    check_run(rt, m, 3, "loaded from file");
     qat_rt_free(rt);
     qat_q8_free(m);
     unlink(path);
